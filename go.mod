@@ -1,0 +1,11 @@
+module github.com/stagebot/stagebot
+
+go 1.26.8
+
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/xhit/go-str2duration/v2 v2.2.0
+	go.etcd.io/bbolt v1.5.0
+)
+
+require golang.org/x/sys v0.48.0 // indirect

@@ -1,0 +1,172 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Exec runs a command: an argv, or a shell string run by /bin/sh -c.
+type Exec struct {
+	StepName string
+	Argv     []string
+	Shell    string
+	Timeout  time.Duration // 0: none
+	Env      map[string]string
+	Dir      string
+	// Grace is how long the process group has between SIGTERM and SIGKILL
+	// when the step is aborted or times out (default 5s).
+	Grace time.Duration
+}
+
+// Name implements Step.
+func (e *Exec) Name() string { return e.StepName }
+
+// Kind implements Step.
+func (e *Exec) Kind() string { return "exec" }
+
+func (e *Exec) argv() []string {
+	if e.Shell != "" {
+		return []string{"/bin/sh", "-c", e.Shell}
+	}
+	return e.Argv
+}
+
+// Plan implements Step: the program must exist and the directory too.
+func (e *Exec) Plan(ctx context.Context) (string, error) {
+	var desc string
+	if e.Shell != "" {
+		desc = "run `" + e.Shell + "`"
+	} else {
+		desc = "run `" + strings.Join(e.Argv, " ") + "`"
+	}
+	if e.Dir != "" {
+		desc += " in " + e.Dir
+	}
+	if e.Timeout > 0 {
+		desc += fmt.Sprintf(" (timeout %s)", e.Timeout)
+	}
+	argv := e.argv()
+	if len(argv) == 0 || argv[0] == "" {
+		return desc, errors.New("no command given")
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return desc, fmt.Errorf("program %q not found: install it or fix the step's command", argv[0])
+	}
+	if e.Dir != "" {
+		if st, err := os.Stat(e.Dir); err != nil || !st.IsDir() {
+			return desc, fmt.Errorf("working directory %s does not exist", e.Dir)
+		}
+	}
+	return desc, nil
+}
+
+// Run implements Step.
+func (e *Exec) Run(ctx context.Context, env *Env) error {
+	if e.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.Timeout)
+		defer cancel()
+	}
+	grace := e.Grace
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	argv := e.argv()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = e.Dir
+	cmd.Env = append(os.Environ(),
+		fmt.Sprintf("STAGEBOT_RUN=%d", env.Run),
+		"STAGEBOT_TARGET="+env.Target,
+		"STAGEBOT_PIPELINE="+env.Pipeline,
+	)
+	keys := make([]string, 0, len(e.Env))
+	for k := range e.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd.Env = append(cmd.Env, k+"="+e.Env[k])
+	}
+	// Its own process group, so that an abort reaches the children a shell
+	// started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	tail := &tailBuffer{max: 512}
+	out := &lockedWriter{w: io.MultiWriter(env.Log, tail)}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		pgid := cmd.Process.Pid
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case err = <-done:
+		case <-time.After(grace):
+			syscall.Kill(-pgid, syscall.SIGKILL)
+			err = <-done
+		}
+		// Kill what is left of the group even when the leader went quietly.
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("timed out after %s", e.Timeout)
+		}
+		return ctx.Err()
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			msg := fmt.Sprintf("exited with status %d", ee.ExitCode())
+			if last := tail.lastLine(); last != "" {
+				msg += ": " + last
+			}
+			return errors.New(msg)
+		}
+		return err
+	}
+	return nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// tailBuffer keeps the last bytes written, for the error message.
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) lastLine() string {
+	lines := bytes.Split(bytes.TrimSpace(t.buf), []byte("\n"))
+	return strings.TrimSpace(string(lines[len(lines)-1]))
+}

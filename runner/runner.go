@@ -1,0 +1,270 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+// Step is one unit of a pipeline.
+type Step interface {
+	// Name is what people see ("stop httpd").
+	Name() string
+	// Kind is the step's type ("exec").
+	Kind() string
+	// Plan checks that the step can run, without changing anything, and
+	// says in one line what it will do.
+	Plan(ctx context.Context) (string, error)
+	// Run does the step's work. It must return when ctx is done.
+	Run(ctx context.Context, env *Env) error
+}
+
+// Env is what a running step may use.
+type Env struct {
+	Run      uint64
+	Target   string
+	Pipeline string
+	// Log receives the step's output; every line is already attributed to
+	// the step.
+	Log io.Writer
+	// Progress reports how far the step is.
+	Progress func(Progress)
+}
+
+// Progress is a step's report of how far it has come.
+type Progress struct {
+	Done, Total int64  // in Unit
+	Unit        string // "bytes", "rows"…
+	// Items is a short count of finished pieces, e.g. "3/12 tables".
+	Items string
+	ETA   time.Duration
+}
+
+// String renders the progress in one short line.
+func (p Progress) String() string {
+	var parts []string
+	if p.Total > 0 {
+		parts = append(parts, fmt.Sprintf("%d%%", p.Done*100/p.Total))
+	}
+	if p.Unit == "bytes" {
+		parts = append(parts, fmt.Sprintf("%s of %s", Bytes(p.Done), Bytes(p.Total)))
+	} else if p.Unit != "" {
+		parts = append(parts, fmt.Sprintf("%d of %d %s", p.Done, p.Total, p.Unit))
+	}
+	if p.Items != "" {
+		parts = append(parts, p.Items)
+	}
+	if p.ETA > 0 {
+		parts = append(parts, "ETA "+p.ETA.Round(time.Second).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Bytes renders n bytes for people.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// Reporter hears about a run's steps as they happen. Indexes count main steps
+// first, then finally steps.
+type Reporter interface {
+	StepStarted(index int, r store.StepResult)
+	StepProgress(index int, p Progress)
+	StepFinished(index int, r store.StepResult)
+}
+
+type noReporter struct{}
+
+func (noReporter) StepStarted(int, store.StepResult)  {}
+func (noReporter) StepProgress(int, Progress)         {}
+func (noReporter) StepFinished(int, store.StepResult) {}
+
+// Pipeline is a named list of steps plus finally steps that always run.
+type Pipeline struct {
+	Name    string
+	Steps   []Step
+	Finally []Step
+}
+
+// PlannedStep is one line of a plan.
+type PlannedStep struct {
+	Name, Kind  string
+	Finally     bool
+	Description string
+	Problem     string // why the step cannot run; empty when it can
+}
+
+// Plan is a checked pipeline, ready to execute when it has no problems.
+type Plan struct {
+	Target   string
+	Pipeline *Pipeline
+	Steps    []PlannedStep
+}
+
+// Problems lists what stops the plan from running.
+func (p *Plan) Problems() []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Problem != "" {
+			out = append(out, fmt.Sprintf("%s: %s", s.Name, s.Problem))
+		}
+	}
+	return out
+}
+
+// ErrPlan is returned by Execute for a plan that has problems.
+var ErrPlan = errors.New("the plan has problems")
+
+// FinallyTimeout bounds each finally step when the step sets no timeout of
+// its own: finally steps run on a context that an abort does not cancel.
+var FinallyTimeout = 10 * time.Minute
+
+// MakePlan checks every step of p (all of them, so that every problem is
+// reported at once) and changes nothing.
+func MakePlan(ctx context.Context, target string, p *Pipeline) *Plan {
+	plan := &Plan{Target: target, Pipeline: p}
+	add := func(s Step, finally bool) {
+		desc, err := s.Plan(ctx)
+		ps := PlannedStep{Name: s.Name(), Kind: s.Kind(), Finally: finally, Description: desc}
+		if err != nil {
+			ps.Problem = err.Error()
+		}
+		plan.Steps = append(plan.Steps, ps)
+	}
+	for _, s := range p.Steps {
+		add(s, false)
+	}
+	for _, s := range p.Finally {
+		add(s, true)
+	}
+	return plan
+}
+
+// Results returns a pending result for every step of the plan, the shape a
+// run's status starts from.
+func (p *Plan) Results() []store.StepResult {
+	out := make([]store.StepResult, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = store.StepResult{Name: s.Name, Kind: s.Kind, Finally: s.Finally, State: store.StepPending}
+	}
+	return out
+}
+
+// Execute runs the plan. It returns the result of every step and the error
+// that ended the run early: a step's failure, or ctx's error when the run was
+// aborted. Finally steps run in every case, and a failing finally step fails
+// the run too.
+func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() time.Time) ([]store.StepResult, error) {
+	if rep == nil {
+		rep = noReporter{}
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if probs := plan.Problems(); len(probs) > 0 {
+		return plan.Results(), fmt.Errorf("%w: %s", ErrPlan, strings.Join(probs, "; "))
+	}
+	if env.Log == nil {
+		env.Log = io.Discard
+	}
+	results := plan.Results()
+	var runErr error
+	steps := append(append([]Step(nil), plan.Pipeline.Steps...), plan.Pipeline.Finally...)
+	nMain := len(plan.Pipeline.Steps)
+	for i, s := range steps {
+		finally := i >= nMain
+		stepCtx := ctx
+		cancel := func() {}
+		if finally {
+			stepCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), FinallyTimeout)
+		} else if runErr != nil || ctx.Err() != nil {
+			results[i].State = store.StepSkipped
+			if runErr == nil {
+				runErr = ctx.Err()
+			}
+			rep.StepFinished(i, results[i])
+			continue
+		}
+		results[i].State = store.StepRunning
+		results[i].StartedAt = now()
+		rep.StepStarted(i, results[i])
+		i := i
+		stepEnv := env
+		stepEnv.Log = &lineWriter{w: env.Log, prefix: "[" + s.Name() + "] "}
+		stepEnv.Progress = func(p Progress) { rep.StepProgress(i, p) }
+		fmt.Fprintf(env.Log, "== %s (%s) started %s\n", s.Name(), s.Kind(), results[i].StartedAt.Format(time.RFC3339))
+		err := s.Run(stepCtx, &stepEnv)
+		stepEnv.Log.(*lineWriter).Flush()
+		cancel()
+		results[i].Duration = now().Sub(results[i].StartedAt)
+		switch {
+		case err == nil:
+			results[i].State = store.StepSucceeded
+		case !finally && ctx.Err() != nil:
+			results[i].State = store.StepAborted
+			results[i].Error = "aborted"
+			runErr = ctx.Err()
+		default:
+			results[i].State = store.StepFailed
+			results[i].Error = err.Error()
+			if runErr == nil {
+				runErr = fmt.Errorf("step %q failed: %w", s.Name(), err)
+			}
+		}
+		fmt.Fprintf(env.Log, "== %s %s after %s%s\n", s.Name(), results[i].State, results[i].Duration.Round(time.Millisecond), errSuffix(results[i].Error))
+		rep.StepFinished(i, results[i])
+	}
+	return results, runErr
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return ": " + e
+}
+
+// lineWriter prefixes every line written through it.
+type lineWriter struct {
+	w       io.Writer
+	prefix  string
+	partial []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	l.partial = append(l.partial, p...)
+	for {
+		i := strings.IndexByte(string(l.partial), '\n')
+		if i < 0 {
+			break
+		}
+		if _, err := io.WriteString(l.w, l.prefix+string(l.partial[:i+1])); err != nil {
+			return n, err
+		}
+		l.partial = l.partial[i+1:]
+	}
+	return n, nil
+}
+
+// Flush writes a last line that had no newline.
+func (l *lineWriter) Flush() {
+	if len(l.partial) > 0 {
+		io.WriteString(l.w, l.prefix+string(l.partial)+"\n")
+		l.partial = nil
+	}
+}

@@ -1,0 +1,183 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+func sh(name, script string) *Exec { return &Exec{StepName: name, Shell: script} }
+
+func states(rs []store.StepResult) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(r.State))
+	}
+	return strings.Join(out, ",")
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) add(s string) { r.mu.Lock(); r.events = append(r.events, s); r.mu.Unlock() }
+func (r *recorder) StepStarted(i int, s store.StepResult) {
+	r.add("start " + s.Name)
+}
+func (r *recorder) StepProgress(i int, p Progress)         { r.add("progress " + p.String()) }
+func (r *recorder) StepFinished(i int, s store.StepResult) { r.add("finish " + s.Name + " " + string(s.State)) }
+
+func TestExecute_Succeeds(t *testing.T) {
+	dir := t.TempDir()
+	p := &Pipeline{Name: "default",
+		Steps: []Step{
+			sh("stop app", "echo stopping $STAGEBOT_TARGET run $STAGEBOT_RUN"),
+			&Exec{StepName: "copy", Argv: []string{"sh", "-c", "echo $GREETING > out.txt; printf 'no newline'"}, Env: map[string]string{"GREETING": "hello"}, Dir: dir},
+		},
+		Finally: []Step{sh("start app", "echo starting")},
+	}
+	plan := MakePlan(context.Background(), "fas2", p)
+	if probs := plan.Problems(); len(probs) > 0 {
+		t.Fatal(probs)
+	}
+	var log bytes.Buffer
+	rec := &recorder{}
+	res, err := Execute(context.Background(), plan, Env{Run: 7, Target: "fas2", Log: &log}, rec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := states(res); got != "succeeded,succeeded,succeeded" {
+		t.Fatalf("states = %s", got)
+	}
+	if !res[2].Finally || res[0].StartedAt.IsZero() {
+		t.Fatalf("results lack finally flag or start time: %+v", res)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "out.txt"))
+	if err != nil || string(data) != "hello\n" {
+		t.Fatalf("env or dir not applied: %q, %v", data, err)
+	}
+	for _, want := range []string{"[stop app] stopping fas2 run 7\n", "[copy] no newline\n", "[start app] starting\n", "== copy succeeded"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	if got := strings.Join(rec.events, "|"); got != "start stop app|finish stop app succeeded|start copy|finish copy succeeded|start start app|finish start app succeeded" {
+		t.Errorf("reporter heard %s", got)
+	}
+}
+
+func TestExecute_FailureSkipsRestButRunsFinally(t *testing.T) {
+	p := &Pipeline{
+		Steps:   []Step{sh("stop", "true"), sh("upgrade_db", "echo 'relation users does not exist' >&2; exit 3"), sh("sync", "true")},
+		Finally: []Step{sh("start httpd", "true")},
+	}
+	res, err := Execute(context.Background(), MakePlan(context.Background(), "t", p), Env{}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `step "upgrade_db" failed: exited with status 3: relation users does not exist`) {
+		t.Fatalf("error = %v", err)
+	}
+	if got := states(res); got != "succeeded,failed,skipped,succeeded" {
+		t.Fatalf("states = %s", got)
+	}
+}
+
+func TestExecute_FailingFinallyFailsRun(t *testing.T) {
+	p := &Pipeline{Steps: []Step{sh("a", "true")}, Finally: []Step{sh("start", "exit 1"), sh("notify", "true")}}
+	res, err := Execute(context.Background(), MakePlan(context.Background(), "t", p), Env{}, nil, nil)
+	if err == nil {
+		t.Fatal("a failed finally step did not fail the run")
+	}
+	if got := states(res); got != "succeeded,failed,succeeded" {
+		t.Fatalf("states = %s", got)
+	}
+}
+
+func TestExecute_AbortKillsProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	// The shell starts a grandchild that ignores nothing and sleeps; abort
+	// must kill it too, not only the shell.
+	p := &Pipeline{
+		Steps:   []Step{&Exec{StepName: "copy", Shell: "sleep 300 & echo $! > " + pidFile + "; wait", Grace: 200 * time.Millisecond}, sh("never", "true")},
+		Finally: []Step{sh("start app", "echo started")},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for {
+			if _, err := os.Stat(pidFile); err == nil {
+				time.Sleep(50 * time.Millisecond)
+				cancel()
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	res, err := Execute(ctx, MakePlan(context.Background(), "t", p), Env{}, nil, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want context.Canceled", err)
+	}
+	if got := states(res); got != "aborted,skipped,succeeded" {
+		t.Fatalf("states = %s", got)
+	}
+	data, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+	if pid == 0 {
+		t.Fatal("no child pid recorded")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d still alive after abort", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestExecute_Timeout(t *testing.T) {
+	p := &Pipeline{Steps: []Step{&Exec{StepName: "slow", Shell: "sleep 30", Timeout: 200 * time.Millisecond, Grace: 100 * time.Millisecond}}}
+	start := time.Now()
+	res, err := Execute(context.Background(), MakePlan(context.Background(), "t", p), Env{}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 200ms") {
+		t.Fatalf("error = %v", err)
+	}
+	if res[0].State != store.StepFailed || time.Since(start) > 10*time.Second {
+		t.Fatalf("state %s after %s", res[0].State, time.Since(start))
+	}
+}
+
+func TestMakePlan_ReportsEveryProblem(t *testing.T) {
+	p := &Pipeline{
+		Steps:   []Step{&Exec{StepName: "a", Argv: []string{"no-such-program-xyz"}}, &Exec{StepName: "b", Shell: "true", Dir: "/no/such/dir"}},
+		Finally: []Step{&Exec{StepName: "c"}},
+	}
+	plan := MakePlan(context.Background(), "t", p)
+	probs := plan.Problems()
+	if len(probs) != 3 {
+		t.Fatalf("problems = %q, want 3", probs)
+	}
+	for i, want := range []string{`program "no-such-program-xyz" not found`, "working directory /no/such/dir does not exist", "no command given"} {
+		if !strings.Contains(probs[i], want) {
+			t.Errorf("problem %d = %q, want %q", i, probs[i], want)
+		}
+	}
+	if _, err := Execute(context.Background(), plan, Env{}, nil, nil); !errors.Is(err, ErrPlan) {
+		t.Fatalf("Execute of a bad plan: %v, want ErrPlan", err)
+	}
+}
+
+func TestProgress_String(t *testing.T) {
+	p := Progress{Done: 512 << 20, Total: 1 << 30, Unit: "bytes", Items: "3/12 tables", ETA: 90 * time.Second}
+	if got, want := p.String(), "50%, 512.0 MiB of 1.0 GiB, 3/12 tables, ETA 1m30s"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
