@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/google/go-cmp v0.7.0
+	github.com/robfig/cron/v3 v3.0.1
 	github.com/xhit/go-str2duration/v2 v2.2.0
 	go.etcd.io/bbolt v1.5.0
 )

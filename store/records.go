@@ -86,6 +86,9 @@ type Run struct {
 	// WaitNotice records that the "waiting" message went out for the current
 	// wait, so it is not repeated on every tick.
 	WaitNotice string `json:"wait_notice,omitempty"`
+	// HoldWait is set while the run waits for a hold: when the last hold
+	// ends, the run is announced again with a new start.
+	HoldWait bool `json:"hold_wait,omitempty"`
 
 	StartedAt time.Time    `json:"started_at,omitzero"`
 	EndedAt   time.Time    `json:"ended_at,omitzero"`

@@ -1,0 +1,385 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/stagebot/stagebot/commands"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+)
+
+// Target is one thing the bot refreshes, as configured.
+type Target struct {
+	Name        string
+	Description string
+	// Channel is where the target's runs are announced.
+	Channel string
+	// Schedule, when set, creates runs of SchedulePipeline at its times.
+	Schedule         cron.Schedule
+	ScheduleSpec     string
+	SchedulePipeline string
+	// Notice is how long after a request a manual run starts by default.
+	Notice time.Duration
+	// Ladder lists how long before the start reminders go out, longest first.
+	Ladder    []time.Duration
+	Manual    ApprovalRule
+	Scheduled ApprovalRule
+	// Pipelines by name; DefaultPipeline is used when a request names none.
+	Pipelines       map[string]*runner.Pipeline
+	DefaultPipeline string
+	// Rollback, when set, puts back what the last refresh replaced.
+	Rollback func(ctx context.Context, log io.Writer) (string, error)
+}
+
+// ApprovalRule says how many approvals a run needs and from whom.
+type ApprovalRule struct {
+	Count int
+	// Group, when set, is the only group whose members' approvals count.
+	Group string
+	// AllowSelf lets the requester approve their own run.
+	AllowSelf bool
+}
+
+// HoldOptions bound holds.
+type HoldOptions struct {
+	Default    time.Duration // length when none is given
+	Max        time.Duration // longest allowed
+	WarnBefore time.Duration // when the holder is warned before expiry
+}
+
+// Options configure a Bot. Zero values get defaults in New.
+type Options struct {
+	Prefix   string
+	Location *time.Location
+	Targets  []*Target
+	Access   Access
+	Holds    HoldOptions
+	// EditInterval bounds how often a run's status message is edited.
+	EditInterval time.Duration
+	Clock        Clock
+	Logger       *slog.Logger
+	// Redact removes secrets from every text the bot sends or logs.
+	Redact func(string) string
+}
+
+// Bot is the running bot.
+type Bot struct {
+	opts    Options
+	store   store.Store
+	adapter Adapter
+	targets map[string]*Target
+	clock   Clock
+	log     *slog.Logger
+
+	// mu serialises every state change: commands, ticks and run endings.
+	mu      sync.Mutex
+	running map[uint64]*execution
+	runs    sync.WaitGroup
+	wake    chan struct{}
+}
+
+// New builds a bot. It does not touch the store or the adapter until Run.
+func New(s store.Store, a Adapter, o Options) *Bot {
+	if o.Prefix == "" {
+		o.Prefix = "!stage"
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Clock == nil {
+		o.Clock = RealClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Redact == nil {
+		o.Redact = func(s string) string { return s }
+	}
+	if o.EditInterval == 0 {
+		o.EditInterval = 2 * time.Second
+	}
+	if o.Holds.Default == 0 {
+		o.Holds.Default = 2 * time.Hour
+	}
+	if o.Holds.Max == 0 {
+		o.Holds.Max = 7 * 24 * time.Hour
+	}
+	if o.Holds.WarnBefore == 0 {
+		o.Holds.WarnBefore = 15 * time.Minute
+	}
+	b := &Bot{
+		opts: o, store: s, adapter: a, clock: o.Clock, log: o.Logger,
+		targets: map[string]*Target{},
+		running: map[uint64]*execution{},
+		wake:    make(chan struct{}, 1),
+	}
+	for _, t := range o.Targets {
+		b.targets[t.Name] = t
+	}
+	return b
+}
+
+// Run recovers from an earlier stop, then serves the adapter and the
+// schedule until ctx is done or the adapter ends. It waits for running runs
+// to finish before it returns.
+func (b *Bot) Run(ctx context.Context) error {
+	if err := b.Recover(ctx); err != nil {
+		return err
+	}
+	schedCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.schedule(schedCtx)
+	}()
+	err := b.adapter.Run(ctx, b.Handle)
+	if err == nil && ctx.Err() == nil {
+		// The input ended (a piped console): let running runs finish.
+		b.runs.Wait()
+	}
+	stop()
+	wg.Wait()
+	b.runs.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Wait blocks until no run is executing.
+func (b *Bot) Wait() { b.runs.Wait() }
+
+// schedule ticks whenever something is due, and at least every minute.
+func (b *Bot) schedule(ctx context.Context) {
+	for {
+		if err := b.Tick(ctx); err != nil && ctx.Err() == nil {
+			b.log.Error("scheduler tick", "err", err)
+		}
+		wait := time.Minute
+		if next, ok := b.nextWake(ctx); ok {
+			if d := next.Sub(b.clock.Now()); d < wait {
+				wait = max(d, 0)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case <-b.clock.After(wait):
+		}
+	}
+}
+
+// poke makes the scheduler look again soon.
+func (b *Bot) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Handle is the entry point for every chat message.
+func (b *Bot) Handle(ctx context.Context, in Incoming) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dispatch(ctx, in)
+	if err := b.tickLocked(ctx); err != nil {
+		b.log.Error("tick after command", "err", err)
+	}
+	b.poke()
+}
+
+// call carries one command through its handler.
+type call struct {
+	*commands.Call
+	in Incoming
+}
+
+type ctxKey struct{}
+
+func callFrom(ctx context.Context) *call { return ctx.Value(ctxKey{}).(*call) }
+
+func (b *Bot) parseOptions(direct bool) commands.Options {
+	targets := make(map[string][]string, len(b.targets))
+	for name, t := range b.targets {
+		ps := []string{t.DefaultPipeline}
+		for p := range t.Pipelines {
+			if p != t.DefaultPipeline {
+				ps = append(ps, p)
+			}
+		}
+		sort.Strings(ps[1:])
+		targets[name] = ps
+	}
+	return commands.Options{Prefix: b.opts.Prefix, Direct: direct, Now: b.clock.Now(), Location: b.opts.Location, Targets: targets}
+}
+
+// dispatch parses, checks access and runs a command. b.mu is held.
+func (b *Bot) dispatch(ctx context.Context, in Incoming) {
+	res := commands.Parse(in.Text, b.parseOptions(in.Direct))
+	switch res.Outcome {
+	case commands.Ignore:
+		return
+	case commands.Reply:
+		b.reply(ctx, in, res.Text)
+		return
+	}
+	c := res.Call
+	spec := c.Spec
+	if spec.RunArg {
+		r, err := b.store.Run(ctx, c.Run)
+		if errors.Is(err, store.ErrNotFound) {
+			b.reply(ctx, in, fmt.Sprintf("There is no run %d. `%s history` lists the runs.", c.Run, b.opts.Prefix))
+			return
+		}
+		if err != nil {
+			b.fail(ctx, in, err)
+			return
+		}
+		c.Target = r.Target
+	}
+	if spec.Mutates && !b.opts.Access.IsControl(in.Channel) && in.User.ID != store.Scheduler.ID && !(spec.Name == "resync" && c.DryRun) {
+		b.reply(ctx, in, fmt.Sprintf("`%s` changes state, so it is only accepted in %s.", spec.Name, b.channelList()))
+		return
+	}
+	if spec.Scopes != nil {
+		for _, sc := range spec.Scopes(c) {
+			if !b.opts.Access.Allowed(in.User, sc) {
+				b.reply(ctx, in, fmt.Sprintf("You (%s) are not allowed to do that: it needs the scope `%s`. Ask an admin to grant it in the config (access.users or access.groups).", in.User.Display(), sc))
+				b.audit(ctx, in.User, "denied", c.Target, c.Run, 0, c.Text)
+				return
+			}
+		}
+	}
+	cctx := context.WithValue(ctx, ctxKey{}, &call{Call: c, in: in})
+	if err := spec.Handler(cctx, b, c); err != nil {
+		b.fail(ctx, in, err)
+	}
+}
+
+// userError is a refusal the user can act on; other errors are internal.
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+
+func refuse(format string, args ...any) error { return &userError{fmt.Sprintf(format, args...)} }
+
+func (b *Bot) fail(ctx context.Context, in Incoming, err error) {
+	var ue *userError
+	if errors.As(err, &ue) {
+		b.reply(ctx, in, ue.msg)
+		return
+	}
+	ref := fmt.Sprintf("%x", b.clock.Now().UnixNano()&0xffffff)
+	b.log.Error("command failed", "ref", ref, "user", in.User.ID, "text", b.opts.Redact(in.Text), "err", b.opts.Redact(err.Error()))
+	b.reply(ctx, in, fmt.Sprintf("Something went wrong on my side (ref %s); the operator's log has the details.", ref))
+}
+
+func (b *Bot) channelList() string {
+	var out []string
+	for _, c := range b.opts.Access.ControlChannels {
+		out = append(out, "#"+c)
+	}
+	return strings.Join(out, ", ")
+}
+
+// reply answers the message in, in its thread if it had one.
+func (b *Bot) reply(ctx context.Context, in Incoming, text string) {
+	m := Message{Channel: in.Channel, Text: text}
+	if in.Thread != "" {
+		m.Thread = store.MessageRef{Channel: in.Channel, ID: in.Thread}
+	}
+	b.send(ctx, m)
+}
+
+// send posts m with secrets removed; failures are logged, not fatal.
+func (b *Bot) send(ctx context.Context, m Message) store.MessageRef {
+	b.redact(&m)
+	ref, err := b.adapter.Send(ctx, m)
+	if err != nil {
+		b.log.Error("send message", "channel", m.Channel, "err", err)
+	}
+	return ref
+}
+
+// edit changes a posted message, or does nothing when the adapter cannot.
+func (b *Bot) edit(ctx context.Context, ref store.MessageRef, m Message) {
+	ed, ok := b.adapter.(Editor)
+	if !ok || ref.IsZero() {
+		return
+	}
+	b.redact(&m)
+	if err := ed.Edit(ctx, ref, m); err != nil {
+		b.log.Error("edit message", "id", ref.ID, "err", err)
+	}
+}
+
+func (b *Bot) redact(m *Message) {
+	m.Text = b.opts.Redact(m.Text)
+	for i := range m.Fields {
+		m.Fields[i].Value = b.opts.Redact(m.Fields[i].Value)
+	}
+}
+
+// audit appends an event; a failure is logged, because the state change it
+// describes has already been stored.
+func (b *Bot) audit(ctx context.Context, actor store.User, action, target string, run, hold uint64, detail string) {
+	e := &store.Event{At: b.clock.Now(), Actor: actor, Action: action, Target: target, RunID: run, HoldID: hold, Detail: b.opts.Redact(detail)}
+	if err := b.store.AppendEvent(ctx, e); err != nil {
+		b.log.Error("audit event", "action", action, "err", err)
+	}
+}
+
+func (b *Bot) channelOf(t *Target) string {
+	if t.Channel != "" {
+		return t.Channel
+	}
+	if len(b.opts.Access.ControlChannels) > 0 {
+		return b.opts.Access.ControlChannels[0]
+	}
+	return ""
+}
+
+// fmtTime shows t in the configured zone.
+func (b *Bot) fmtTime(t time.Time) string {
+	now := b.clock.Now().In(b.opts.Location)
+	t = t.In(b.opts.Location)
+	if t.Year() == now.Year() && t.YearDay() == now.YearDay() {
+		return t.Format("15:04 MST")
+	}
+	return t.Format("Mon 2006-01-02 15:04 MST")
+}
+
+// fmtDur shows a duration without noise.
+func fmtDur(d time.Duration) string {
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d >= time.Hour:
+		d = d.Round(time.Minute)
+	case d >= time.Minute:
+		d = d.Round(time.Second)
+	default:
+		d = d.Round(100 * time.Millisecond)
+	}
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	if s == "" {
+		s = "0s"
+	}
+	return s
+}

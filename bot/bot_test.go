@@ -1,0 +1,505 @@
+package bot_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+	"github.com/stagebot/stagebot/store/bolt"
+)
+
+var (
+	alice = store.User{ID: "U1", Name: "alice"}
+	bob   = store.User{ID: "U2", Name: "bob"}
+	carol = store.User{ID: "U3", Name: "carol"}
+	dave  = store.User{ID: "U4", Name: "dave"}
+	t0    = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+)
+
+type env struct {
+	t     *testing.T
+	b     *bot.Bot
+	a     *bottest.Adapter
+	clock *bottest.Clock
+	s     store.Store
+	path  string
+	opts  bot.Options
+}
+
+func sh(name, script string) runner.Step { return &runner.Exec{StepName: name, Shell: script, Grace: 100 * time.Millisecond} }
+
+func fas2() *bot.Target {
+	return &bot.Target{
+		Name: "fas2", Description: "Fedora accounts", Channel: "infra",
+		Notice: 10 * time.Minute, Ladder: []time.Duration{24 * time.Hour, time.Hour, 10 * time.Minute},
+		Manual:    bot.ApprovalRule{Count: 1},
+		Scheduled: bot.ApprovalRule{Count: 0},
+		Pipelines: map[string]*runner.Pipeline{
+			"default": {Name: "default",
+				Steps:   []runner.Step{sh("stop app", "echo stopping"), sh("refresh", "echo copying")},
+				Finally: []runner.Step{sh("start app", "echo starting")},
+			},
+			"slow": {Name: "slow",
+				Steps:   []runner.Step{sh("copy", "sleep 30")},
+				Finally: []runner.Step{sh("start app", "echo started")},
+			},
+		},
+		DefaultPipeline: "default",
+	}
+}
+
+func newEnv(t *testing.T, targets ...*bot.Target) *env {
+	t.Helper()
+	if len(targets) == 0 {
+		targets = []*bot.Target{fas2()}
+	}
+	e := &env{t: t, clock: bottest.NewClock(t0), path: filepath.Join(t.TempDir(), "stagebot.db")}
+	e.opts = bot.Options{
+		Prefix: "!stage", Targets: targets, Clock: e.clock, EditInterval: time.Millisecond,
+		Access: bot.Access{
+			ControlChannels: []string{"infra"},
+			Users:           map[string][]string{alice.ID: {"stage"}, bob.ID: {"stage.approve", "stage.hold"}, carol.ID: {"stage.hold", "stage.resync"}},
+			Groups:          map[string]bot.Group{"dba": {Members: []string{bob.ID}, Scopes: []string{"stage.approve"}}},
+		},
+		Holds: bot.HoldOptions{Default: 2 * time.Hour, Max: 24 * time.Hour, WarnBefore: 15 * time.Minute},
+	}
+	e.open()
+	return e
+}
+
+func (e *env) open() {
+	s, err := bolt.Open(e.path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { s.Close() })
+	e.s = s
+	e.a = bottest.NewAdapter()
+	e.b = bot.New(s, e.a, e.opts)
+	if err := e.b.Recover(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// say types text as user in #infra and returns what the bot answered.
+func (e *env) say(user store.User, text string) []bottest.Posted {
+	return e.sayIn("infra", user, text)
+}
+
+func (e *env) sayIn(channel string, user store.User, text string) []bottest.Posted {
+	n := e.a.Len()
+	e.b.Handle(context.Background(), bot.Incoming{Channel: channel, User: user, Text: text})
+	return e.a.Since(n)
+}
+
+// advance moves the clock, ticks, and returns what the bot said.
+func (e *env) advance(d time.Duration) []bottest.Posted {
+	e.t.Helper()
+	n := e.a.Len()
+	e.clock.Advance(d)
+	if err := e.b.Tick(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.a.Since(n)
+}
+
+func (e *env) run(id uint64) *store.Run {
+	e.t.Helper()
+	r, err := e.s.Run(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func texts(ps []bottest.Posted) string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.Msg.Text)
+	}
+	return strings.Join(out, "\n---\n")
+}
+
+func wantText(t *testing.T, ps []bottest.Posted, subs ...string) {
+	t.Helper()
+	all := texts(ps)
+	for _, s := range subs {
+		if !strings.Contains(all, s) {
+			t.Errorf("bot said:\n%s\nwant it to contain %q", all, s)
+		}
+	}
+}
+
+func wantNothing(t *testing.T, ps []bottest.Posted) {
+	t.Helper()
+	if len(ps) > 0 {
+		t.Errorf("bot said, unexpectedly:\n%s", texts(ps))
+	}
+}
+
+func TestResync_LadderApprovalRun(t *testing.T) {
+	e := newEnv(t)
+	out := e.say(alice, "!stage resync fas2 in 2h")
+	wantText(t, out, "Run 1: refresh of fas2 (default pipeline) starts at", "What will be lost")
+	card := out[0].Msg
+	if len(card.Buttons) != 4 || card.Buttons[0].Command != "!stage approve 1" {
+		t.Fatalf("card buttons = %+v", card.Buttons)
+	}
+	wantNothing(t, e.advance(59*time.Minute))
+	wantText(t, e.advance(time.Minute), "Reminder: run 1 starts in 1h")
+	wantNothing(t, e.advance(49*time.Minute))
+	wantText(t, e.advance(time.Minute), "Reminder: run 1 starts in 10m")
+
+	wantText(t, e.say(alice, "!stage approve 1"), "someone else must approve it")
+	wantText(t, e.say(bob, "!stage approve 1"), "bob approved run 1 of fas2 (1 of 1)")
+	wantText(t, e.say(bob, "!stage approve 1"), "already approved")
+
+	wantNothing(t, e.advance(9*time.Minute))
+	out = e.advance(time.Minute)
+	wantText(t, out, "Run 1 of fas2/default: running (0/3 steps)")
+	e.b.Wait()
+	r := e.run(1)
+	if r.State != store.RunSucceeded || len(r.Steps) != 3 || r.Steps[2].State != store.StepSucceeded || !r.Steps[2].Finally {
+		t.Fatalf("run = %s, steps %+v", r.State, r.Steps)
+	}
+	wantText(t, e.a.Since(0), "✅ Run 1 of fas2/default succeeded")
+	// The status message was edited to its final state.
+	var status bottest.Posted
+	for _, p := range e.a.Posts() {
+		if p.Ref == r.Status {
+			status = p
+		}
+	}
+	if got := status.Current().Text; !strings.Contains(got, "succeeded") || !strings.Contains(got, "✓ start app (finally)") {
+		t.Fatalf("final status message:\n%s", got)
+	}
+	logText, _ := e.s.Log(context.Background(), 1)
+	if !strings.Contains(string(logText), "[refresh] copying") {
+		t.Fatalf("run log:\n%s", logText)
+	}
+}
+
+func TestHold_KeepsRunWaitingThenReannounces(t *testing.T) {
+	e := newEnv(t)
+	wantText(t, e.say(carol, "!stage hold fas2 1h"), "Say why you hold it")
+	wantText(t, e.say(carol, "!stage hold fas2 1h testing the login"), "carol holds fas2 until 10:00 UTC: testing the login")
+	out := e.say(alice, "!stage resync fas2 in 2m")
+	wantText(t, out, "Run 1: refresh of fas2")
+	if f := out[0].Msg.Fields; !strings.Contains(fieldsText(f), "Held by: carol until 10:00 UTC (testing the login)") {
+		t.Fatalf("card fields do not name the hold: %+v", f)
+	}
+	e.say(bob, "!stage approve 1")
+	wantText(t, e.advance(2*time.Minute), "Run 1 of fas2 is due but waits: held by carol")
+	if r := e.run(1); r.State != store.RunWaiting || !r.HoldWait {
+		t.Fatalf("run state %s holdwait %v", r.State, r.HoldWait)
+	}
+	wantNothing(t, e.advance(time.Minute))
+	out = e.say(carol, "!stage release fas2")
+	wantText(t, out, "Hold on fas2 by carol ended: released", "The holds on fas2 have ended, so the run has a new start", "starts at 09:13 UTC (in 10m)")
+	if r := e.run(1); r.State != store.RunScheduled || !r.StartAt.Equal(t0.Add(13*time.Minute)) {
+		t.Fatalf("after release: %s at %v", r.State, r.StartAt)
+	}
+	// The approval stayed with the run.
+	e.advance(10 * time.Minute)
+	e.b.Wait()
+	if r := e.run(1); r.State != store.RunSucceeded {
+		t.Fatalf("run state %s (%s)", r.State, r.Reason)
+	}
+}
+
+func fieldsText(fs []bot.Field) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.Label+": "+f.Value)
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestHoldAll_BlocksEveryTarget(t *testing.T) {
+	koji := fas2()
+	koji.Name, koji.Manual = "koji", bot.ApprovalRule{}
+	e := newEnv(t, fas2(), koji)
+	e.say(alice, "!stage hold all 3h schema upgrade")
+	e.say(alice, "!stage resync koji now")
+	if r := e.run(1); r.State != store.RunWaiting || !strings.Contains(r.Reason, "schema upgrade") {
+		t.Fatalf("koji run: %s %q", r.State, r.Reason)
+	}
+	e.say(alice, "!stage release all")
+	wantText(t, e.advance(10*time.Minute), "Run 1 of koji/default: running")
+	e.b.Wait()
+}
+
+func TestHold_WarnsThenExpires(t *testing.T) {
+	e := newEnv(t)
+	e.say(carol, "!stage hold fas2 1h testing")
+	wantNothing(t, e.advance(44*time.Minute))
+	out := e.advance(time.Minute)
+	wantText(t, out, "Your hold on fas2 (testing) expires at 10:00 UTC")
+	warn := out[0].Msg
+	if len(warn.Mentions) != 1 || warn.Mentions[0] != carol {
+		t.Fatalf("warning mentions %v, want carol", warn.Mentions)
+	}
+	if warn.Buttons[0].Command != `!stage hold fas2 2h "testing"` {
+		t.Fatalf("extend button = %q", warn.Buttons[0].Command)
+	}
+	// Extending through the button's command moves the expiry and re-arms
+	// the warning.
+	wantText(t, e.say(carol, warn.Buttons[0].Command), "Your hold on fas2 now lasts until 11:45 UTC")
+	wantNothing(t, e.advance(100*time.Minute))
+	wantText(t, e.advance(5*time.Minute), "expires at 11:45")
+	wantText(t, e.advance(15*time.Minute), "The hold on fas2 by carol (testing) has expired.")
+	holds, _ := e.s.Holds(context.Background(), true)
+	if len(holds) != 0 {
+		t.Fatalf("holds still active: %+v", holds)
+	}
+}
+
+func TestHold_NeverExpiresUnwarned(t *testing.T) {
+	e := newEnv(t)
+	e.say(carol, "!stage hold fas2 1h testing")
+	// The bot was down past the expiry: the first tick warns, it does not
+	// expire the hold.
+	e.clock.Advance(3 * time.Hour)
+	out := e.advance(0)
+	wantText(t, out, "Your hold on fas2 (testing) expires at 12:07 UTC")
+	if strings.Contains(texts(out), "has expired") {
+		t.Fatal("hold expired without a warning first")
+	}
+	wantText(t, e.advance(8*time.Minute), "has expired")
+}
+
+func TestHold_Limits(t *testing.T) {
+	e := newEnv(t)
+	wantText(t, e.say(carol, "!stage hold fas2 2d too long"), "A hold may last at most 1d")
+	wantText(t, e.say(dave, "!stage hold fas2 1h x"), "needs the scope `stage.hold.fas2`")
+	e.say(carol, "!stage hold fas2 1h mine")
+	wantText(t, e.say(bob, "!stage release fas2"), "held by carol, not you")
+	wantText(t, e.say(alice, "!stage release fas2"), "needs a reason")
+	out := e.say(alice, "!stage release fas2 the test is done")
+	wantText(t, out, "Hold on fas2 by carol ended: released by alice: the test is done")
+	if out[0].Msg.Mentions[0] != carol {
+		t.Fatal("the holder was not told")
+	}
+}
+
+func TestAccessAndChannels(t *testing.T) {
+	e := newEnv(t)
+	wantText(t, e.say(dave, "!stage resync fas2"), "needs the scope `stage.resync.fas2`")
+	wantText(t, e.sayIn("random", alice, "!stage resync fas2"), "only accepted in #infra")
+	wantText(t, e.sayIn("random", dave, "!stage status"), "fas2", "never refreshed")
+	wantText(t, e.say(carol, "!stage resync fas2 now"), "needs the scope `stage.now.fas2`")
+	wantText(t, e.sayIn("random", dave, "!stage resync fas2 --dry-run"), "Dry run of fas2/default (nothing was changed)", "1. stop app [exec]: run `echo stopping`", "Needs 1 approval(s)", "The plan is ready.")
+	runs, _ := e.s.Runs(context.Background(), store.RunFilter{})
+	if len(runs) != 0 {
+		t.Fatalf("refused or dry-run commands created %d runs", len(runs))
+	}
+	evs, _ := e.s.Events(context.Background(), store.EventFilter{})
+	if len(evs) == 0 || evs[len(evs)-1].Action != "denied" {
+		t.Fatalf("denials not audited: %+v", evs)
+	}
+}
+
+func TestApprovals_GroupAndDefer(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{Count: 1, Group: "dba"}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 in 30m")
+	wantText(t, e.say(carol, "!stage approve 1"), "needs the scope `stage.approve.fas2`")
+	e.opts.Access.Users[carol.ID] = append(e.opts.Access.Users[carol.ID], "stage.approve")
+	e.b = bot.New(e.s, e.a, e.opts)
+	wantText(t, e.say(carol, "!stage approve 1"), "Only members of the group dba")
+	e.say(bob, "!stage approve 1")
+	wantText(t, e.say(alice, "!stage defer 1 1h"), "alice deferred run 1", "starts at 10:30 UTC")
+	wantText(t, e.advance(30*time.Minute), "Reminder: run 1 starts in 1h")
+	if r := e.run(1); r.State != store.RunScheduled {
+		t.Fatalf("deferred run started early: %s", r.State)
+	}
+	e.advance(time.Hour)
+	e.b.Wait()
+	if r := e.run(1); r.State != store.RunSucceeded {
+		t.Fatalf("state %s: the approval did not survive the defer (%s)", r.State, r.Reason)
+	}
+}
+
+func TestWaitsForApprovalThenStarts(t *testing.T) {
+	e := newEnv(t)
+	e.say(alice, "!stage resync fas2 in 5m")
+	wantText(t, e.advance(5*time.Minute), "Run 1 of fas2 is due but waits: needs 1 more approval(s)")
+	wantNothing(t, e.advance(5*time.Minute))
+	wantText(t, e.say(bob, "!stage approve 1"), "Run 1 of fas2/default: running")
+	e.b.Wait()
+}
+
+func TestCancelAndDuplicate(t *testing.T) {
+	e := newEnv(t)
+	e.say(alice, "!stage resync fas2 in 1h")
+	wantText(t, e.say(alice, "!stage resync fas2"), "Run 1 of fas2/default is already scheduled")
+	wantText(t, e.say(alice, "!stage cancel 1 not needed"), "Run 1 of fas2 was cancelled by alice: not needed. Staging is unchanged.")
+	wantText(t, e.say(alice, "!stage cancel 1"), "already ended")
+	wantText(t, e.say(alice, "!stage approve 9"), "There is no run 9")
+	wantNothing(t, e.advance(2*time.Hour))
+	wantText(t, e.say(alice, "!stage history"), "#1 fas2/default 🚫 cancelled")
+}
+
+func TestAbort_RunsFinallyAndRecordsWho(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 slow now")
+	if r := e.run(1); r.State != store.RunRunning {
+		t.Fatalf("state %s", r.State)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.run(1).Steps[0].State != store.StepRunning && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantText(t, e.say(bob, "!stage abort 1"), "needs the scope `stage.abort.fas2`")
+	wantText(t, e.say(alice, "!stage abort 1 wrong pipeline"), "Aborting run 1")
+	e.b.Wait()
+	r := e.run(1)
+	if r.State != store.RunAborted || r.Reason != "aborted by alice: wrong pipeline" {
+		t.Fatalf("state %s reason %q", r.State, r.Reason)
+	}
+	if r.Steps[0].State != store.StepAborted || r.Steps[1].State != store.StepSucceeded {
+		t.Fatalf("steps %+v", r.Steps)
+	}
+	wantText(t, e.say(alice, "!stage log 1"), "⏹ copy", "✓ start app (finally)", "[start app] started")
+}
+
+func TestFailure_ReportsStepAndReason(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	tg.Pipelines["default"].Steps[1] = sh("upgrade_db", "echo 'column x missing' >&2; exit 2")
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	r := e.run(1)
+	if r.State != store.RunFailed {
+		t.Fatalf("state %s", r.State)
+	}
+	wantText(t, e.a.Since(0), `Step "upgrade_db" failed after`, "exited with status 2: column x missing", "❌ Run 1 of fas2/default failed")
+	if r.Steps[2].State != store.StepSucceeded {
+		t.Fatal("finally step did not run after a failure")
+	}
+}
+
+func TestCron_CreatesRunsThroughDispatcher(t *testing.T) {
+	tg := fas2()
+	sched, err := cron.ParseStandard("0 12 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Schedule, tg.ScheduleSpec, tg.SchedulePipeline = sched, "0 12 * * *", "default"
+	e := newEnv(t, tg)
+	// 09:00 now; the 12:00 slot is within the 24h ladder, so it is created
+	// and announced at once.
+	out := e.advance(0)
+	wantText(t, out, "Run 1: refresh of fas2 (default pipeline) starts at 12:00 UTC (in 3h)")
+	if f := fieldsText(out[0].Msg.Fields); !strings.Contains(f, "Asked by: scheduler") {
+		t.Fatalf("card fields: %s", f)
+	}
+	r := e.run(1)
+	if r.Origin != store.OriginScheduled || r.Requester != store.Scheduler || !r.Slot.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("scheduled run = %+v", r)
+	}
+	wantNothing(t, e.advance(time.Hour))
+	wantText(t, e.advance(time.Hour), "Reminder: run 1 starts in 1h")
+	out = e.advance(time.Hour)
+	wantText(t, out, "Run 1 of fas2/default: running")
+	e.b.Wait()
+	// The slot is not created twice, and the next day's run is created 24h
+	// ahead.
+	runs, _ := e.s.Runs(context.Background(), store.RunFilter{})
+	if len(runs) != 2 || runs[0].Slot.Sub(runs[1].Slot) != 24*time.Hour {
+		t.Fatalf("runs after first slot: %d", len(runs))
+	}
+	evs, _ := e.s.Events(context.Background(), store.EventFilter{RunID: 1})
+	if evs[len(evs)-1].Actor != store.Scheduler || evs[len(evs)-1].Action != "requested" {
+		t.Fatalf("first event of run 1 = %+v", evs[len(evs)-1])
+	}
+}
+
+func TestCron_MissedSlotIsReported(t *testing.T) {
+	tg := fas2()
+	sched, _ := cron.ParseStandard("0 12 * * *")
+	tg.Schedule, tg.SchedulePipeline = sched, "default"
+	tg.Ladder = []time.Duration{10 * time.Minute}
+	e := newEnv(t, tg)
+	e.advance(0) // sets the cursor at 09:00
+	e.clock.Advance(4 * time.Hour)
+	wantText(t, e.advance(0), "The scheduled run of fas2/default at 12:00 UTC was missed")
+	runs, _ := e.s.Runs(context.Background(), store.RunFilter{})
+	if len(runs) != 0 {
+		t.Fatalf("a missed slot created %d runs", len(runs))
+	}
+}
+
+func TestRestart_MarksRunningRunsInterrupted(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := &store.Run{Target: "fas2", Pipeline: "default", Requester: alice, State: store.RunRunning, Channel: "infra",
+		Steps: []store.StepResult{{Name: "stop app", State: store.StepSucceeded}, {Name: "refresh", State: store.StepRunning}}}
+	if err := e.s.CreateRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	hold := &store.Hold{Target: "fas2", Holder: carol, Reason: "kept", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	e.s.CreateHold(ctx, hold)
+	e.s.Close()
+	e.open()
+	got := e.run(r.ID)
+	if got.State != store.RunInterrupted || got.Reason != "stagebot stopped during step refresh" || got.Steps[1].State != store.StepAborted {
+		t.Fatalf("after restart: %s %q %+v", got.State, got.Reason, got.Steps)
+	}
+	wantText(t, e.a.Since(0), "Run 1 of fas2 was interrupted: stagebot stopped during step refresh")
+	wantText(t, e.say(alice, "!stage holds"), "fas2 held by carol until 10:00 UTC: kept")
+}
+
+func TestWatchMentions(t *testing.T) {
+	e := newEnv(t)
+	wantText(t, e.sayIn("random", dave, "!stage watch fas2"), "You will be mentioned")
+	out := e.say(alice, "!stage resync fas2 in 1h")
+	if m := out[0].Msg.Mentions; len(m) != 1 || m[0] != dave {
+		t.Fatalf("announcement mentions %v, want dave", m)
+	}
+	wantText(t, e.sayIn("random", dave, "!stage unwatch fas2"), "no longer")
+	wantText(t, e.sayIn("random", dave, "!stage unwatch fas2"), "You do not watch fas2")
+}
+
+func TestPlanProblemsRefuseTheRequest(t *testing.T) {
+	tg := fas2()
+	tg.Pipelines["default"].Steps[0] = &runner.Exec{StepName: "stop", Argv: []string{"no-such-tool-xyz"}}
+	e := newEnv(t, tg)
+	wantText(t, e.say(alice, "!stage resync fas2"), "I can't run fas2/default: its plan has problems", `program "no-such-tool-xyz" not found`)
+}
+
+func TestSecretsAreRedacted(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	tg.Pipelines["default"].Steps[0] = sh("leak", "echo password=hunter2")
+	e := newEnv(t, tg)
+	e.opts.Redact = func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") }
+	e.b = bot.New(e.s, e.a, e.opts)
+	e.say(alice, "!stage resync fas2 --dry-run")
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	e.say(alice, "!stage log 1")
+	logText, _ := e.s.Log(context.Background(), 1)
+	for _, p := range e.a.Posts() {
+		for _, m := range append([]bot.Message{p.Msg}, p.Edits...) {
+			if strings.Contains(m.Text, "hunter2") {
+				t.Fatalf("secret in chat: %q", m.Text)
+			}
+		}
+	}
+	if strings.Contains(string(logText), "hunter2") || !strings.Contains(string(logText), "password=***") {
+		t.Fatalf("log not redacted: %s", logText)
+	}
+}

@@ -1,0 +1,270 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+)
+
+// execution is a run under way in this process.
+type execution struct {
+	cancel      context.CancelFunc
+	abortedBy   store.User
+	abortReason string
+}
+
+// startRun plans the run again (everything is re-checked at start), marks it
+// running, posts its status message and executes it in the background.
+// b.mu is held.
+func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
+	now := b.clock.Now()
+	plan := runner.MakePlan(ctx, t.Name, t.Pipelines[r.Pipeline])
+	r.State, r.StartedAt, r.Reason, r.WaitNotice, r.HoldWait = store.RunRunning, now, "", "", false
+	r.Steps = plan.Results()
+	if probs := plan.Problems(); len(probs) > 0 {
+		r.State, r.EndedAt = store.RunFailed, now
+		r.Reason = "the plan has problems: " + joinLines(probs)
+		if err := b.store.UpdateRun(ctx, r); err != nil {
+			return err
+		}
+		b.audit(ctx, store.Scheduler, "failed", r.Target, r.ID, 0, r.Reason)
+		b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+		b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Mentions: []store.User{r.Requester},
+			Text: fmt.Sprintf("Run %d of %s did not start: %s. Staging is unchanged.", r.ID, r.Target, r.Reason)})
+		return nil
+	}
+	if err := b.store.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+	b.audit(ctx, store.Scheduler, "started", r.Target, r.ID, 0, r.Pipeline)
+	b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+	r.Status = b.send(ctx, b.statusMessage(r))
+	if err := b.store.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	x := &execution{cancel: cancel}
+	b.running[r.ID] = x
+	b.runs.Add(1)
+	run := *r
+	go func() {
+		defer b.runs.Done()
+		defer cancel()
+		b.execute(runCtx, &run, plan, x)
+	}()
+	return nil
+}
+
+// execute runs the plan and records the outcome. It runs without b.mu and
+// takes it for each store write.
+func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *execution) {
+	logs := &logSink{b: b, run: r.ID}
+	up := newUpdater(b, r)
+	rep := &reporter{b: b, up: up, logs: logs, run: r.ID}
+	results, err := runner.Execute(ctx, plan, runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs}, rep, b.clock.Now)
+	logs.flush()
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	defer b.poke()
+	delete(b.running, r.ID)
+	bg := context.WithoutCancel(ctx)
+	cur, lerr := b.store.Run(bg, r.ID)
+	if lerr != nil {
+		b.log.Error("load finished run", "run", r.ID, "err", lerr)
+		up.stop(nil)
+		return
+	}
+	cur.Steps, cur.EndedAt = results, b.clock.Now()
+	switch {
+	case err == nil:
+		cur.State, cur.Reason = store.RunSucceeded, ""
+	case errors.Is(err, context.Canceled):
+		cur.State = store.RunAborted
+		cur.Reason = "aborted by " + x.abortedBy.Display()
+		if x.abortReason != "" {
+			cur.Reason += ": " + x.abortReason
+		}
+	default:
+		cur.State, cur.Reason = store.RunFailed, err.Error()
+	}
+	if err := b.store.UpdateRun(bg, cur); err != nil {
+		b.log.Error("store finished run", "run", r.ID, "err", err)
+	}
+	b.audit(bg, store.Scheduler, string(cur.State), cur.Target, cur.ID, 0, cur.Reason)
+	final := b.statusMessage(cur)
+	up.stop(&final)
+	b.edit(bg, cur.Card, b.announcement(bg, cur, ""))
+	b.send(bg, Message{Channel: cur.Channel, Thread: cur.Status, Mentions: []store.User{cur.Requester}, Text: b.outcome(cur)})
+}
+
+// outcome is the line that tells people how a run ended.
+func (b *Bot) outcome(r *store.Run) string {
+	took := fmtDur(r.EndedAt.Sub(r.StartedAt))
+	switch r.State {
+	case store.RunSucceeded:
+		return fmt.Sprintf("✅ Run %d of %s/%s succeeded in %s.", r.ID, r.Target, r.Pipeline, took)
+	case store.RunAborted:
+		return fmt.Sprintf("⏹ Run %d of %s was %s after %s. `%s log %d` has the details.", r.ID, r.Target, r.Reason, took, b.opts.Prefix, r.ID)
+	}
+	msg := fmt.Sprintf("❌ Run %d of %s/%s failed after %s", r.ID, r.Target, r.Pipeline, took)
+	for _, s := range r.Steps {
+		if s.State == store.StepFailed {
+			msg += fmt.Sprintf("\nStep %q failed: %s", s.Name, s.Error)
+		}
+	}
+	return msg + fmt.Sprintf("\n`%s log %d` has the output.", b.opts.Prefix, r.ID)
+}
+
+// reporter turns runner events into status edits and thread messages.
+type reporter struct {
+	b    *Bot
+	up   *updater
+	logs *logSink
+	run  uint64
+}
+
+func (rp *reporter) StepStarted(i int, s store.StepResult) {
+	rp.up.change(func(r *store.Run) { r.Steps[i] = s })
+}
+
+func (rp *reporter) StepProgress(i int, p runner.Progress) {
+	rp.up.change(func(r *store.Run) { r.Steps[i].Detail = p.String() })
+}
+
+func (rp *reporter) StepFinished(i int, s store.StepResult) {
+	rp.logs.flush()
+	var snapshot store.Run
+	rp.up.change(func(r *store.Run) {
+		if s.Detail == "" {
+			s.Detail = r.Steps[i].Detail
+		}
+		r.Steps[i] = s
+		snapshot = *r
+		snapshot.Steps = append([]store.StepResult(nil), r.Steps...)
+	})
+	rp.b.mu.Lock()
+	defer rp.b.mu.Unlock()
+	ctx := context.Background()
+	// Store the step results so far, so a crash leaves an accurate record.
+	if cur, err := rp.b.store.Run(ctx, rp.run); err == nil {
+		cur.Steps = snapshot.Steps
+		if err := rp.b.store.UpdateRun(ctx, cur); err != nil {
+			rp.b.log.Error("store step result", "run", rp.run, "err", err)
+		}
+	}
+	if s.State == store.StepFailed {
+		rp.b.send(ctx, Message{Channel: snapshot.Channel, Thread: snapshot.Status,
+			Text: fmt.Sprintf("Step %q failed after %s: %s", s.Name, fmtDur(s.Duration), s.Error)})
+	}
+}
+
+// updater edits a run's status message at most once per EditInterval and
+// always writes the final state.
+type updater struct {
+	b      *Bot
+	mu     sync.Mutex
+	run    store.Run
+	dirty  bool
+	notify chan struct{}
+	done   chan struct{}
+	final  chan *Message
+}
+
+func newUpdater(b *Bot, r *store.Run) *updater {
+	u := &updater{b: b, run: *r, notify: make(chan struct{}, 1), done: make(chan struct{}), final: make(chan *Message, 1)}
+	u.run.Steps = append([]store.StepResult(nil), r.Steps...)
+	go u.loop()
+	return u
+}
+
+func (u *updater) change(fn func(r *store.Run)) {
+	u.mu.Lock()
+	fn(&u.run)
+	u.dirty = true
+	u.mu.Unlock()
+	select {
+	case u.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (u *updater) loop() {
+	defer close(u.done)
+	var last time.Time
+	for {
+		select {
+		case m := <-u.final:
+			if m != nil {
+				u.b.edit(context.Background(), u.run.Status, *m)
+			}
+			return
+		case <-u.notify:
+		}
+		if wait := u.b.opts.EditInterval - time.Since(last); wait > 0 {
+			select {
+			case m := <-u.final:
+				if m != nil {
+					u.b.edit(context.Background(), u.run.Status, *m)
+				}
+				return
+			case <-time.After(wait):
+			}
+		}
+		u.mu.Lock()
+		if !u.dirty {
+			u.mu.Unlock()
+			continue
+		}
+		u.dirty = false
+		m := u.b.statusMessage(&u.run)
+		u.mu.Unlock()
+		u.b.edit(context.Background(), u.run.Status, m)
+		last = time.Now()
+	}
+}
+
+// stop writes the final message (if any) and ends the loop.
+func (u *updater) stop(final *Message) {
+	u.final <- final
+	<-u.done
+}
+
+// logSink collects a run's output and appends it to the store in batches.
+type logSink struct {
+	b   *Bot
+	run uint64
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.buf.Write(p)
+	big := l.buf.Len() >= 16<<10
+	l.mu.Unlock()
+	if big {
+		l.flush()
+	}
+	return len(p), nil
+}
+
+func (l *logSink) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.buf.Len() == 0 {
+		return
+	}
+	text := l.b.opts.Redact(l.buf.String())
+	l.buf.Reset()
+	if err := l.b.store.AppendLog(context.Background(), l.run, []byte(text)); err != nil {
+		l.b.log.Error("append run log", "run", l.run, "err", err)
+	}
+}

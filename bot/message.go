@@ -1,0 +1,61 @@
+package bot
+
+import (
+	"context"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+// Incoming is a chat message, normalised by its adapter.
+type Incoming struct {
+	ID      string // the platform's message ID
+	Channel string
+	// Thread is the thread the message was posted in, if any.
+	Thread string
+	User   store.User
+	Text   string
+	// Direct is set when the message was addressed to the bot (mention,
+	// direct message, slash command, button): the prefix is then optional.
+	Direct bool
+}
+
+// Message is something the bot says, built without knowing the platform.
+type Message struct {
+	Channel string
+	// Thread, when set, makes the message a reply in that message's thread.
+	Thread store.MessageRef
+	Text   string
+	Fields []Field
+	// Buttons stand for typed commands; a click is handled exactly as if the
+	// clicking user had typed Command.
+	Buttons []Button
+	// Mentions are people to notify.
+	Mentions []store.User
+}
+
+// Field is a labelled value shown under a message's text.
+type Field struct {
+	Label, Value string
+}
+
+// Button is an action offered with a message.
+type Button struct {
+	Label string
+	// Command is the full command text, prefix included.
+	Command string
+	Danger  bool
+}
+
+// Adapter connects the bot to one chat platform.
+type Adapter interface {
+	// Run receives messages and hands each to handle until ctx is done or
+	// the platform ends the session. It returns nil on a normal end.
+	Run(ctx context.Context, handle func(context.Context, Incoming)) error
+	// Send posts a message and returns a reference to it.
+	Send(ctx context.Context, m Message) (store.MessageRef, error)
+}
+
+// Editor is implemented by adapters that can change a message they posted.
+type Editor interface {
+	Edit(ctx context.Context, ref store.MessageRef, m Message) error
+}

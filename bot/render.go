@@ -1,0 +1,217 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+)
+
+func joinLines(lines []string) string { return strings.Join(lines, "; ") }
+
+func stateMark(s store.RunState) string {
+	switch s {
+	case store.RunScheduled:
+		return "🗓"
+	case store.RunWaiting:
+		return "⏸"
+	case store.RunRunning:
+		return "▶"
+	case store.RunSucceeded:
+		return "✅"
+	case store.RunFailed:
+		return "❌"
+	case store.RunCancelled:
+		return "🚫"
+	case store.RunAborted:
+		return "⏹"
+	case store.RunInterrupted:
+		return "⚠"
+	}
+	return "?"
+}
+
+func stepMark(s store.StepState) string {
+	switch s {
+	case store.StepRunning:
+		return "▶"
+	case store.StepSucceeded:
+		return "✓"
+	case store.StepFailed:
+		return "✗"
+	case store.StepSkipped:
+		return "–"
+	case store.StepAborted:
+		return "⏹"
+	}
+	return "·"
+}
+
+// stepLines renders one line per step: mark, name, time, error or detail.
+func (b *Bot) stepLines(steps []store.StepResult) string {
+	var sb strings.Builder
+	for _, s := range steps {
+		name := s.Name
+		if s.Finally {
+			name += " (finally)"
+		}
+		fmt.Fprintf(&sb, "%s %s", stepMark(s.State), name)
+		if s.Duration > 0 {
+			fmt.Fprintf(&sb, " — %s", fmtDur(s.Duration))
+		} else if s.State == store.StepRunning {
+			fmt.Fprintf(&sb, " — running for %s", fmtDur(b.clock.Now().Sub(s.StartedAt)))
+		}
+		if s.Error != "" {
+			fmt.Fprintf(&sb, " — %s", s.Error)
+		} else if s.Detail != "" {
+			fmt.Fprintf(&sb, " (%s)", s.Detail)
+		}
+		sb.WriteString("\n")
+	}
+	return sb.String()
+}
+
+// statusMessage is the message edited while a run executes.
+func (b *Bot) statusMessage(r *store.Run) Message {
+	head := fmt.Sprintf("%s Run %d of %s/%s: %s", stateMark(r.State), r.ID, r.Target, r.Pipeline, r.State)
+	if r.State == store.RunRunning {
+		done := 0
+		for _, s := range r.Steps {
+			if s.State != store.StepPending && s.State != store.StepRunning {
+				done++
+			}
+		}
+		head += fmt.Sprintf(" (%d/%d steps)", done, len(r.Steps))
+	} else if !r.EndedAt.IsZero() {
+		head += " after " + fmtDur(r.EndedAt.Sub(r.StartedAt))
+	}
+	text := head + "\n" + strings.TrimRight(b.stepLines(r.Steps), "\n")
+	if r.Reason != "" && r.State != store.RunRunning {
+		text += "\n" + r.Reason
+	}
+	m := Message{Channel: r.Channel, Text: text}
+	if r.State == store.RunRunning {
+		m.Buttons = []Button{{Label: "Abort", Command: fmt.Sprintf("%s abort %d", b.opts.Prefix, r.ID), Danger: true}}
+	}
+	return m
+}
+
+// announcement renders a run's card; lead, when set, is a line put first
+// (a reminder or a change).
+func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Message {
+	t := b.targets[r.Target]
+	var sb strings.Builder
+	if lead != "" {
+		sb.WriteString(lead + "\n")
+	}
+	fmt.Fprintf(&sb, "%s Run %d: refresh of %s (%s pipeline)", stateMark(r.State), r.ID, r.Target, r.Pipeline)
+	switch {
+	case r.State == store.RunScheduled:
+		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(max(r.StartAt.Sub(b.clock.Now()), 0)))
+	case r.State.Done() || r.State == store.RunRunning:
+		fmt.Fprintf(&sb, " is %s.", r.State)
+	default:
+		fmt.Fprintf(&sb, " is waiting: %s.", r.Reason)
+	}
+	m := Message{Channel: r.Channel}
+	m.Fields = append(m.Fields, Field{"Asked by", r.Requester.Display()})
+	if t != nil && t.Description != "" {
+		m.Fields = append(m.Fields, Field{"Target", t.Description})
+	}
+	if r.State.Done() || r.State == store.RunRunning {
+		m.Text = sb.String()
+		if r.Reason != "" && r.State != store.RunRunning {
+			m.Fields = append(m.Fields, Field{"Outcome", r.Reason})
+		}
+		return m
+	}
+	fmt.Fprintf(&sb, "\nWhat will be lost: the staging data of %s is replaced; save anything you need, or hold it.", r.Target)
+	m.Text = sb.String()
+	rule := b.rule(r)
+	if rule.Count > 0 {
+		apps, _ := b.store.Approvals(ctx, r.ID)
+		var who []string
+		for _, a := range apps {
+			who = append(who, a.User.Display())
+		}
+		v := fmt.Sprintf("%d of %d", b.countApprovals(r, apps), rule.Count)
+		if rule.Group != "" {
+			v += " from " + rule.Group
+		}
+		if len(who) > 0 {
+			v += " (" + strings.Join(who, ", ") + ")"
+		}
+		m.Fields = append(m.Fields, Field{"Approvals", v})
+	}
+	if holds, err := b.store.Holds(ctx, true); err == nil {
+		var in []string
+		for _, h := range holds {
+			if h.Covers(r.Target) {
+				in = append(in, fmt.Sprintf("%s until %s (%s)", h.Holder.Display(), b.fmtTime(h.ExpiresAt), h.Reason))
+			}
+		}
+		if len(in) > 0 {
+			m.Fields = append(m.Fields, Field{"Held by", strings.Join(in, "; ")})
+		}
+	}
+	if ws, err := b.store.Watchers(ctx, r.Target); err == nil {
+		m.Mentions = ws
+	}
+	p := b.opts.Prefix
+	if rule.Count > 0 {
+		m.Buttons = append(m.Buttons, Button{Label: "Approve", Command: fmt.Sprintf("%s approve %d", p, r.ID)})
+	}
+	m.Buttons = append(m.Buttons,
+		Button{Label: "Defer 1h", Command: fmt.Sprintf("%s defer %d 1h", p, r.ID)},
+		Button{Label: "Hold 2h", Command: fmt.Sprintf("%s hold %s 2h %s", p, r.Target, quote(fmt.Sprintf("keep run %d waiting", r.ID)))},
+		Button{Label: "Cancel", Command: fmt.Sprintf("%s cancel %d", p, r.ID), Danger: true},
+	)
+	return m
+}
+
+// renderPlan answers a --dry-run: the steps and the checks, nothing changed.
+func (b *Bot) renderPlan(ctx context.Context, t *Target, pipeline string, plan *runner.Plan, origin store.Origin) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Dry run of %s/%s (nothing was changed):\n", t.Name, pipeline)
+	for i, s := range plan.Steps {
+		mark := "✓"
+		if s.Problem != "" {
+			mark = "✗"
+		}
+		fin := ""
+		if s.Finally {
+			fin = " (finally)"
+		}
+		fmt.Fprintf(&sb, "%s %d. %s%s [%s]: %s", mark, i+1, s.Name, fin, s.Kind, s.Description)
+		if s.Problem != "" {
+			fmt.Fprintf(&sb, " — problem: %s", s.Problem)
+		}
+		sb.WriteString("\n")
+	}
+	rule := t.Manual
+	if origin == store.OriginScheduled {
+		rule = t.Scheduled
+	}
+	if rule.Count > 0 {
+		fmt.Fprintf(&sb, "Needs %d approval(s)", rule.Count)
+		if rule.Group != "" {
+			fmt.Fprintf(&sb, " from %s", rule.Group)
+		}
+		sb.WriteString(".\n")
+	}
+	if holds, err := b.store.Holds(ctx, true); err == nil {
+		for _, h := range holds {
+			if h.Covers(t.Name) {
+				sb.WriteString("Would wait for: " + strings.TrimPrefix(b.holdLine(h), "• ") + "\n")
+			}
+		}
+	}
+	if probs := plan.Problems(); len(probs) > 0 {
+		sb.WriteString("The plan has problems, so a real run would be refused.")
+	} else {
+		sb.WriteString("The plan is ready.")
+	}
+	return sb.String()
+}

@@ -1,0 +1,419 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+// Tick does everything that is due at the clock's current time: creates
+// scheduled runs, sends reminders, warns and expires holds, and starts runs
+// whose time has come. The scheduler loop calls it; tests call it after
+// moving the clock.
+func (b *Bot) Tick(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.tickLocked(ctx)
+}
+
+func (b *Bot) tickLocked(ctx context.Context) error {
+	now := b.clock.Now()
+	if err := b.tickCron(ctx, now); err != nil {
+		return fmt.Errorf("cron: %w", err)
+	}
+	if err := b.tickHolds(ctx, now); err != nil {
+		return fmt.Errorf("holds: %w", err)
+	}
+	if err := b.tickRuns(ctx, now); err != nil {
+		return fmt.Errorf("runs: %w", err)
+	}
+	return nil
+}
+
+// lead is how long before a scheduled start its run is created and first
+// announced.
+func (t *Target) lead() time.Duration {
+	d := t.Notice
+	for _, l := range t.Ladder {
+		d = max(d, l)
+	}
+	return d
+}
+
+func cronMark(target string) string { return "cron/" + target }
+
+// tickCron creates the runs of cron slots whose first announcement is due.
+// The request goes through the dispatcher as the scheduler principal, like a
+// typed command.
+func (b *Bot) tickCron(ctx context.Context, now time.Time) error {
+	for _, name := range b.targetNames("") {
+		t := b.targets[name]
+		if t.Schedule == nil {
+			continue
+		}
+		cursor, err := b.store.Mark(ctx, cronMark(name))
+		if err != nil {
+			return err
+		}
+		if cursor.IsZero() {
+			cursor = now
+			if err := b.store.SetMark(ctx, cronMark(name), cursor); err != nil {
+				return err
+			}
+		}
+		for {
+			next := t.Schedule.Next(cursor)
+			if next.IsZero() || now.Before(next.Add(-t.lead())) {
+				break
+			}
+			if !next.After(now) {
+				// The bot was not running when this slot came round.
+				b.audit(ctx, store.Scheduler, "missed", name, 0, 0, next.Format(time.RFC3339))
+				b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf(
+					"The scheduled run of %s/%s at %s was missed: stagebot was not running then. Ask for one with `%s resync %s %s` if it is still wanted.",
+					name, t.SchedulePipeline, b.fmtTime(next), b.opts.Prefix, name, t.SchedulePipeline)})
+			} else {
+				text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, t.SchedulePipeline, next.In(b.opts.Location).Format("2006-01-02 15:04"))
+				b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
+			}
+			cursor = next
+			if err := b.store.SetMark(ctx, cronMark(name), cursor); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// warnAt is when a hold's holder is told it will expire: WarnBefore ahead,
+// or half-way through holds shorter than that.
+func (b *Bot) warnAt(h *store.Hold) time.Time {
+	length := h.ExpiresAt.Sub(h.CreatedAt)
+	if length <= b.opts.Holds.WarnBefore {
+		return h.CreatedAt.Add(length / 2)
+	}
+	return h.ExpiresAt.Add(-b.opts.Holds.WarnBefore)
+}
+
+// tickHolds warns holders before expiry and ends holds whose time is up. A
+// hold never expires before its warning went out: a late warning (the bot
+// was down) moves the expiry so the holder still has time to extend.
+func (b *Bot) tickHolds(ctx context.Context, now time.Time) error {
+	holds, err := b.store.Holds(ctx, true)
+	if err != nil {
+		return err
+	}
+	for _, h := range holds {
+		switch {
+		case h.WarnedAt.IsZero() && !now.Before(b.warnAt(h)):
+			h.WarnedAt = now
+			if h.ExpiresAt.Sub(now) < b.opts.Holds.WarnBefore/2 {
+				h.ExpiresAt = now.Add(b.opts.Holds.WarnBefore / 2)
+			}
+			if err := b.store.UpdateHold(ctx, h); err != nil {
+				return err
+			}
+			b.audit(ctx, store.Scheduler, "hold warned", h.Target, 0, h.ID, "")
+			ext := fmtDur(b.opts.Holds.Default)
+			b.send(ctx, Message{
+				Channel:  b.holdChannel(h),
+				Text:     fmt.Sprintf("Your hold on %s (%s) expires at %s. Extend it if you still need it.", holdName(h.Target), h.Reason, b.fmtTime(h.ExpiresAt)),
+				Mentions: []store.User{h.Holder},
+				Buttons: []Button{
+					{Label: "Extend " + ext, Command: fmt.Sprintf("%s hold %s %s %s", b.opts.Prefix, h.Target, ext, quote(h.Reason))},
+					{Label: "Release", Command: fmt.Sprintf("%s release %s", b.opts.Prefix, h.Target)},
+				},
+			})
+		case !h.WarnedAt.IsZero() && !now.Before(h.ExpiresAt):
+			h.EndedAt, h.EndedBy, h.EndReason = now, store.Scheduler, "expired"
+			if err := b.store.UpdateHold(ctx, h); err != nil {
+				return err
+			}
+			b.audit(ctx, store.Scheduler, "hold expired", h.Target, 0, h.ID, "")
+			b.send(ctx, Message{Channel: b.holdChannel(h), Text: fmt.Sprintf("The hold on %s by %s (%s) has expired.", holdName(h.Target), h.Holder.Display(), h.Reason)})
+		}
+	}
+	return nil
+}
+
+func (b *Bot) holdChannel(h *store.Hold) string {
+	if t := b.targets[h.Target]; t != nil {
+		return b.channelOf(t)
+	}
+	if len(b.opts.Access.ControlChannels) > 0 {
+		return b.opts.Access.ControlChannels[0]
+	}
+	return ""
+}
+
+// quote makes text one word for the command parser.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// blockers says what keeps a run from starting now; empty means nothing.
+type blockers struct {
+	holds    []*store.Hold
+	missing  int // approvals still needed
+	runningN uint64
+}
+
+func (k blockers) none() bool { return len(k.holds) == 0 && k.missing == 0 && k.runningN == 0 }
+
+func (b *Bot) blockersOf(ctx context.Context, r *store.Run, holds []*store.Hold, active []*store.Run) (blockers, error) {
+	var k blockers
+	for _, h := range holds {
+		if h.Covers(r.Target) {
+			k.holds = append(k.holds, h)
+		}
+	}
+	apps, err := b.store.Approvals(ctx, r.ID)
+	if err != nil {
+		return k, err
+	}
+	k.missing = max(b.rule(r).Count-b.countApprovals(r, apps), 0)
+	for _, o := range active {
+		if o.ID != r.ID && o.Target == r.Target && o.State == store.RunRunning {
+			k.runningN = o.ID
+		}
+	}
+	return k, nil
+}
+
+func (b *Bot) describe(k blockers) string {
+	var parts []string
+	for _, h := range k.holds {
+		parts = append(parts, fmt.Sprintf("held by %s until %s (%s)", h.Holder.Display(), b.fmtTime(h.ExpiresAt), h.Reason))
+	}
+	if k.missing > 0 {
+		parts = append(parts, fmt.Sprintf("needs %d more approval(s)", k.missing))
+	}
+	if k.runningN > 0 {
+		parts = append(parts, fmt.Sprintf("run %d of the same target is running", k.runningN))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// tickRuns sends due reminders and starts, or holds back, runs whose time
+// has come.
+func (b *Bot) tickRuns(ctx context.Context, now time.Time) error {
+	active, err := b.store.Runs(ctx, store.RunFilter{Active: true})
+	if err != nil {
+		return err
+	}
+	holds, err := b.store.Holds(ctx, true)
+	if err != nil {
+		return err
+	}
+	// Oldest first, so that of two due runs of one target the older starts.
+	for i := len(active) - 1; i >= 0; i-- {
+		r := active[i]
+		if r.State == store.RunRunning {
+			continue
+		}
+		t := b.targets[r.Target]
+		if t == nil || t.Pipelines[r.Pipeline] == nil {
+			if err := b.endPendingQuietly(ctx, r, "its target or pipeline is no longer in the config"); err != nil {
+				return err
+			}
+			continue
+		}
+		if now.Before(r.StartAt) {
+			if err := b.remind(ctx, r, t, now); err != nil {
+				return err
+			}
+			continue
+		}
+		k, err := b.blockersOf(ctx, r, holds, active)
+		if err != nil {
+			return err
+		}
+		if r.HoldWait && len(k.holds) == 0 {
+			// The last hold ended: announce a new start after the notice.
+			r.State, r.HoldWait, r.WaitNotice, r.Reason = store.RunScheduled, false, "", ""
+			r.StartAt = now.Add(t.Notice)
+			r.Announced = t.Notice
+			if err := b.store.UpdateRun(ctx, r); err != nil {
+				return err
+			}
+			b.audit(ctx, store.Scheduler, "rescheduled", r.Target, r.ID, 0, "holds ended")
+			b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+			b.send(ctx, b.announcement(ctx, r, "The holds on "+r.Target+" have ended, so the run has a new start."))
+			continue
+		}
+		if k.none() {
+			if err := b.startRun(ctx, r, t); err != nil {
+				return err
+			}
+			r.State = store.RunRunning // later runs of the target see it
+			continue
+		}
+		reason := b.describe(k)
+		if r.State == store.RunWaiting && r.WaitNotice == reason {
+			continue
+		}
+		r.State, r.Reason, r.WaitNotice = store.RunWaiting, reason, reason
+		r.HoldWait = r.HoldWait || len(k.holds) > 0
+		if err := b.store.UpdateRun(ctx, r); err != nil {
+			return err
+		}
+		b.audit(ctx, store.Scheduler, "waiting", r.Target, r.ID, 0, reason)
+		b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+		b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Text: fmt.Sprintf("Run %d of %s is due but waits: %s.", r.ID, r.Target, reason), Mentions: holdersOf(k.holds)})
+	}
+	return nil
+}
+
+func holdersOf(hs []*store.Hold) []store.User {
+	var out []store.User
+	for _, h := range hs {
+		out = append(out, h.Holder)
+	}
+	return out
+}
+
+func (b *Bot) endPendingQuietly(ctx context.Context, r *store.Run, why string) error {
+	r.State, r.EndedAt, r.Reason = store.RunCancelled, b.clock.Now(), "cancelled: "+why
+	if err := b.store.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+	b.audit(ctx, store.Scheduler, "cancelled", r.Target, r.ID, 0, why)
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Text: fmt.Sprintf("Run %d of %s was cancelled: %s.", r.ID, r.Target, why)})
+	return nil
+}
+
+// remind posts the reminder for the nearest ladder step that has come due
+// and was not announced yet.
+func (b *Bot) remind(ctx context.Context, r *store.Run, t *Target, now time.Time) error {
+	due := time.Duration(-1)
+	for _, d := range t.Ladder {
+		if d < r.Announced && !now.Before(r.StartAt.Add(-d)) && (due < 0 || d < due) {
+			due = d
+		}
+	}
+	if due < 0 {
+		return nil
+	}
+	r.Announced = due
+	if err := b.store.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+	b.audit(ctx, store.Scheduler, "reminded", r.Target, r.ID, 0, fmtDur(due))
+	b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+	b.send(ctx, b.announcement(ctx, r, fmt.Sprintf("Reminder: run %d starts in %s.", r.ID, fmtDur(r.StartAt.Sub(now)))))
+	return nil
+}
+
+// nextWake is the earliest time a tick has something to do.
+func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var next time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for name, t := range b.targets {
+		if t.Schedule == nil {
+			continue
+		}
+		cursor, err := b.store.Mark(ctx, cronMark(name))
+		if err == nil && !cursor.IsZero() {
+			if n := t.Schedule.Next(cursor); !n.IsZero() {
+				consider(n.Add(-t.lead()))
+			}
+		}
+	}
+	if holds, err := b.store.Holds(ctx, true); err == nil {
+		for _, h := range holds {
+			if h.WarnedAt.IsZero() {
+				consider(b.warnAt(h))
+			} else {
+				consider(h.ExpiresAt)
+			}
+		}
+	}
+	if runs, err := b.store.Runs(ctx, store.RunFilter{Active: true}); err == nil {
+		for _, r := range runs {
+			if r.State == store.RunRunning {
+				continue
+			}
+			consider(r.StartAt)
+			if t := b.targets[r.Target]; t != nil {
+				for _, d := range t.Ladder {
+					if d < r.Announced {
+						consider(r.StartAt.Add(-d))
+					}
+				}
+			}
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// Recover marks runs that were running when the bot stopped as interrupted
+// and says so in their channel. Run calls it before anything else.
+func (b *Bot) Recover(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	runs, err := b.store.Runs(ctx, store.RunFilter{States: []store.RunState{store.RunRunning}})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, r := range runs {
+		if b.running[r.ID] != nil {
+			continue
+		}
+		step := "before its first step"
+		for i := range r.Steps {
+			if r.Steps[i].State == store.StepRunning {
+				step = "during step " + r.Steps[i].Name
+				r.Steps[i].State, r.Steps[i].Error = store.StepAborted, "interrupted"
+			}
+		}
+		r.State, r.EndedAt = store.RunInterrupted, b.clock.Now()
+		r.Reason = "stagebot stopped " + step
+		if err := b.store.UpdateRun(ctx, r); err != nil {
+			return fmt.Errorf("recover run %d: %w", r.ID, err)
+		}
+		b.audit(ctx, store.Scheduler, "interrupted", r.Target, r.ID, 0, r.Reason)
+		b.edit(ctx, r.Status, b.statusMessage(r))
+		b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester},
+			Text: fmt.Sprintf("Run %d of %s was interrupted: %s. Check staging, then ask again with `%s resync %s`.", r.ID, r.Target, r.Reason, b.opts.Prefix, r.Target)})
+	}
+	return nil
+}
+
+// rule is the approval rule that applies to r.
+func (b *Bot) rule(r *store.Run) ApprovalRule {
+	t := b.targets[r.Target]
+	if t == nil {
+		return ApprovalRule{}
+	}
+	if r.Origin == store.OriginScheduled {
+		return t.Scheduled
+	}
+	return t.Manual
+}
+
+// countApprovals counts the approvals that meet r's rule (a member of the
+// group, not the requester unless allowed). Access may have changed since an
+// approval was given, so this is checked again at start time.
+func (b *Bot) countApprovals(r *store.Run, apps []store.Approval) int {
+	rule := b.rule(r)
+	n := 0
+	for _, a := range apps {
+		if a.User.ID == r.Requester.ID && !rule.AllowSelf {
+			continue
+		}
+		if rule.Group != "" && !b.opts.Access.InGroup(a.User, rule.Group) {
+			continue
+		}
+		n++
+	}
+	return n
+}
