@@ -34,7 +34,9 @@ type env struct {
 	opts  bot.Options
 }
 
-func sh(name, script string) runner.Step { return &runner.Exec{StepName: name, Shell: script, Grace: 100 * time.Millisecond} }
+func sh(name, script string) runner.Step {
+	return &runner.Exec{StepName: name, Shell: script, Grace: 100 * time.Millisecond}
+}
 
 func fas2() *bot.Target {
 	return &bot.Target{

@@ -35,8 +35,10 @@ func (r *recorder) add(s string) { r.mu.Lock(); r.events = append(r.events, s); 
 func (r *recorder) StepStarted(i int, s store.StepResult) {
 	r.add("start " + s.Name)
 }
-func (r *recorder) StepProgress(i int, p Progress)         { r.add("progress " + p.String()) }
-func (r *recorder) StepFinished(i int, s store.StepResult) { r.add("finish " + s.Name + " " + string(s.State)) }
+func (r *recorder) StepProgress(i int, p Progress) { r.add("progress " + p.String()) }
+func (r *recorder) StepFinished(i int, s store.StepResult) {
+	r.add("finish " + s.Name + " " + string(s.State))
+}
 
 func TestExecute_Succeeds(t *testing.T) {
 	dir := t.TempDir()
