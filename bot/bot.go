@@ -130,8 +130,9 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 }
 
 // Run recovers from an earlier stop, then serves the adapter and the
-// schedule until ctx is done or the adapter ends. It waits for running runs
-// to finish before it returns.
+// schedule until ctx is done or the adapter ends (the end of a piped
+// console's input). It then starts nothing new and waits for running runs to
+// finish; runs still pending stay in the store for the next start.
 func (b *Bot) Run(ctx context.Context) error {
 	if err := b.Recover(ctx); err != nil {
 		return err
@@ -144,10 +145,8 @@ func (b *Bot) Run(ctx context.Context) error {
 		b.schedule(schedCtx)
 	}()
 	err := b.adapter.Run(ctx, b.Handle)
-	if err == nil && ctx.Err() == nil {
-		// The input ended (a piped console): let running runs finish.
-		b.runs.Wait()
-	}
+	// Start nothing new, then let the runs under way finish: an abort or a
+	// signal ends them through their own contexts.
 	stop()
 	wg.Wait()
 	b.runs.Wait()
@@ -191,6 +190,8 @@ func (b *Bot) poke() {
 
 // Handle is the entry point for every chat message.
 func (b *Bot) Handle(ctx context.Context, in Incoming) {
+	// A state change, once begun, is finished even if ctx ends meanwhile.
+	ctx = context.WithoutCancel(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.dispatch(ctx, in)
@@ -370,8 +371,10 @@ func fmtDur(d time.Duration) string {
 		d = d.Round(time.Minute)
 	case d >= time.Minute:
 		d = d.Round(time.Second)
-	default:
+	case d >= time.Second:
 		d = d.Round(100 * time.Millisecond)
+	default:
+		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
 	s := d.String()
 	s = strings.TrimSuffix(s, "0s")

@@ -110,8 +110,10 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	switch {
 	case r.State == store.RunScheduled:
 		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(max(r.StartAt.Sub(b.clock.Now()), 0)))
-	case r.State.Done() || r.State == store.RunRunning:
-		fmt.Fprintf(&sb, " is %s.", r.State)
+	case r.State == store.RunRunning:
+		sb.WriteString(" is running.")
+	case r.State.Done():
+		fmt.Fprintf(&sb, ": %s.", r.State)
 	default:
 		fmt.Fprintf(&sb, " is waiting: %s.", r.Reason)
 	}

@@ -14,6 +14,10 @@ import (
 // whose time has come. The scheduler loop calls it; tests call it after
 // moving the clock.
 func (b *Bot) Tick(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	ctx = context.WithoutCancel(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.tickLocked(ctx)

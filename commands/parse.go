@@ -239,14 +239,6 @@ func (p *argParser) targetNames() []string {
 	return out
 }
 
-func (p *argParser) isTarget(w string) bool {
-	if p.o.Targets == nil {
-		return w != "" && !isNumber(w)
-	}
-	_, ok := p.o.Targets[strings.ToLower(w)]
-	return ok
-}
-
 func (p *argParser) run() (uint64, error) {
 	w := strings.TrimPrefix(p.next(), "#")
 	if w == "" {

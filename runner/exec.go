@@ -115,10 +115,10 @@ func (e *Exec) Run(ctx context.Context, env *Env) error {
 		pgid := cmd.Process.Pid
 		syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
-		case err = <-done:
+		case <-done:
 		case <-time.After(grace):
 			syscall.Kill(-pgid, syscall.SIGKILL)
-			err = <-done
+			<-done
 		}
 		// Kill what is left of the group even when the leader went quietly.
 		syscall.Kill(-pgid, syscall.SIGKILL)

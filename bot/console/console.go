@@ -1,0 +1,214 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/peterh/liner"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/store"
+)
+
+// Adapter is the console chat.
+type Adapter struct {
+	in  io.Reader
+	out io.Writer
+	// tty is set when in is a terminal: the REPL then uses line editing.
+	tty bool
+
+	mu      sync.Mutex
+	user    store.User
+	channel string
+	n       int
+}
+
+var (
+	_ bot.Adapter = (*Adapter)(nil)
+	_ bot.Editor  = (*Adapter)(nil)
+)
+
+// New returns a console that reads in and writes out, typing as user in
+// channel. Line editing is used when in is a terminal.
+func New(in io.Reader, out io.Writer, user, channel string) *Adapter {
+	a := &Adapter{in: in, out: out, user: store.User{ID: user, Name: user}, channel: channel}
+	if f, ok := in.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			a.tty = true
+		}
+	}
+	return a
+}
+
+const help = `Console commands: /as NAME (type as another user), /channel NAME (type in another channel), /who, /quit.
+Everything else is a chat message; buttons are shown as the command they stand for.`
+
+// Run implements bot.Adapter. It returns nil at the end of the input.
+func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
+	lines := make(chan string)
+	errc := make(chan error, 1)
+	var ln *liner.State
+	if a.tty {
+		ln = liner.NewLiner()
+		ln.SetCtrlCAborts(true)
+		defer ln.Close()
+		fmt.Fprintln(a.out, help)
+	}
+	go func() {
+		defer close(lines)
+		if ln != nil {
+			for {
+				line, err := ln.Prompt(a.prompt())
+				if err != nil {
+					if !errors.Is(err, io.EOF) && !errors.Is(err, liner.ErrPromptAborted) {
+						errc <- err
+					}
+					return
+				}
+				ln.AppendHistory(line)
+				select {
+				case lines <- line:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+		sc := bufio.NewScanner(a.in)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			errc <- fmt.Errorf("read console input: %w", err)
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				select {
+				case err := <-errc:
+					return err
+				default:
+					return nil
+				}
+			}
+			if quit := a.line(ctx, line, handle); quit {
+				return nil
+			}
+		}
+	}
+}
+
+func (a *Adapter) prompt() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return fmt.Sprintf("%s@#%s> ", a.user.Name, a.channel)
+}
+
+// line handles one typed line and reports whether the user asked to quit.
+func (a *Adapter) line(ctx context.Context, line string, handle func(context.Context, bot.Incoming)) bool {
+	text := strings.TrimSpace(line)
+	if text == "" || strings.HasPrefix(text, "#") {
+		return false
+	}
+	if !a.tty {
+		a.print(a.prompt() + text)
+	}
+	if fields := strings.Fields(text); strings.HasPrefix(text, "/") {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		switch {
+		case fields[0] == "/quit" || fields[0] == "/exit":
+			return true
+		case fields[0] == "/as" && len(fields) == 2:
+			a.user = store.User{ID: fields[1], Name: fields[1]}
+			fmt.Fprintf(a.out, "(you are now %s)\n", fields[1])
+		case fields[0] == "/channel" && len(fields) == 2:
+			a.channel = strings.TrimPrefix(fields[1], "#")
+			fmt.Fprintf(a.out, "(you are now in #%s)\n", a.channel)
+		case fields[0] == "/who":
+			fmt.Fprintf(a.out, "(you are %s in #%s)\n", a.user.Name, a.channel)
+		default:
+			fmt.Fprintln(a.out, help)
+		}
+		return false
+	}
+	a.mu.Lock()
+	a.n++
+	in := bot.Incoming{ID: fmt.Sprint(a.n), Channel: a.channel, User: a.user, Text: text}
+	a.mu.Unlock()
+	handle(ctx, in)
+	return false
+}
+
+func (a *Adapter) print(s string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.tty {
+		// Start on a clean line: the prompt may be showing.
+		fmt.Fprint(a.out, "\r\033[K")
+	}
+	fmt.Fprintln(a.out, s)
+}
+
+// Send implements bot.Adapter.
+func (a *Adapter) Send(ctx context.Context, m bot.Message) (store.MessageRef, error) {
+	a.mu.Lock()
+	a.n++
+	id := fmt.Sprint(a.n)
+	a.mu.Unlock()
+	head := fmt.Sprintf("[#%s] stagebot", id)
+	if !m.Thread.IsZero() {
+		head = fmt.Sprintf("[#%s ↳ #%s] stagebot", id, m.Thread.ID)
+	}
+	a.print(Render(head, m))
+	return store.MessageRef{Channel: m.Channel, ID: id}, nil
+}
+
+// Edit implements bot.Editor by printing the message again, marked.
+func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message) error {
+	a.print(Render(fmt.Sprintf("[#%s edited] stagebot", ref.ID), m))
+	return nil
+}
+
+// Render shows a message as console text.
+func Render(head string, m bot.Message) string {
+	var sb strings.Builder
+	sb.WriteString(head)
+	if m.Channel != "" {
+		sb.WriteString(" in #" + m.Channel)
+	}
+	sb.WriteString(": ")
+	if len(m.Mentions) > 0 {
+		var at []string
+		for _, u := range m.Mentions {
+			at = append(at, "@"+u.Display())
+		}
+		sb.WriteString(strings.Join(at, " ") + " ")
+	}
+	sb.WriteString(strings.ReplaceAll(m.Text, "\n", "\n    "))
+	for _, f := range m.Fields {
+		fmt.Fprintf(&sb, "\n    %s: %s", f.Label, f.Value)
+	}
+	if len(m.Buttons) > 0 {
+		var bs []string
+		for _, b := range m.Buttons {
+			bs = append(bs, fmt.Sprintf("[%s: %s]", b.Label, b.Command))
+		}
+		sb.WriteString("\n    " + strings.Join(bs, " "))
+	}
+	return sb.String()
+}

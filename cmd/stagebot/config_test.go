@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigExample_LoadsAndValidates(t *testing.T) {
+	cfg, err := LoadConfig("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := cfg.Targets["fas2"]
+	if tg.schedule == nil || tg.Notice.D() != 30*time.Minute || tg.Approvals.Manual.Group != "dba" {
+		t.Fatalf("example not read as documented: %+v", tg)
+	}
+	o := cfg.botOptions()
+	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 1 {
+		t.Fatalf("options: %+v", o.Targets)
+	}
+}
+
+func TestConfig_ReportsEveryProblemByField(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+timezone: Mars/Olympus
+targets:
+  fas2:
+    schedule: "10 0 * *"
+    approvals:
+      manual: {count: 1, group: dbas}
+    pipelines:
+      default:
+        steps:
+          - name: stop
+            exec: systemctl stop httpd
+`), "bad.yaml")
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("error = %v, want a ConfigError", err)
+	}
+	want := []string{
+		`timezone: unknown time zone "Mars/Olympus"`,
+		"targets.fas2.schedule: expected 5 fields (minute hour day-of-month month day-of-week), got 4",
+		`targets.fas2.approvals.manual.group: there is no group "dbas" in access.groups`,
+	}
+	if len(ce.Problems) != len(want) {
+		t.Fatalf("problems:\n%s", strings.Join(ce.Problems, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ce.Problems[i], w) {
+			t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
+		}
+	}
+	if !strings.Contains(err.Error(), "bad.yaml has 3 problem(s)") {
+		t.Errorf("error text: %s", err)
+	}
+}
+
+func TestConfig_Errors(t *testing.T) {
+	base := "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{name: "unknown field", yaml: "timezon: UTC\n" + base, want: `line 1: unknown field timezon (check its spelling`},
+		{name: "bad duration", yaml: "defaults:\n  notice: soon\n" + base, want: `"soon" is not a duration`},
+		{name: "no targets", yaml: "prefix: '!stage'\n", want: "targets: no targets"},
+		{name: "step without kind", yaml: "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - name: x\n", want: "targets.t.pipelines.default.steps[0]: the step has no kind"},
+		{name: "env unset", yaml: "store:\n  path: ${STAGEBOT_TEST_SURELY_UNSET}/x.db\n" + base, want: "store.path: environment variable STAGEBOT_TEST_SURELY_UNSET is not set"},
+		{name: "bad scope", yaml: "access:\n  users:\n    bob: [resync]\n" + base, want: `access.users.bob[0]: "resync" is not a scope`},
+		{name: "scope for unknown target", yaml: "access:\n  everyone: [stage.hold.nope]\n" + base, want: `names target "nope", which is not configured`},
+		{name: "two pipelines no default", yaml: "targets:\n  t:\n    pipelines:\n      a: {steps: [{exec: x}]}\n      b: {steps: [{exec: y}]}\n", want: "targets.t.default_pipeline: the target has several pipelines"},
+		{name: "target named all", yaml: "targets:\n  all:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: `"all" is not a usable target name`},
+		{name: "exec mapping", yaml: "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: {a: b}\n", want: "exec must be a shell command string or a list"},
+		{name: "hash in channel", yaml: "access:\n  control_channels: ['#infra']\n" + base, want: `write "#infra" without the #`},
+		{name: "bad cron", yaml: "targets:\n  t:\n    schedule: \"61 0 * * *\"\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: "targets.t.schedule:"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.yaml), "c.yaml")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfig_EnvExpansionAndRedaction(t *testing.T) {
+	t.Setenv("FAS_DB_PASSWORD", "s3cr3t-pw")
+	t.Setenv("STAGE_DIR", "/srv/stage")
+	cfg, err := ParseConfig([]byte(`
+store: {path: "${STAGE_DIR}/bot.db"}
+targets:
+  t:
+    pipelines:
+      default:
+        steps:
+          - exec: "psql"
+            env: {PGPASSWORD: "${FAS_DB_PASSWORD}"}
+            dir: ${MISSING_DIR:-/tmp}
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := cfg.Targets["t"].Pipelines["default"].Steps[0]
+	if cfg.Store.Path != "/srv/stage/bot.db" || step.Env["PGPASSWORD"] != "s3cr3t-pw" || step.Dir != "/tmp" {
+		t.Fatalf("expansion: %q %q %q", cfg.Store.Path, step.Env["PGPASSWORD"], step.Dir)
+	}
+	redact := cfg.botOptions().Redact
+	if got := redact("password is s3cr3t-pw, dir /srv/stage"); got != "password is ***, dir /srv/stage" {
+		t.Fatalf("redacted: %q", got)
+	}
+}
+
+func TestCheck_PrintsNextRunsAndAnnouncements(t *testing.T) {
+	cfg, err := LoadConfig("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) // a Sunday
+	if err := check(&out, cfg, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"Config is valid: 1 target(s), times in Europe/Berlin.",
+		`schedule "CRON_TZ=UTC 10 0 * * 1" runs default`,
+		"next run Mon 2026-11-23 01:10 CET, announced Sun 01:10, Mon 00:10, Mon 00:55",
+		"next run Mon 2026-11-30 01:10 CET",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestMain_RunScriptedConsole(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfgPath, []byte(`
+store: {path: `+filepath.Join(dir, "s.db")+`}
+access: {control_channels: [infra], everyone: [stage]}
+targets:
+  web:
+    pipelines:
+      default:
+        steps:
+          - {name: copy, exec: "echo copied"}
+`), 0o600)
+	in := strings.NewReader("!stage resync web now\n!stage history\n")
+	var out, errOut bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, in, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"alice@#infra> !stage resync web now", "✅ Run 1 of web/default succeeded"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The state is in the store for the next start.
+	out.Reset()
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "bob"}, strings.NewReader("!stage log 1\n"), &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "[copy] copied") {
+		t.Errorf("log after restart:\n%s", out.String())
+	}
+}
+
+func TestMain_Errors(t *testing.T) {
+	var out, errOut bytes.Buffer
+	ctx := context.Background()
+	if err := Main(ctx, []string{"check"}, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), "give the config file with -c FILE") {
+		t.Errorf("check without -c: %v", err)
+	}
+	if err := Main(ctx, []string{"frobnicate"}, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: %v", err)
+	}
+	if err := Main(ctx, []string{"version"}, nil, &out, &errOut); err != nil || !strings.Contains(out.String(), "stagebot dev") {
+		t.Errorf("version: %v %q", err, out.String())
+	}
+}
+
+func TestDemoConfigIsValid(t *testing.T) {
+	if _, err := ParseConfig(demoConfig, "demo.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,177 @@
+// Command stagebot is the chat-ops bot that keeps staging databases fresh.
+//
+//	stagebot run -c config.yaml      serve chat (the console unless the config names a platform)
+//	stagebot check -c config.yaml    validate; print the next runs and their announcements
+//	stagebot demo                    a throwaway demo target in the console
+//	stagebot version
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+	_ "time/tzdata"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/console"
+	"github.com/stagebot/stagebot/store/bolt"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+const usage = `stagebot keeps staging databases fresh from chat.
+
+Usage:
+  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (console unless the config names a platform)
+  stagebot check -c FILE                               validate the config; print the next runs and announcements
+  stagebot demo [--as USER]                            try it: a demo target in the console
+  stagebot version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "stagebot:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// Main runs one stagebot command; tests call it as the binary would be.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	fs := flag.NewFlagSet("stagebot "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("c", "", "config file")
+	as := fs.String("as", os.Getenv("USER"), "console: the user you type as")
+	channel := fs.String("channel", "", "console: the channel you type in (default: the first control channel)")
+	switch args[0] {
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "stagebot", Version)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "check":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := loadFlagConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		return check(stdout, cfg, time.Now())
+	case "run":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := loadFlagConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		return run(ctx, cfg, stdin, stdout, stderr, *as, *channel)
+	case "demo":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return demo(ctx, stdin, stdout, stderr, *as)
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func loadFlagConfig(path string) (*Config, error) {
+	if path == "" {
+		return nil, errors.New("give the config file with -c FILE (config.example.yaml documents every field)")
+	}
+	return LoadConfig(path)
+}
+
+// check prints every target's next runs with their announcement times.
+func check(w io.Writer, cfg *Config, now time.Time) error {
+	o := cfg.botOptions()
+	fmt.Fprintf(w, "Config is valid: %d target(s), times in %s.\n", len(o.Targets), cfg.location)
+	for _, t := range o.Targets {
+		var ps []string
+		for _, p := range sortedKeys(t.Pipelines) {
+			ps = append(ps, fmt.Sprintf("%s (%d steps, %d finally)", p, len(t.Pipelines[p].Steps), len(t.Pipelines[p].Finally)))
+		}
+		fmt.Fprintf(w, "\n%s: pipelines %v, default %s\n", t.Name, ps, t.DefaultPipeline)
+		if t.Schedule == nil {
+			fmt.Fprintln(w, "  no schedule: runs only when asked for")
+			continue
+		}
+		fmt.Fprintf(w, "  schedule %q runs %s\n", t.ScheduleSpec, t.SchedulePipeline)
+		for _, u := range bot.UpcomingRuns(t, now, 3) {
+			fmt.Fprintf(w, "  next run %s, announced", u.Start.In(cfg.location).Format("Mon 2006-01-02 15:04 MST"))
+			for i, a := range u.Announcements {
+				sep := ","
+				if i == 0 {
+					sep = ""
+				}
+				fmt.Fprintf(w, "%s %s", sep, a.In(cfg.location).Format("Mon 15:04"))
+			}
+			fmt.Fprintln(w)
+		}
+	}
+	return nil
+}
+
+// run serves chat until ctx ends (or the console input does).
+func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Writer, as, channel string) error {
+	logger := newLogger(cfg, stderr)
+	s, err := bolt.Open(cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	opts := cfg.botOptions()
+	opts.Logger = logger
+	if channel == "" {
+		channel = "infra"
+		if len(opts.Access.ControlChannels) > 0 {
+			channel = opts.Access.ControlChannels[0]
+		}
+	}
+	if as == "" {
+		as = "operator"
+	}
+	adapter := console.New(stdin, stdout, as, channel)
+	b := bot.New(s, adapter, opts)
+	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
+	return b.Run(ctx)
+}
+
+//go:embed demo.yaml
+var demoConfig []byte
+
+// demo runs the embedded demo config with its store in a temporary folder.
+func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as string) error {
+	dir, err := os.MkdirTemp("", "stagebot-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg, err := ParseConfig(demoConfig, "demo.yaml")
+	if err != nil {
+		return err
+	}
+	cfg.Store.Path = filepath.Join(dir, "stagebot.db")
+	cfg.Log.Level = "warn"
+	fmt.Fprintf(stdout, "stagebot demo: target %q refreshes a pretend staging copy with exec steps.\nTry: !stage help, !stage resync demo in 2m, !stage hold demo 1h testing the login, !stage release demo, !stage resync demo now, !stage history, !stage log 1\n\n", "demo")
+	return run(ctx, cfg, stdin, stdout, stderr, as, "")
+}
