@@ -505,3 +505,42 @@ func TestSecretsAreRedacted(t *testing.T) {
 		t.Fatalf("log not redacted: %s", logText)
 	}
 }
+
+// The scheduler loop wakes on the clock, not on a timer of its own: moving
+// the fake clock is enough for a run to start.
+func TestRun_SchedulerLoopFollowsTheClock(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	e := newEnv(t, tg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.b.Run(ctx) }()
+	e.a.Type(ctx, "infra", alice, "!stage resync fas2 in 5m")
+	waitFor(t, func() bool { r, err := e.s.Run(ctx, 1); return err == nil && r.State == store.RunScheduled })
+	// Keep moving time until the loop has taken the run through.
+	waitFor(t, func() bool {
+		e.clock.Advance(time.Minute)
+		r, _ := e.s.Run(ctx, 1)
+		return r.State == store.RunSucceeded
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(1); r.StartedAt.Before(t0.Add(5 * time.Minute)) {
+		t.Fatalf("started at %v, before its start time", r.StartedAt)
+	}
+}
+
+// waitFor polls cond until it holds; it fails the test after 10s of real
+// time. It waits for goroutines, never for the schedule.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -108,8 +108,10 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	}
 	fmt.Fprintf(&sb, "%s Run %d: refresh of %s (%s pipeline)", stateMark(r.State), r.ID, r.Target, r.Pipeline)
 	switch {
+	case r.State == store.RunScheduled && !r.StartAt.After(b.clock.Now()):
+		sb.WriteString(" starts now.")
 	case r.State == store.RunScheduled:
-		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(max(r.StartAt.Sub(b.clock.Now()), 0)))
+		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(r.StartAt.Sub(b.clock.Now())))
 	case r.State == store.RunRunning:
 		sb.WriteString(" is running.")
 	case r.State.Done():

@@ -282,7 +282,8 @@ func (b *Bot) refreshCards(ctx context.Context, target string) {
 		return
 	}
 	for _, r := range runs {
-		if (target == store.AllTargets || r.Target == target) && r.State != store.RunRunning {
+		// Waiting runs are redrawn by the next tick, which knows why they wait.
+		if (target == store.AllTargets || r.Target == target) && r.State == store.RunScheduled {
 			b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
 		}
 	}

@@ -97,4 +97,3 @@ func newLogger(c *Config, w io.Writer) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
 }
-
