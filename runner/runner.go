@@ -24,6 +24,15 @@ type Step interface {
 	Run(ctx context.Context, env *Env) error
 }
 
+// Finisher is implemented by steps that leave something behind until the
+// run is over (a shadow database). Finish is called once for each such step
+// that started, after the main steps and before the finally steps, with the
+// error that ended the run (nil on success), on a context an abort does not
+// cancel.
+type Finisher interface {
+	Finish(ctx context.Context, env *Env, runErr error) error
+}
+
 // Env is what a running step may use.
 type Env struct {
 	Run      uint64
@@ -185,8 +194,12 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 	var runErr error
 	steps := append(append([]Step(nil), plan.Pipeline.Steps...), plan.Pipeline.Finally...)
 	nMain := len(plan.Pipeline.Steps)
+	started := map[int]bool{}
 	for i, s := range steps {
 		finally := i >= nMain
+		if i == nMain {
+			runErr = finish(ctx, plan.Pipeline.Steps, started, env, runErr)
+		}
 		stepCtx := ctx
 		cancel := func() {}
 		if finally {
@@ -199,6 +212,7 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 			rep.StepFinished(i, results[i])
 			continue
 		}
+		started[i] = true
 		results[i].State = store.StepRunning
 		results[i].StartedAt = now()
 		rep.StepStarted(i, results[i])
@@ -228,7 +242,30 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		fmt.Fprintf(env.Log, "== %s %s after %s%s\n", s.Name(), results[i].State, results[i].Duration.Round(time.Millisecond), errSuffix(results[i].Error))
 		rep.StepFinished(i, results[i])
 	}
+	if len(plan.Pipeline.Finally) == 0 {
+		runErr = finish(ctx, plan.Pipeline.Steps, started, env, runErr)
+	}
 	return results, runErr
+}
+
+// finish calls Finish on the started steps that need it.
+func finish(ctx context.Context, steps []Step, started map[int]bool, env Env, runErr error) error {
+	for i, s := range steps {
+		f, ok := s.(Finisher)
+		if !ok || !started[i] {
+			continue
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FinallyTimeout)
+		err := f.Finish(fctx, &env, runErr)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(env.Log, "== clean-up after %s failed: %v\n", s.Name(), err)
+			if runErr == nil {
+				runErr = fmt.Errorf("clean up after step %q: %w", s.Name(), err)
+			}
+		}
+	}
+	return runErr
 }
 
 func errSuffix(e string) string {

@@ -1,0 +1,165 @@
+package postgres_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+func pgDump(t *testing.T, dsn string, args ...string) []byte {
+	t.Helper()
+	bin, err := postgres.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(bin, "pg_dump"), append(args, "-d", dsn)...).Output()
+	if err != nil {
+		t.Fatalf("pg_dump %v: %v", args, err)
+	}
+	return out
+}
+
+func compress(t *testing.T, data []byte, how string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	var w interface {
+		Write([]byte) (int, error)
+		Close() error
+	}
+	var err error
+	switch how {
+	case "gzip":
+		w = gzip.NewWriter(&buf)
+	case "xz":
+		w, err = xz.NewWriter(&buf)
+	case "zstd":
+		w, err = zstd.NewWriter(&buf)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data)
+	w.Close()
+	return buf.Bytes()
+}
+
+func fileSteps(tg *postgres.Target, path string) []runner.Step {
+	return []runner.Step{&postgres.Refresh{StepName: "restore", Target: tg, Source: postgres.Source{File: path}}, &postgres.Swap{StepName: "swap", Target: tg}}
+}
+
+func TestRefresh_BackupFiles(t *testing.T) {
+	f := newFixture(t)
+	dsn := f.prod.DSN(f.prodDB)
+	want := fingerprint(t, dsn)
+	delete(want, "settings") // files made without -C carry no database settings
+	dir := t.TempDir()
+	plain := pgDump(t, dsn, "-Fp")
+	custom := pgDump(t, dsn, "-Fc")
+	withCreate := pgDump(t, dsn, "-Fp", "-C")
+	files := map[string][]byte{
+		"plain.sql":       plain,
+		"plain.sql.gz":    compress(t, plain, "gzip"),
+		"plain.sql.xz":    compress(t, plain, "xz"),
+		"plain.sql.zst":   compress(t, plain, "zstd"),
+		"create.sql.xz":   compress(t, withCreate, "xz"), // pg_dump -C fas2 | xz, as Fedora does it
+		"custom.dump":     custom,
+		"custom.dump.zst": compress(t, custom, "zstd"),
+		"custom.dump.gz":  compress(t, custom, "gzip"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgDump(t, dsn, "-Fd", "-j", "2", "-f", filepath.Join(dir, "directory"))
+	files["directory"] = nil
+	for name := range files {
+		t.Run(name, func(t *testing.T) {
+			log, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), nil)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log)
+			}
+			got := fingerprint(t, f.stg.DSN(f.stgDB))
+			if name == "create.sql.xz" {
+				// A -C dump's database settings apply to the shadow.
+				if !strings.Contains(got["settings"], "work_mem=12MB") {
+					t.Errorf("settings from the -C dump not applied: %q", got["settings"])
+				}
+			}
+			delete(got, "settings")
+			if d := diffPrints(want, got); d != "" {
+				t.Fatalf("restored data differs:\n%s", d)
+			}
+		})
+	}
+	// A backup chosen as the newest in a directory.
+	t.Run("newest in directory", func(t *testing.T) {
+		tg := *f.target
+		step := &postgres.Refresh{StepName: "restore", Target: &tg, Source: postgres.Source{Dir: dir, Pattern: "plain.sql.*"}}
+		desc, err := step.Plan(context.Background())
+		if err != nil || !strings.Contains(desc, "plain.sql.") {
+			t.Fatalf("plan: %q %v", desc, err)
+		}
+	})
+}
+
+func TestRefresh_CorruptBackupsFailBeforeTheSwap(t *testing.T) {
+	f := newFixture(t)
+	dsn := f.prod.DSN(f.prodDB)
+	// Big enough that damage past the first compressed blocks is only found
+	// while restoring, not when the file is first looked at.
+	sqlExec(t, dsn, "insert into audit select now(), md5(g::text) || md5((g*7)::text) from generate_series(1, 60000) g")
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	before := fingerprint(t, f.stg.DSN(f.stgDB))
+	dir := t.TempDir()
+	plain := pgDump(t, dsn, "-Fp")
+	custom := pgDump(t, dsn, "-Fc")
+	xzPlain := compress(t, plain, "xz")
+	zst := compress(t, plain, "zstd")
+	flipped := append([]byte(nil), zst...)
+	for i := len(flipped) * 9 / 10; i < len(flipped)*9/10+64; i++ {
+		flipped[i] ^= 0xff
+	}
+	cut := bytes.LastIndex(plain[:len(plain)/2], []byte("\n\\.\n")) + 4 // at a statement boundary
+	cases := map[string]struct {
+		data []byte
+		want string
+	}{
+		"truncated.sql.xz":  {data: xzPlain[:len(xzPlain)/2], want: "is unreadable"},
+		"truncated.sql":     {data: plain[:cut], want: `ends without pg_dump's "dump complete" line`},
+		"truncated.dump":    {data: custom[:len(custom)*2/3], want: "pg_restore: exited with status"},
+		"corrupt.sql.zst":   {data: flipped, want: "is unreadable"},
+		"garbage.bin":       {data: bytes.Repeat([]byte{0x00, 0x01, 0xfe}, 1000), want: "neither a pg_dump archive nor plain SQL"},
+		"empty.sql.gz":      {data: nil, want: "empty or unreadable"},
+		"bad-statement.sql": {data: append(append([]byte(nil), plain...), []byte("SELECT no_such_function();\n")...), want: "psql: exited with status"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name)
+			os.WriteFile(path, c.data, 0o644)
+			log, err := run(t, fileSteps(f.target, path), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error = %v, want %q\n%s", err, c.want, log)
+			}
+			if d := diffPrints(before, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+				t.Fatalf("staging changed:\n%s", d)
+			}
+			if has(databases(t, f.stg), f.stgDB+postgres.NextSuffix) {
+				t.Fatal("shadow left behind")
+			}
+		})
+	}
+}

@@ -1,0 +1,137 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stagebot/stagebot/runner"
+)
+
+// progressPoller watches the shadow database fill up and reports bytes and
+// rows against production's totals (from its table statistics), tables and
+// indexes done, and an ETA.
+type progressPoller struct {
+	t    *Target
+	db   string
+	env  *runner.Env
+	mu   sync.Mutex
+	last runner.Progress
+
+	totalBytes, totalRows   int64
+	totalTables, totalIndex int
+	started                 time.Time
+
+	fileN, fileTotal int64
+}
+
+func newProgressPoller(t *Target, db string, env *runner.Env) *progressPoller {
+	return &progressPoller{t: t, db: db, env: env, started: time.Now()}
+}
+
+func (p *progressPoller) totalsFromProduction(ctx context.Context) error {
+	c, err := p.t.production(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return c.QueryRow(ctx, `
+		select coalesce(sum(pg_table_size(c.oid)) filter (where c.relkind in ('r','m')), 0)::bigint,
+		       coalesce(sum(greatest(c.reltuples, 0)) filter (where c.relkind in ('r','m')), 0)::bigint,
+		       count(*) filter (where c.relkind in ('r','m'))::int,
+		       count(*) filter (where c.relkind = 'i')::int
+		from pg_class c join pg_namespace n on n.oid = c.relnamespace
+		where n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg\_toast%'`).
+		Scan(&p.totalBytes, &p.totalRows, &p.totalTables, &p.totalIndex)
+}
+
+// fileRead records how much of a backup file has been read.
+func (p *progressPoller) fileRead(n, total int64) {
+	p.mu.Lock()
+	p.fileN, p.fileTotal = n, total
+	p.mu.Unlock()
+}
+
+// start polls every second until the returned stop is called.
+func (p *progressPoller) start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				p.poll(ctx)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (p *progressPoller) poll(ctx context.Context) {
+	c, err := connect(ctx, p.t.StagingDSN, p.db, false)
+	if err != nil {
+		return
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	var pr runner.Progress
+	var tables, indexes int
+	var bytes, rows, copying int64
+	err = c.QueryRow(ctx, `
+		select coalesce(sum(pg_table_size(c.oid)) filter (where c.relkind in ('r','m')), 0)::bigint,
+		       count(*) filter (where c.relkind in ('r','m') and pg_table_size(c.oid) > 0)::int,
+		       count(*) filter (where c.relkind = 'i')::int,
+		       coalesce((select sum(n_tup_ins) from pg_stat_user_tables), 0)::bigint,
+		       coalesce((select sum(tuples_processed) from pg_stat_progress_copy where datname = current_database()), 0)::bigint
+		from pg_class c join pg_namespace n on n.oid = c.relnamespace
+		where n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg\_toast%'`).
+		Scan(&bytes, &tables, &indexes, &rows, &copying)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	fileN, fileTotal := p.fileN, p.fileTotal
+	p.mu.Unlock()
+	if fileTotal > 0 {
+		pr = runner.Progress{Done: fileN, Total: fileTotal, Unit: "bytes"}
+	} else {
+		pr = runner.Progress{Done: min(bytes, p.totalBytes), Total: p.totalBytes, Unit: "bytes"}
+	}
+	items := fmt.Sprintf("%d rows", rows+copying)
+	if p.totalRows > 0 {
+		items = fmt.Sprintf("%d of ~%d rows", rows+copying, p.totalRows)
+	}
+	if p.totalTables > 0 {
+		items += fmt.Sprintf(", %d/%d tables, %d/%d indexes", min(tables, p.totalTables), p.totalTables, min(indexes, p.totalIndex), p.totalIndex)
+	}
+	pr.Items = items
+	if pr.Total > 0 && pr.Done > 0 && pr.Done < pr.Total {
+		elapsed := time.Since(p.started)
+		pr.ETA = time.Duration(float64(elapsed) * float64(pr.Total-pr.Done) / float64(pr.Done))
+	}
+	p.mu.Lock()
+	p.last = pr
+	p.mu.Unlock()
+	if p.env.Progress != nil {
+		p.env.Progress(pr)
+	}
+}
+
+// final reports the finished state once.
+func (p *progressPoller) final(ctx context.Context) {
+	p.poll(ctx)
+	c, err := connect(ctx, p.t.StagingDSN, p.db, false)
+	if err != nil {
+		return
+	}
+	defer c.Close(ctx)
+	var size int64
+	if c.QueryRow(ctx, "select pg_database_size(current_database())").Scan(&size) == nil {
+		fmt.Fprintf(p.env.Log, "%s is %s after the restore\n", p.db, runner.Bytes(size))
+	}
+}

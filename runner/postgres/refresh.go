@@ -1,0 +1,492 @@
+package postgres
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner"
+)
+
+var lookPath = exec.LookPath
+
+// Source says where a refresh copies from: production's live database (all
+// fields empty), one backup file, or the newest file in a directory.
+type Source struct {
+	File    string
+	Dir     string
+	Pattern string // with Dir: a glob, default "*"
+}
+
+// Refresh is the pg_refresh step: it restores the source into the shadow
+// database. The swap comes later, in a pg_swap step.
+type Refresh struct {
+	StepName string
+	Target   *Target
+	Source   Source
+}
+
+var (
+	_ runner.Step     = (*Refresh)(nil)
+	_ runner.Finisher = (*Refresh)(nil)
+)
+
+// Name implements runner.Step.
+func (r *Refresh) Name() string { return r.StepName }
+
+// Kind implements runner.Step.
+func (r *Refresh) Kind() string { return "pg_refresh" }
+
+func (r *Refresh) live() bool { return r.Source.File == "" && r.Source.Dir == "" }
+
+// resolveFile finds the backup file to restore.
+func (r *Refresh) resolveFile() (string, error) {
+	if r.Source.File != "" {
+		if _, err := os.Stat(r.Source.File); err != nil {
+			return "", fmt.Errorf("backup %s: %w", r.Source.File, errors.Unwrap(err))
+		}
+		return r.Source.File, nil
+	}
+	pattern := r.Source.Pattern
+	if pattern == "" {
+		pattern = "*"
+	}
+	matches, err := filepath.Glob(filepath.Join(r.Source.Dir, pattern))
+	if err != nil {
+		return "", fmt.Errorf("pattern %q: %w", pattern, err)
+	}
+	var newest string
+	var newestT time.Time
+	for _, m := range matches {
+		st, err := os.Stat(m)
+		if err != nil {
+			continue
+		}
+		if newest == "" || st.ModTime().After(newestT) {
+			newest, newestT = m, st.ModTime()
+		}
+	}
+	if newest == "" {
+		return "", fmt.Errorf("no backup matching %s in %s", pattern, r.Source.Dir)
+	}
+	return newest, nil
+}
+
+// Plan implements runner.Step: it connects to both servers and checks the
+// guards, the roles and the tools, changing nothing.
+func (r *Refresh) Plan(ctx context.Context) (string, error) {
+	t := r.Target
+	_, next, _, err := t.names()
+	if err != nil {
+		return "refresh staging", err
+	}
+	var desc string
+	if r.live() {
+		desc = fmt.Sprintf("copy production %s into %s on %s (pg_dump/pg_restore, %d jobs), then swap", Describe(t.ProductionDSN), next, Describe(t.StagingDSN), t.jobs())
+	} else {
+		f, err := r.resolveFile()
+		if err != nil {
+			return "restore a backup into " + next, err
+		}
+		format, err := sniff(f)
+		if err != nil {
+			return "restore " + f + " into " + next, err
+		}
+		desc = fmt.Sprintf("restore %s (%s) into %s on %s, then swap", f, format, next, Describe(t.StagingDSN))
+	}
+	if _, err := t.tools(); err != nil {
+		return desc, err
+	}
+	if err := t.Guard(ctx); err != nil {
+		return desc, err
+	}
+	if r.live() {
+		missing, err := t.MissingRoles(ctx)
+		if err != nil {
+			return desc, err
+		}
+		if len(missing) > 0 {
+			return desc, fmt.Errorf("staging lacks roles production uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
+		}
+	}
+	return desc, nil
+}
+
+type tools struct{ dump, restore, psql string }
+
+func (t *Target) tools() (tools, error) {
+	dir := t.BinDir
+	if dir == "" {
+		d, err := FindBinDir()
+		if err != nil {
+			return tools{}, err
+		}
+		dir = d
+	}
+	tl := tools{dump: filepath.Join(dir, "pg_dump"), restore: filepath.Join(dir, "pg_restore"), psql: filepath.Join(dir, "psql")}
+	for _, p := range []string{tl.dump, tl.restore, tl.psql} {
+		if _, err := os.Stat(p); err != nil {
+			return tl, fmt.Errorf("%s not found: install Debian's postgresql-client package, or set pg_bindir", p)
+		}
+	}
+	return tl, nil
+}
+
+// Run implements runner.Step.
+func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
+	t := r.Target
+	tl, err := t.tools()
+	if err != nil {
+		return err
+	}
+	_, next, _, err := t.names()
+	if err != nil {
+		return err
+	}
+	if err := t.createShadow(ctx, env); err != nil {
+		return err
+	}
+	prog := newProgressPoller(t, next, env)
+	if r.live() {
+		if err := prog.totalsFromProduction(ctx); err != nil {
+			fmt.Fprintf(env.Log, "no progress totals: %v\n", err)
+		}
+		stop := prog.start(ctx)
+		err = r.dumpRestore(ctx, env, tl, next)
+		stop()
+	} else {
+		var f string
+		f, err = r.resolveFile()
+		if err == nil {
+			stop := prog.start(ctx)
+			err = r.restoreFile(ctx, env, tl, f, next, prog)
+			stop()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	prog.final(ctx)
+	return nil
+}
+
+// Finish implements runner.Finisher: whatever happened, no shadow is left
+// behind (after a swap there is none).
+func (r *Refresh) Finish(ctx context.Context, env *runner.Env, runErr error) error {
+	if runErr != nil {
+		fmt.Fprintf(env.Log, "the run did not finish: dropping the shadow database; staging is unchanged\n")
+	}
+	return r.Target.DropShadow(ctx)
+}
+
+// createShadow makes an empty shadow database with production's encoding,
+// collation and database settings.
+func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
+	db, next, _, err := t.names()
+	if err != nil {
+		return err
+	}
+	encoding, collate, ctype := "UTF8", "", ""
+	var settings []string
+	if p, err := t.production(ctx); err == nil {
+		p.QueryRow(ctx, `select pg_encoding_to_char(encoding), datcollate, datctype from pg_database where datname = current_database()`).Scan(&encoding, &collate, &ctype)
+		rows, err := p.Query(ctx, `select unnest(setconfig) from pg_db_role_setting where setrole = 0 and setdatabase = (select oid from pg_database where datname = current_database())`)
+		if err == nil {
+			settings, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		p.Close(ctx)
+	} else if t.ProductionDSN != "" {
+		return err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	if err := dropDatabase(ctx, c, next); err != nil {
+		return err
+	}
+	create := fmt.Sprintf("create database %s template template0 encoding %s", quoteIdent(next), quoteLiteral(encoding))
+	if collate != "" {
+		create += fmt.Sprintf(" lc_collate %s lc_ctype %s", quoteLiteral(collate), quoteLiteral(ctype))
+	}
+	if _, err := c.Exec(ctx, create); err != nil {
+		return fmt.Errorf("create %s: %w", next, err)
+	}
+	comment := fmt.Sprintf("%s managed staging copy of %s, made by run %d at %s", commentPrefix, db, env.Run, time.Now().UTC().Format(time.RFC3339))
+	if _, err := c.Exec(ctx, "comment on database "+quoteIdent(next)+" is "+quoteLiteral(comment)); err != nil {
+		return err
+	}
+	for _, s := range settings {
+		name, value, ok := strings.Cut(s, "=")
+		if !ok {
+			continue
+		}
+		if _, err := c.Exec(ctx, fmt.Sprintf("alter database %s set %s = %s", quoteIdent(next), quoteIdent(name), quoteLiteral(value))); err != nil {
+			return fmt.Errorf("copy database setting %s: %w", name, err)
+		}
+	}
+	fmt.Fprintf(env.Log, "created %s (%s) with %d database setting(s) from production\n", next, encoding, len(settings))
+	return nil
+}
+
+// libpq describes a DSN for the PostgreSQL tools: the connection string
+// without its password, and the environment that carries the password, so
+// that it never shows in a process list.
+func libpq(dsn, db string) (string, []string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", nil, err
+	}
+	if db == "" {
+		db = cfg.Database
+	}
+	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s", quoteConn(cfg.Host), cfg.Port, quoteConn(cfg.User), quoteConn(db))
+	if cfg.TLSConfig == nil {
+		conn += " sslmode=disable"
+	}
+	env := []string{"PGAPPNAME=stagebot"}
+	if cfg.Password != "" {
+		env = append(env, "PGPASSWORD="+cfg.Password)
+	}
+	return conn, env, nil
+}
+
+func quoteConn(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// tool runs a PostgreSQL client program with its output in the run log. It
+// dies with stagebot (no orphan keeps writing to the shadow after a crash).
+func tool(ctx context.Context, env *runner.Env, extraEnv []string, path string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.Stdout, cmd.Stderr = env.Log, env.Log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+func (r *Refresh) restoreArgs(conn string) []string {
+	args := []string{"--exit-on-error", "--no-password", "-d", conn}
+	if r.Target.NoOwner {
+		args = append(args, "--no-owner")
+	}
+	if r.Target.NoACL {
+		args = append(args, "--no-acl")
+	}
+	return args
+}
+
+// dumpRestore copies production with pg_dump -Fd -j into a temporary
+// directory and pg_restore -j from it.
+func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, next string) error {
+	t := r.Target
+	dir, err := os.MkdirTemp(t.WorkDir, "stagebot-dump-")
+	if err != nil {
+		return fmt.Errorf("make dump directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	pconn, penv, err := libpq(t.ProductionDSN, "")
+	if err != nil {
+		return err
+	}
+	// Production is read: pg_dump's own transaction is read-only, and the
+	// session default says so too.
+	penv = append(penv, "PGOPTIONS=-c default_transaction_read_only=on")
+	out := filepath.Join(dir, "dump")
+	jobs := strconv.Itoa(t.jobs())
+	fmt.Fprintf(env.Log, "pg_dump -Fd -j %s from %s\n", jobs, Describe(t.ProductionDSN))
+	if err := tool(ctx, env, penv, tl.dump, "-Fd", "-j", jobs, "--no-password", "-f", out, "-d", pconn).Run(); err != nil {
+		return fmt.Errorf("pg_dump: %w", cmdErr(ctx, err))
+	}
+	sconn, senv, err := libpq(t.StagingDSN, next)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Log, "pg_restore -j %s into %s\n", jobs, next)
+	args := append(r.restoreArgs(sconn), "-j", jobs, out)
+	if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
+		return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+	}
+	return nil
+}
+
+func cmdErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return fmt.Errorf("exited with status %d (the run log has its output)", ee.ExitCode())
+	}
+	return err
+}
+
+// restoreFile restores a backup file of any supported format.
+func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, path, next string, prog *progressPoller) error {
+	format, err := sniff(path)
+	if err != nil {
+		return err
+	}
+	sconn, senv, err := libpq(r.Target.StagingDSN, next)
+	if err != nil {
+		return err
+	}
+	jobs := strconv.Itoa(r.Target.jobs())
+	fmt.Fprintf(env.Log, "restoring %s (%s) into %s\n", path, format, next)
+	switch {
+	case format.dir:
+		args := append(r.restoreArgs(sconn), "-j", jobs, path)
+		if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
+			return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+		}
+		return nil
+	case format.custom && format.compression == "":
+		args := append(r.restoreArgs(sconn), "-j", jobs, path)
+		if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
+			return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+		}
+		return nil
+	}
+	// A compressed file is streamed through the decompressor into the tool's
+	// standard input: nothing is unpacked to disk.
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	counted := &countingReader{r: f, total: st.Size(), prog: prog}
+	plain, err := decompress(counted, format.compression)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var cmd *exec.Cmd
+	var sqlCheck *sqlFilter
+	if format.custom {
+		cmd = tool(ctx, env, senv, tl.restore, r.restoreArgs(sconn)...)
+	} else {
+		sqlCheck = &sqlFilter{db: next, noOwner: r.Target.NoOwner, noACL: r.Target.NoACL}
+		cmd = tool(ctx, env, senv, tl.psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction", "-d", sconn)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	var copyErr error
+	if sqlCheck != nil {
+		copyErr = sqlCheck.copy(stdin, plain)
+	} else {
+		_, copyErr = io.Copy(stdin, plain)
+	}
+	if copyErr != nil {
+		// Make the tool stop rather than commit what it has.
+		cmd.Process.Signal(syscall.SIGKILL)
+	}
+	stdin.Close()
+	waitErr := cmd.Wait()
+	switch {
+	case copyErr != nil && !errors.Is(copyErr, errBrokenPipe):
+		return fmt.Errorf("the backup %s is unreadable: %w", filepath.Base(path), copyErr)
+	case waitErr != nil:
+		return fmt.Errorf("%s: %w", filepath.Base(cmd.Path), cmdErr(ctx, waitErr))
+	case sqlCheck != nil && !sqlCheck.complete:
+		return fmt.Errorf("the backup %s is incomplete: it ends without pg_dump's \"dump complete\" line", filepath.Base(path))
+	}
+	return nil
+}
+
+type countingReader struct {
+	r     io.Reader
+	n     int64
+	total int64
+	prog  *progressPoller
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.prog.fileRead(c.n, c.total)
+	return n, err
+}
+
+var errBrokenPipe = errors.New("broken pipe")
+
+// sqlFilter passes a plain SQL dump to psql, leaving out what would touch
+// other databases (CREATE/DROP DATABASE, \connect) and, when asked, ownership
+// and privileges. It notes whether the dump's closing line was seen.
+type sqlFilter struct {
+	db              string
+	noOwner, noACL  bool
+	complete        bool
+	inCopy, skipped bool
+}
+
+func (f *sqlFilter) copy(w io.Writer, r io.Reader) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	bw := bufio.NewWriterSize(w, 1<<20)
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 0 {
+			if out := f.filter(line); out != "" {
+				if _, werr := bw.WriteString(out); werr != nil {
+					return errBrokenPipe
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			if bw.Flush() != nil {
+				return errBrokenPipe
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (f *sqlFilter) filter(line string) string {
+	if f.inCopy {
+		if line == "\\.\n" {
+			f.inCopy = false
+		}
+		return line
+	}
+	switch {
+	case strings.HasPrefix(line, "COPY ") && strings.HasSuffix(line, "FROM stdin;\n"):
+		f.inCopy = true
+	case strings.HasPrefix(line, "-- PostgreSQL database dump complete"):
+		f.complete = true
+	case strings.HasPrefix(line, "CREATE DATABASE "), strings.HasPrefix(line, "DROP DATABASE "),
+		strings.HasPrefix(line, `\connect `), strings.HasPrefix(line, `\c `):
+		return "-- (left out by stagebot) " + line
+	case strings.HasPrefix(line, "ALTER DATABASE "):
+		// Settings of the dumped database apply to the shadow instead.
+		if i := strings.Index(line, " SET "); i > 0 {
+			return "ALTER DATABASE " + quoteIdent(f.db) + line[i:]
+		}
+		return "-- (left out by stagebot) " + line
+	case f.noOwner && strings.HasPrefix(line, "ALTER ") && strings.Contains(line, " OWNER TO "):
+		return ""
+	case f.noACL && (strings.HasPrefix(line, "GRANT ") || strings.HasPrefix(line, "REVOKE ")):
+		return ""
+	}
+	return line
+}

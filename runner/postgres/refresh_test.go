@@ -1,0 +1,274 @@
+package postgres_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+func refreshSteps(tg *postgres.Target, extra ...runner.Step) []runner.Step {
+	steps := []runner.Step{&postgres.Refresh{StepName: "refresh", Target: tg}}
+	steps = append(steps, extra...)
+	return append(steps, &postgres.Swap{StepName: "swap", Target: tg})
+}
+
+func TestRefresh_LiveCopiesEverythingAndRollsBack(t *testing.T) {
+	f := newFixture(t)
+	prodBefore := fingerprint(t, f.prod.DSN(f.prodDB))
+	prodDBsBefore := databases(t, f.prod)
+	// The fingerprint sees what it must compare.
+	for k, want := range map[string]string{"table users": "3000 rows, ", "table orders": "8000 rows, ", "sequences": "invoice_no=4242", "settings": "work_mem=12MB", "views": "big_orders:", "functions": "order_total:", "indexes": "orders_placed_idx", "constraints": "orders_amount_check"} {
+		if !strings.Contains(prodBefore[k], want) {
+			t.Fatalf("fingerprint %s = %q, want it to contain %q", k, prodBefore[k], want)
+		}
+	}
+	rep := &progressLog{}
+	log, err := run(t, refreshSteps(f.target,
+		&postgres.Check{StepName: "has users", Target: f.target, On: postgres.OnShadow, Query: "select count(*) > 1000 from users"},
+	), rep)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	first := fingerprint(t, f.stg.DSN(f.stgDB))
+	if d := diffPrints(prodBefore, first); d != "" {
+		t.Fatalf("staging differs from production:\n%s", d)
+	}
+	if !strings.Contains(log, "staging was unavailable for") {
+		t.Errorf("log does not report unavailability:\n%s", log)
+	}
+	rep.mu.Lock()
+	var sawProgress bool
+	for _, p := range rep.ps {
+		if p.Total > 0 && strings.Contains(p.Items, "tables") {
+			sawProgress = true
+		}
+	}
+	rep.mu.Unlock()
+	if !sawProgress {
+		t.Errorf("no progress with totals was reported: %+v", rep.ps)
+	}
+
+	// Production changes; the next refresh keeps the first copy as prev.
+	sqlExec(t, f.prod.DSN(f.prodDB), "insert into users (email) values ('late@example.org')")
+	prodNow := fingerprint(t, f.prod.DSN(f.prodDB))
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := diffPrints(prodNow, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+		t.Fatalf("second refresh:\n%s", d)
+	}
+	dbs := databases(t, f.stg)
+	if !has(dbs, f.stgDB+postgres.PrevSuffix) || has(dbs, f.stgDB+postgres.NextSuffix) {
+		t.Fatalf("staging server databases: %v", dbs)
+	}
+	msg, err := f.target.Rollback(context.Background(), &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "is back to the copy the last refresh replaced") {
+		t.Errorf("rollback said %q", msg)
+	}
+	if d := diffPrints(first, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+		t.Fatalf("after rollback staging is not the first copy:\n%s", d)
+	}
+	// Production was only read.
+	if d := diffPrints(prodNow, fingerprint(t, f.prod.DSN(f.prodDB))); d != "" {
+		t.Fatalf("production changed:\n%s", d)
+	}
+	if got := databases(t, f.prod); strings.Join(got, ",") != strings.Join(prodDBsBefore, ",") {
+		t.Fatalf("databases on production changed: %v → %v", prodDBsBefore, got)
+	}
+}
+
+func TestRefresh_FailureBeforeSwapLeavesStagingUntouched(t *testing.T) {
+	f := newFixture(t)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	sqlExec(t, f.stg.DSN(f.stgDB), "insert into audit values (now(), 'work in staging')")
+	before := fingerprint(t, f.stg.DSN(f.stgDB))
+	_, err := run(t, refreshSteps(f.target,
+		&postgres.SQL{StepName: "sanitise", Target: f.target, On: postgres.OnShadow, Script: "update users set email = 'x'"}, // breaks the unique index
+	), nil)
+	if err == nil || !strings.Contains(err.Error(), `step "sanitise" failed`) || !strings.Contains(err.Error(), "users_email_key") {
+		t.Fatalf("error = %v", err)
+	}
+	if d := diffPrints(before, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+		t.Fatalf("staging changed by a failed run:\n%s", d)
+	}
+	if dbs := databases(t, f.stg); has(dbs, f.stgDB+postgres.NextSuffix) {
+		t.Fatalf("shadow left behind: %v", dbs)
+	}
+}
+
+func TestRefresh_SanitiseOnShadow(t *testing.T) {
+	f := newFixture(t)
+	_, err := run(t, refreshSteps(f.target,
+		&postgres.SQL{StepName: "sanitise", Target: f.target, On: postgres.OnShadow, Script: "update users set email = 'user' || id || '@example.invalid'"},
+		&postgres.Check{StepName: "sanitised", Target: f.target, On: postgres.OnShadow, Query: "select count(*) from users where email not like '%@example.invalid'", Expect: ptr("0")},
+	), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, _ := pgx.Connect(ctx, f.stg.DSN(f.stgDB))
+	defer c.Close(ctx)
+	var n int
+	c.QueryRow(ctx, "select count(*) from users where email like '%@example.invalid'").Scan(&n)
+	if n != 3000 {
+		t.Fatalf("%d sanitised users in staging, want 3000", n)
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func TestRefresh_ClientKeepsWorkingUntilTheSwap(t *testing.T) {
+	f := newFixture(t)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := pgx.Connect(ctx, f.stg.DSN(f.stgDB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		at  time.Time
+		err error
+	}
+	var mu sync.Mutex
+	var results []result
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			var n int
+			err := c.QueryRow(ctx, "select count(*) from orders").Scan(&n)
+			mu.Lock()
+			results = append(results, result{time.Now(), err})
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	log, err := run(t, refreshSteps(f.target), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	var firstErr time.Time
+	ok := 0
+	for _, r := range results {
+		if r.err != nil {
+			firstErr = r.at
+			break
+		}
+		ok++
+	}
+	if ok < 10 || firstErr.IsZero() {
+		t.Fatalf("%d queries succeeded before the swap ended the session (first error at %v)", ok, firstErr)
+	}
+	// The reported unavailability is the swap, not the restore.
+	i := strings.Index(log, "staging was unavailable for ")
+	d, err := time.ParseDuration(strings.Fields(log[i+len("staging was unavailable for "):])[0])
+	if err != nil || d > 5*time.Second {
+		t.Fatalf("unavailable for %v (%v)", d, err)
+	}
+	// A new session works on the new copy.
+	sqlExec(t, f.stg.DSN(f.stgDB), "select 1")
+}
+
+func TestGuards(t *testing.T) {
+	f := newFixture(t)
+	prodPort := f.prod.Port
+	tests := []struct {
+		name, stagingDSN, want string
+		servers                []string
+	}{
+		{name: "same database, spelled differently", stagingDSN: strings.Replace(f.prod.DSN(f.prodDB), "127.0.0.1", "localhost", 1), want: "is the source database itself"},
+		{name: "same database, keyword form", stagingDSN: "host=" + f.prod.Dir + " port=" + itoa(prodPort) + " user=postgres dbname=" + f.prodDB, want: "is the source database itself"},
+		{name: "another database on production", stagingDSN: f.prod.DSN("scratch"), want: "is a production server"},
+		{name: "listed production server", stagingDSN: f.stg.DSN("other"), servers: []string{f.stg.DSN("postgres")}, want: "is a production server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: tt.stagingDSN, ProductionServers: tt.servers}
+			_, err := run(t, refreshSteps(tg), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("database not made by stagebot", func(t *testing.T) {
+		sqlExec(t, f.stg.DSN("postgres"), "create database handmade", "")
+		sqlExec(t, f.stg.DSN("handmade"), "create table precious (x int)")
+		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.stg.DSN("handmade")}
+		_, err := run(t, refreshSteps(tg), nil)
+		if err == nil || !strings.Contains(err.Error(), "was not created by stagebot; set adopt: true") {
+			t.Fatalf("error = %v", err)
+		}
+		tg.Adopt = true
+		if _, err := run(t, refreshSteps(tg), nil); err != nil {
+			t.Fatalf("adopt: %v", err)
+		}
+	})
+	if d := diffPrints(fingerprint(t, f.prod.DSN(f.prodDB)), fingerprint(t, f.prod.DSN(f.prodDB))); d != "" {
+		t.Fatal(d)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func TestMissingRoles(t *testing.T) {
+	f := newFixture(t)
+	role := "owner_" + f.prodDB
+	sqlExec(t, f.prod.DSN("postgres"), "create role "+role)
+	sqlExec(t, f.prod.DSN(f.prodDB), "alter table audit owner to "+role, "create role reader_"+f.prodDB, "grant select on users to reader_"+f.prodDB)
+	_, err := run(t, refreshSteps(f.target), nil)
+	if err == nil || !strings.Contains(err.Error(), "staging lacks roles production uses: "+role+" (owns objects), reader_"+f.prodDB+" (has privileges)") {
+		t.Fatalf("error = %v", err)
+	}
+	f.target.NoOwner, f.target.NoACL = true, true
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatalf("with no_owner and no_acl: %v", err)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	f := newFixture(t)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	// What a crash can leave: a half-restored shadow, and staging refusing
+	// connections (blocked for a swap that never committed).
+	sqlExec(t, f.stg.DSN("postgres"), "create database "+f.stgDB+postgres.NextSuffix, "alter database "+f.stgDB+" with allow_connections false")
+	did, err := f.target.Recover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(did, "dropped the unfinished copy") || !strings.Contains(did, "let connections into "+f.stgDB+" again") {
+		t.Fatalf("recover said %q", did)
+	}
+	sqlExec(t, f.stg.DSN(f.stgDB), "select 1")
+	// Staging missing but a previous copy there: it is put back.
+	sqlExec(t, f.stg.DSN("postgres"), "alter database "+f.stgDB+" rename to "+f.stgDB+postgres.PrevSuffix)
+	if did, err = f.target.Recover(context.Background()); err != nil || !strings.Contains(did, "put the previous copy back") {
+		t.Fatalf("recover: %q %v", did, err)
+	}
+	sqlExec(t, f.stg.DSN(f.stgDB), "select count(*) from users")
+	if did, _ := f.target.Recover(context.Background()); did != "" {
+		t.Fatalf("recover of a healthy target did %q", did)
+	}
+}

@@ -1,0 +1,545 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Suffixes of the databases a refresh keeps beside staging.
+const (
+	NextSuffix = "__stagebot_next"
+	PrevSuffix = "__stagebot_prev"
+	// commentPrefix marks databases stagebot created.
+	commentPrefix = "stagebot:"
+)
+
+// Target is one staging database and the production database it copies.
+type Target struct {
+	Name          string
+	ProductionDSN string
+	StagingDSN    string
+	// ProductionServers lists other servers (DSNs) staging must never be.
+	ProductionServers []string
+	// Adopt lets the bot replace a staging database it did not create.
+	Adopt bool
+	// NoOwner and NoACL restore without ownership or privileges, for a
+	// staging server that lacks production's roles.
+	NoOwner, NoACL bool
+	// KeepPrevious keeps the replaced staging copy for rollback.
+	KeepPrevious bool
+	// Jobs is the parallelism of dumps and restores (default 2).
+	Jobs int
+	// WorkDir is where dumps are written (default the system temp dir).
+	WorkDir string
+	// BinDir holds pg_dump, pg_restore and psql (default: found).
+	BinDir string
+
+	mu sync.Mutex // one swap at a time
+}
+
+func (t *Target) jobs() int {
+	if t.Jobs > 0 {
+		return t.Jobs
+	}
+	return 2
+}
+
+// StagingDB is the staging database's name.
+func (t *Target) StagingDB() (string, error) {
+	cfg, err := pgx.ParseConfig(t.StagingDSN)
+	if err != nil {
+		return "", fmt.Errorf("staging dsn: %w", err)
+	}
+	if cfg.Database == "" || cfg.Database == "postgres" || strings.HasPrefix(cfg.Database, "template") {
+		return "", fmt.Errorf("the staging dsn must name the staging database (not %q)", cfg.Database)
+	}
+	return cfg.Database, nil
+}
+
+func (t *Target) names() (db, next, prev string, err error) {
+	db, err = t.StagingDB()
+	return db, db + NextSuffix, db + PrevSuffix, err
+}
+
+// connect opens a connection to dsn with its database replaced by db ("" to
+// keep it). Production connections are read-only.
+func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	if db != "" {
+		cfg.Database = db
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = "stagebot"
+	if readOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s/%s: %w", hostPort(cfg), cfg.Database, err)
+	}
+	return c, nil
+}
+
+func hostPort(cfg *pgx.ConnConfig) string {
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// Describe shows a DSN without its password.
+func Describe(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "(unparsable dsn)"
+	}
+	return hostPort(cfg) + "/" + cfg.Database
+}
+
+func (t *Target) production(ctx context.Context) (*pgx.Conn, error) {
+	return connect(ctx, t.ProductionDSN, "", true)
+}
+
+// maintenance connects to the staging server's postgres database.
+func (t *Target) maintenance(ctx context.Context) (*pgx.Conn, error) {
+	return connect(ctx, t.StagingDSN, "postgres", false)
+}
+
+// serverID identifies a server however its address is spelled.
+func serverID(ctx context.Context, c *pgx.Conn) (string, error) {
+	var id string
+	err := c.QueryRow(ctx, "select system_identifier::text from pg_control_system()").Scan(&id)
+	if err == nil {
+		var dir string
+		if c.QueryRow(ctx, "select current_setting('data_directory', true)").Scan(&dir) == nil && dir != "" {
+			id += ":" + dir
+		}
+		return id, nil
+	}
+	// Without the privilege, fall back to the address the server reports.
+	var addr string
+	if err2 := c.QueryRow(ctx, "select coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port(), 0)").Scan(&addr); err2 != nil {
+		return "", fmt.Errorf("identify server: %w", err)
+	}
+	return "addr:" + addr, nil
+}
+
+type dbInfo struct {
+	exists    bool
+	comment   string
+	allowConn bool
+}
+
+func database(ctx context.Context, c *pgx.Conn, name string) (dbInfo, error) {
+	var d dbInfo
+	err := c.QueryRow(ctx, `select coalesce(shobj_description(oid, 'pg_database'), ''), datallowconn from pg_database where datname = $1`, name).Scan(&d.comment, &d.allowConn)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, nil
+	}
+	if err != nil {
+		return d, fmt.Errorf("look up database %s: %w", name, err)
+	}
+	d.exists = true
+	return d, nil
+}
+
+func (d dbInfo) managed() bool { return strings.HasPrefix(d.comment, commentPrefix) }
+
+// Guard checks, without changing anything, that the destination may be
+// written: it is not the source, not on a production server, and was
+// created by stagebot (or the target says to adopt it).
+func (t *Target) Guard(ctx context.Context) error {
+	db, _, _, err := t.names()
+	if err != nil {
+		return err
+	}
+	stg, err := t.maintenance(ctx)
+	if err != nil {
+		return err
+	}
+	defer stg.Close(ctx)
+	stgID, err := serverID(ctx, stg)
+	if err != nil {
+		return err
+	}
+	servers := append([]string{t.ProductionDSN}, t.ProductionServers...)
+	for i, dsn := range servers {
+		if dsn == "" {
+			continue
+		}
+		p, err := connect(ctx, dsn, "", true)
+		if err != nil {
+			if i == 0 {
+				return fmt.Errorf("production: %w", err)
+			}
+			continue // an unreachable extra server cannot be staging's server
+		}
+		pid, err := serverID(ctx, p)
+		var pdb string
+		p.QueryRow(ctx, "select current_database()").Scan(&pdb)
+		p.Close(ctx)
+		if err != nil {
+			return err
+		}
+		if pid == stgID {
+			if i == 0 && pdb == db {
+				return fmt.Errorf("refused: the destination %s is the source database itself (same server and database)", Describe(t.StagingDSN))
+			}
+			return fmt.Errorf("refused: the destination server %s is a production server (it is %s's server); point staging at a staging server", Describe(t.StagingDSN), Describe(dsn))
+		}
+	}
+	info, err := database(ctx, stg, db)
+	if err != nil {
+		return err
+	}
+	if info.exists && !info.managed() && !t.Adopt {
+		return fmt.Errorf("refused: database %s on %s was not created by stagebot; set adopt: true on the target to let stagebot replace it", db, Describe(t.StagingDSN))
+	}
+	return nil
+}
+
+// MissingRoles lists roles production's objects are owned by or granted to
+// that the staging server lacks, unless NoOwner or NoACL make them moot.
+func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
+	if t.NoOwner && t.NoACL {
+		return nil, nil
+	}
+	p, err := t.production(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close(ctx)
+	want := map[string]string{} // role → why
+	const userNS = `n.nspname not in ('pg_catalog','information_schema') and n.nspname not like 'pg\_toast%' and n.nspname not like 'pg\_temp%'`
+	if !t.NoOwner {
+		rows, err := p.Query(ctx, `
+			select distinct r.rolname from (
+				select c.relowner o from pg_class c join pg_namespace n on n.oid = c.relnamespace where `+userNS+`
+				union select n.nspowner from pg_namespace n where `+userNS+` and n.nspname <> 'public'
+				union select p.proowner from pg_proc p join pg_namespace n on n.oid = p.pronamespace where `+userNS+`
+				union select t.typowner from pg_type t join pg_namespace n on n.oid = t.typnamespace where `+userNS+`
+			) x join pg_roles r on r.oid = x.o`)
+		if err != nil {
+			return nil, fmt.Errorf("list owners on production: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			want[n] = "owns objects"
+		}
+	}
+	if !t.NoACL {
+		rows, err := p.Query(ctx, `
+			select distinct r.rolname from (
+				select (aclexplode(c.relacl)).grantee g from pg_class c join pg_namespace n on n.oid = c.relnamespace where `+userNS+`
+				union select (aclexplode(n.nspacl)).grantee from pg_namespace n where `+userNS+`
+				union select (aclexplode(p.proacl)).grantee from pg_proc p join pg_namespace n on n.oid = p.pronamespace where `+userNS+`
+			) x join pg_roles r on r.oid = x.g`)
+		if err != nil {
+			return nil, fmt.Errorf("list grantees on production: %w", err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if _, ok := want[n]; !ok {
+				want[n] = "has privileges"
+			}
+		}
+	}
+	stg, err := t.maintenance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer stg.Close(ctx)
+	rows, err := stg.Query(ctx, "select rolname from pg_roles")
+	if err != nil {
+		return nil, err
+	}
+	have, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range have {
+		delete(want, h)
+	}
+	var out []string
+	for n, why := range want {
+		out = append(out, fmt.Sprintf("%s (%s)", n, why))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// dropDatabase drops name if it exists, ending its sessions.
+func dropDatabase(ctx context.Context, c *pgx.Conn, name string) error {
+	if _, err := c.Exec(ctx, "drop database if exists "+quoteIdent(name)+" with (force)"); err != nil {
+		return fmt.Errorf("drop database %s: %w", name, err)
+	}
+	return nil
+}
+
+// DropShadow removes the shadow database if it exists.
+func (t *Target) DropShadow(ctx context.Context) error {
+	_, next, _, err := t.names()
+	if err != nil {
+		return err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return dropDatabase(ctx, c, next)
+}
+
+// swapPause is a test hook: when STAGEBOT_TEST_SWAP_PAUSE names a file, the
+// swap creates it between its two renames and waits, so that a test can kill
+// the process at exactly that point.
+func swapPause() {
+	path := os.Getenv("STAGEBOT_TEST_SWAP_PAUSE")
+	if path == "" {
+		return
+	}
+	os.WriteFile(path, []byte("paused"), 0o600)
+	time.Sleep(time.Minute)
+}
+
+// exchange puts database in into staging's place, moving staging to out,
+// in one transaction. Staging refuses new connections and its sessions are
+// ended first. It returns how long staging was unavailable.
+func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out string, log io.Writer) (time.Duration, error) {
+	cur, err := database(ctx, c, db)
+	if err != nil {
+		return 0, err
+	}
+	if !cur.exists {
+		if _, err := c.Exec(ctx, "alter database "+quoteIdent(in)+" rename to "+quoteIdent(db)); err != nil {
+			return 0, fmt.Errorf("rename %s to %s: %w", in, db, err)
+		}
+		fmt.Fprintf(log, "%s did not exist; %s renamed into place\n", db, in)
+		return 0, nil
+	}
+	start := time.Now()
+	if _, err := c.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections false"); err != nil {
+		return 0, fmt.Errorf("block connections to %s: %w", db, err)
+	}
+	restore := func() {
+		if _, err := c.Exec(context.WithoutCancel(ctx), "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
+			fmt.Fprintf(log, "could not allow connections to %s again: %v\n", db, err)
+		}
+	}
+	// End the sessions still open on staging and on the incoming copy.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		err := c.QueryRow(ctx, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname in ($1, $2) and pid <> pg_backend_pid()`, db, in).Scan(&n)
+		if err != nil {
+			restore()
+			return 0, fmt.Errorf("end sessions on %s: %w", db, err)
+		}
+		if n == 0 {
+			break
+		}
+		fmt.Fprintf(log, "ended %d session(s) on %s\n", n, db)
+		if time.Now().After(deadline) {
+			restore()
+			return 0, fmt.Errorf("sessions on %s would not end within 30s", db)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		restore()
+		return 0, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(db)+" rename to "+quoteIdent(out)); err != nil {
+		restore()
+		return 0, fmt.Errorf("rename %s to %s: %w", db, out, err)
+	}
+	swapPause()
+	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(in)+" rename to "+quoteIdent(db)); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		restore()
+		return 0, fmt.Errorf("rename %s to %s: %w", in, db, err)
+	}
+	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		restore()
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		restore()
+		return 0, fmt.Errorf("commit the swap: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// Swap puts the shadow into staging's place and keeps (or drops) the
+// replaced copy. It returns how long staging was unavailable.
+func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	db, next, prev, err := t.names()
+	if err != nil {
+		return 0, err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	shadow, err := database(ctx, c, next)
+	if err != nil {
+		return 0, err
+	}
+	if !shadow.exists {
+		return 0, fmt.Errorf("there is no %s to swap in: a pg_refresh step must run first", next)
+	}
+	if err := dropDatabase(ctx, c, prev); err != nil {
+		return 0, err
+	}
+	took, err := t.exchange(ctx, c, db, next, prev, log)
+	if err != nil {
+		return 0, err
+	}
+	if !t.KeepPrevious {
+		if err := dropDatabase(ctx, c, prev); err != nil {
+			return took, err
+		}
+	}
+	return took, nil
+}
+
+// Rollback swaps the previous copy back into place; the copy it replaces
+// becomes the previous one, so a second rollback undoes the first.
+func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	db, _, prev, err := t.names()
+	if err != nil {
+		return "", err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	p, err := database(ctx, c, prev)
+	if err != nil {
+		return "", err
+	}
+	if !p.exists {
+		return "", fmt.Errorf("there is no previous copy (%s) to roll back to", prev)
+	}
+	tmp := db + "__stagebot_swap"
+	if err := dropDatabase(ctx, c, tmp); err != nil {
+		return "", err
+	}
+	if _, err := c.Exec(ctx, "alter database "+quoteIdent(prev)+" with allow_connections true"); err != nil {
+		return "", err
+	}
+	took, err := t.exchange(ctx, c, db, prev, tmp, log)
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.Exec(ctx, "alter database "+quoteIdent(tmp)+" rename to "+quoteIdent(prev)); err != nil {
+		return "", fmt.Errorf("keep the replaced copy as %s: %w", prev, err)
+	}
+	return fmt.Sprintf("%s is back to the copy the last refresh replaced (unavailable for %s); the replaced copy is kept as %s", db, took.Round(time.Millisecond), prev), nil
+}
+
+// Recover repairs what a crash left: it drops the shadow, puts the previous
+// copy back if staging is missing, and lets connections into staging again.
+// It returns what it did ("" when nothing was needed).
+func (t *Target) Recover(ctx context.Context) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	db, next, prev, err := t.names()
+	if err != nil {
+		return "", err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(ctx)
+	var did []string
+	if n, err := database(ctx, c, next); err != nil {
+		return "", err
+	} else if n.exists {
+		if err := dropDatabase(ctx, c, next); err != nil {
+			return "", err
+		}
+		did = append(did, "dropped the unfinished copy "+next)
+	}
+	cur, err := database(ctx, c, db)
+	if err != nil {
+		return "", err
+	}
+	if !cur.exists {
+		if p, err := database(ctx, c, prev); err == nil && p.exists {
+			if _, err := c.Exec(ctx, "alter database "+quoteIdent(prev)+" rename to "+quoteIdent(db)); err != nil {
+				return "", err
+			}
+			cur = p
+			did = append(did, fmt.Sprintf("%s was missing: put the previous copy back", db))
+		}
+	}
+	if cur.exists && !cur.allowConn && (cur.managed() || t.Adopt) {
+		if _, err := c.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
+			return "", err
+		}
+		did = append(did, "let connections into "+db+" again")
+	}
+	return strings.Join(did, "; "), nil
+}
+
+// FindBinDir returns the directory of pg_dump, pg_restore and psql:
+// $PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else $PATH.
+func FindBinDir() (string, error) {
+	if d := os.Getenv("PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "pg_restore")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := lookPath("pg_restore"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("pg_dump and pg_restore not found: install Debian's postgresql-client package, or set PG_BINDIR")
+}
+
+func majorOf(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
