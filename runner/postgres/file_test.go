@@ -105,8 +105,7 @@ func TestRefresh_BackupFiles(t *testing.T) {
 	}
 	// A backup chosen as the newest in a directory.
 	t.Run("newest in directory", func(t *testing.T) {
-		tg := *f.target
-		step := &postgres.Refresh{StepName: "restore", Target: &tg, Source: postgres.Source{Dir: dir, Pattern: "plain.sql.*"}}
+		step := &postgres.Refresh{StepName: "restore", Target: f.target, Source: postgres.Source{Dir: dir, Pattern: "plain.sql.*"}}
 		desc, err := step.Plan(context.Background())
 		if err != nil || !strings.Contains(desc, "plain.sql.") {
 			t.Fatalf("plan: %q %v", desc, err)

@@ -432,10 +432,10 @@ var errBrokenPipe = errors.New("broken pipe")
 // other databases (CREATE/DROP DATABASE, \connect) and, when asked, ownership
 // and privileges. It notes whether the dump's closing line was seen.
 type sqlFilter struct {
-	db              string
-	noOwner, noACL  bool
-	complete        bool
-	inCopy, skipped bool
+	db             string
+	noOwner, noACL bool
+	complete       bool
+	inCopy         bool
 }
 
 func (f *sqlFilter) copy(w io.Writer, r io.Reader) error {
