@@ -39,6 +39,9 @@ type Target struct {
 	DefaultPipeline string
 	// Rollback, when set, puts back what the last refresh replaced.
 	Rollback func(ctx context.Context, log io.Writer) (string, error)
+	// Recover, when set, repairs what a crash left (a half-made copy, a
+	// database left refusing connections) and says what it did.
+	Recover func(ctx context.Context) (string, error)
 }
 
 // ApprovalRule says how many approvals a run needs and from whom.

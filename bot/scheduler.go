@@ -364,6 +364,24 @@ func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
 func (b *Bot) Recover(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, name := range b.targetNames("") {
+		t := b.targets[name]
+		if t.Recover == nil {
+			continue
+		}
+		did, err := t.Recover(ctx)
+		if err != nil {
+			// The target stays as it is; its next run plans again and
+			// reports what is wrong.
+			b.log.Error("recover target", "target", name, "err", b.opts.Redact(err.Error()))
+			b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("I could not check %s after a restart: %v", name, err))})
+			continue
+		}
+		if did != "" {
+			b.audit(ctx, store.Scheduler, "recovered", name, 0, 0, did)
+			b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf("After a restart I repaired %s: %s. Staging is as it was before the interrupted run.", name, did)})
+		}
+	}
 	runs, err := b.store.Runs(ctx, store.RunFilter{States: []store.RunState{store.RunRunning}})
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)

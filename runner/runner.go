@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stagebot/stagebot/store"
@@ -219,11 +220,22 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		i := i
 		stepEnv := env
 		stepEnv.Log = &lineWriter{w: env.Log, prefix: "[" + s.Name() + "] "}
-		stepEnv.Progress = func(p Progress) { rep.StepProgress(i, p) }
+		var detailMu sync.Mutex
+		detail := ""
+		stepEnv.Progress = func(p Progress) {
+			detailMu.Lock()
+			detail = p.String()
+			detailMu.Unlock()
+			rep.StepProgress(i, p)
+		}
 		fmt.Fprintf(env.Log, "== %s (%s) started %s\n", s.Name(), s.Kind(), results[i].StartedAt.Format(time.RFC3339))
 		err := s.Run(stepCtx, &stepEnv)
 		stepEnv.Log.(*lineWriter).Flush()
 		cancel()
+		detailMu.Lock()
+		// The last progress line stays as the step's detail.
+		results[i].Detail = detail
+		detailMu.Unlock()
 		results[i].Duration = now().Sub(results[i].StartedAt)
 		switch {
 		case err == nil:

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
 	"github.com/xhit/go-str2duration/v2"
 	"go.yaml.in/yaml/v3"
@@ -28,6 +30,11 @@ type Config struct {
 	Access   AccessConfig             `yaml:"access"`
 	Defaults DefaultsConfig           `yaml:"defaults"`
 	Targets  map[string]*TargetConfig `yaml:"targets"`
+	// ProductionServers are servers (DSNs) no target's staging may be on,
+	// besides every target's own production server.
+	ProductionServers []string `yaml:"production_servers"`
+	// PGBinDir holds pg_dump, pg_restore and psql (default: found).
+	PGBinDir string `yaml:"pg_bindir"`
 
 	location *time.Location
 	// secrets are values that came from secret-looking environment
@@ -92,8 +99,23 @@ type TargetConfig struct {
 	Ladder           []Duration                 `yaml:"ladder"`
 	Approvals        ApprovalsConfig            `yaml:"approvals"`
 	Pipelines        map[string]*PipelineConfig `yaml:"pipelines"`
+	Database         *DatabaseConfig            `yaml:"database"`
 
 	schedule cron.Schedule
+}
+
+// DatabaseConfig is a target's PostgreSQL source and destination.
+type DatabaseConfig struct {
+	// Production is the DSN of the database copied from; it is only read.
+	Production string `yaml:"production"`
+	// Staging is the DSN of the staging database replaced by a refresh.
+	Staging      string `yaml:"staging"`
+	Adopt        bool   `yaml:"adopt"`
+	NoOwner      bool   `yaml:"no_owner"`
+	NoACL        bool   `yaml:"no_acl"`
+	KeepPrevious *bool  `yaml:"keep_previous"`
+	Jobs         int    `yaml:"jobs"`
+	WorkDir      string `yaml:"work_dir"`
 }
 
 // ApprovalsConfig has one rule for requested runs and one for scheduled ones.
@@ -115,13 +137,69 @@ type PipelineConfig struct {
 	Finally []StepConfig `yaml:"finally"`
 }
 
-// StepConfig is one step. Exactly one kind key (exec) is set.
+// StepConfig is one step. Exactly one kind key is set: exec, pg_refresh,
+// sql, check, http_check, pg_swap or pg_drop.
 type StepConfig struct {
-	Name    string            `yaml:"name"`
-	Exec    *ExecConfig       `yaml:"exec"`
-	Timeout Duration          `yaml:"timeout"`
-	Env     map[string]string `yaml:"env"`
-	Dir     string            `yaml:"dir"`
+	Name      string            `yaml:"name"`
+	Exec      *ExecConfig       `yaml:"exec"`
+	PGRefresh *yaml.Node        `yaml:"pg_refresh"`
+	SQL       *string           `yaml:"sql"`
+	Check     *CheckConfig      `yaml:"check"`
+	HTTPCheck *HTTPCheckConfig  `yaml:"http_check"`
+	PGSwap    *yaml.Node        `yaml:"pg_swap"`
+	PGDrop    *yaml.Node        `yaml:"pg_drop"`
+	On        string            `yaml:"on"`
+	Timeout   Duration          `yaml:"timeout"`
+	Env       map[string]string `yaml:"env"`
+	Dir       string            `yaml:"dir"`
+
+	refresh refreshConfig
+}
+
+// refreshConfig is what a pg_refresh step copies from.
+type refreshConfig struct {
+	FromFile string `yaml:"from_file"`
+	FromDir  string `yaml:"from_dir"`
+	Pattern  string `yaml:"pattern"`
+}
+
+// CheckConfig is a query whose value must be true, equal expect, or equal
+// the same query's value on same_on.
+type CheckConfig struct {
+	Query  string  `yaml:"query"`
+	Expect *string `yaml:"expect"`
+	SameOn string  `yaml:"same_on"`
+}
+
+// HTTPCheckConfig waits for a URL to answer 2xx.
+type HTTPCheckConfig struct {
+	URL      string   `yaml:"url"`
+	Interval Duration `yaml:"interval"`
+}
+
+// kinds lists the kind keys a step sets.
+func (s *StepConfig) kinds() []string {
+	var k []string
+	add := func(set bool, name string) {
+		if set {
+			k = append(k, name)
+		}
+	}
+	add(s.Exec != nil, "exec")
+	add(s.PGRefresh != nil, "pg_refresh")
+	add(s.SQL != nil, "sql")
+	add(s.Check != nil, "check")
+	add(s.HTTPCheck != nil, "http_check")
+	add(s.PGSwap != nil, "pg_swap")
+	add(s.PGDrop != nil, "pg_drop")
+	return k
+}
+
+func (s *StepConfig) kind() string {
+	if k := s.kinds(); len(k) == 1 {
+		return k[0]
+	}
+	return ""
 }
 
 // ExecConfig is a command: a string is run by /bin/sh -c, a list is an argv.
@@ -393,6 +471,13 @@ func (c *Config) validate(errs *ConfigError) {
 		}
 	}
 
+	for i, dsn := range c.ProductionServers {
+		if cfg, err := pgx.ParseConfig(dsn); err != nil {
+			bad(fmt.Sprintf("production_servers[%d]", i), "not a usable DSN (%s)", redactDSNError(err, dsn))
+		} else if cfg.Password != "" {
+			c.secrets = append(c.secrets, cfg.Password)
+		}
+	}
 	if len(c.Targets) == 0 {
 		bad("targets", "no targets: configure at least one (see config.example.yaml)")
 	}
@@ -424,6 +509,9 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 		t.Ladder = c.Defaults.Ladder
 	}
 	sort.Slice(t.Ladder, func(i, j int) bool { return t.Ladder[i] > t.Ladder[j] })
+	if t.Database != nil {
+		c.validateDatabase(f+".database", t.Database, bad)
+	}
 	if len(t.Pipelines) == 0 {
 		bad(f+".pipelines", "no pipelines: give the target at least one")
 	}
@@ -438,10 +526,10 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 			continue
 		}
 		for i := range p.Steps {
-			validateStep(fmt.Sprintf("%s.steps[%d]", pf, i), &p.Steps[i], bad)
+			validateStep(fmt.Sprintf("%s.steps[%d]", pf, i), &p.Steps[i], t, false, bad)
 		}
 		for i := range p.Finally {
-			validateStep(fmt.Sprintf("%s.finally[%d]", pf, i), &p.Finally[i], bad)
+			validateStep(fmt.Sprintf("%s.finally[%d]", pf, i), &p.Finally[i], t, true, bad)
 		}
 	}
 	switch {
@@ -496,27 +584,152 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	}
 }
 
-func validateStep(f string, s *StepConfig, bad func(string, string, ...any)) {
-	if s.Exec == nil {
-		bad(f, "the step has no kind: give it exec")
+func (c *Config) validateDatabase(f string, d *DatabaseConfig, bad func(string, string, ...any)) {
+	check := func(field, dsn string, required bool) {
+		if dsn == "" {
+			if required {
+				bad(f+"."+field, "give the %s database's DSN, e.g. postgres://user@host:5432/dbname", field)
+			}
+			return
+		}
+		cfg, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			bad(f+"."+field, "not a usable DSN (%s)", redactDSNError(err, dsn))
+			return
+		}
+		if cfg.Password != "" {
+			c.secrets = append(c.secrets, cfg.Password)
+		}
+		if field == "staging" && (cfg.Database == "" || cfg.Database == "postgres" || strings.HasPrefix(cfg.Database, "template")) {
+			bad(f+".staging", "the DSN must name the staging database (it names %q)", cfg.Database)
+		}
+	}
+	check("production", d.Production, false)
+	check("staging", d.Staging, true)
+	if d.Jobs < 0 || d.Jobs > 64 {
+		bad(f+".jobs", "%d: use 1 to 64", d.Jobs)
+	}
+	if d.KeepPrevious == nil {
+		keep := true
+		d.KeepPrevious = &keep
+	}
+}
+
+// redactDSNError keeps a DSN's password out of a parse error.
+func redactDSNError(err error, dsn string) string {
+	msg := err.Error()
+	if cfg, perr := pgconn.ParseConfig(dsn); perr == nil && cfg.Password != "" {
+		msg = strings.ReplaceAll(msg, cfg.Password, "***")
+	}
+	if u := strings.Index(dsn, "://"); u >= 0 {
+		if at := strings.LastIndex(dsn, "@"); at > u {
+			msg = strings.ReplaceAll(msg, dsn[u+3:at], "***")
+		}
+	}
+	return msg
+}
+
+func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad func(string, string, ...any)) {
+	kinds := s.kinds()
+	switch len(kinds) {
+	case 0:
+		bad(f, "the step has no kind: give it one of exec, pg_refresh, sql, check, http_check, pg_swap, pg_drop")
+		return
+	case 1:
+	default:
+		bad(f, "the step has several kinds (%s): give it one", strings.Join(kinds, ", "))
 		return
 	}
+	kind := kinds[0]
 	if s.Name == "" {
-		if s.Exec.Shell != "" {
-			s.Name = s.Exec.Shell
-		} else if len(s.Exec.Argv) > 0 {
-			s.Name = strings.Join(s.Exec.Argv, " ")
-		}
-		if len(s.Name) > 40 {
-			s.Name = s.Name[:40] + "…"
-		}
-	}
-	if s.Exec.Shell == "" && len(s.Exec.Argv) == 0 {
-		bad(f+".exec", "empty command")
+		s.Name = defaultStepName(s, kind)
 	}
 	if s.Timeout < 0 {
 		bad(f+".timeout", "must not be negative")
 	}
+	switch kind {
+	case "exec":
+		if s.Exec.Shell == "" && len(s.Exec.Argv) == 0 {
+			bad(f+".exec", "empty command")
+		}
+	case "http_check":
+		if !strings.HasPrefix(s.HTTPCheck.URL, "http://") && !strings.HasPrefix(s.HTTPCheck.URL, "https://") {
+			bad(f+".http_check.url", "%q is not an http(s) URL", s.HTTPCheck.URL)
+		}
+	default:
+		if t.Database == nil {
+			bad(f+"."+kind, "a %s step needs the target's database section (production and staging DSNs)", kind)
+		}
+	}
+	if finally && (kind == "pg_refresh" || kind == "pg_swap" || kind == "pg_drop") {
+		bad(f+"."+kind, "a %s step cannot be a finally step", kind)
+	}
+	switch kind {
+	case "pg_refresh":
+		if s.PGRefresh.Kind == yaml.MappingNode {
+			if err := s.PGRefresh.Decode(&s.refresh); err != nil {
+				bad(f+".pg_refresh", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			}
+		}
+		if s.refresh.FromFile != "" && s.refresh.FromDir != "" {
+			bad(f+".pg_refresh", "give from_file or from_dir, not both")
+		}
+		if s.refresh.FromFile == "" && s.refresh.FromDir == "" && t.Database != nil && t.Database.Production == "" {
+			bad(f+".pg_refresh", "refreshing from a live database needs database.production; or give from_file or from_dir")
+		}
+	case "sql":
+		if strings.TrimSpace(*s.SQL) == "" {
+			bad(f+".sql", "empty SQL")
+		}
+	case "check":
+		if strings.TrimSpace(s.Check.Query) == "" {
+			bad(f+".check.query", "empty query")
+		}
+		if s.Check.SameOn != "" && !validOn(s.Check.SameOn) {
+			bad(f+".check.same_on", "%q: use shadow, staging or production", s.Check.SameOn)
+		}
+	}
+	if s.On != "" {
+		if kind != "sql" && kind != "check" {
+			bad(f+".on", "only sql and check steps take on")
+		} else if !validOn(s.On) {
+			bad(f+".on", "%q: use shadow, staging or production", s.On)
+		} else if kind == "sql" && s.On == "production" {
+			bad(f+".on", "sql steps never write to production: use shadow or staging")
+		}
+	}
+}
+
+func validOn(s string) bool { return s == "shadow" || s == "staging" || s == "production" }
+
+func defaultStepName(s *StepConfig, kind string) string {
+	var name string
+	switch kind {
+	case "exec":
+		name = s.Exec.Shell
+		if name == "" {
+			name = strings.Join(s.Exec.Argv, " ")
+		}
+	case "sql":
+		name = "sql: " + strings.TrimSpace(*s.SQL)
+	case "check":
+		name = "check: " + strings.TrimSpace(s.Check.Query)
+	case "http_check":
+		name = "wait for " + s.HTTPCheck.URL
+	case "pg_refresh":
+		name = "refresh the database"
+	case "pg_swap":
+		name = "swap it into place"
+	case "pg_drop":
+		name = "drop the database"
+	}
+	if i := strings.IndexByte(name, '\n'); i >= 0 {
+		name = name[:i]
+	}
+	if len(name) > 40 {
+		name = name[:40] + "…"
+	}
+	return name
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -189,7 +189,18 @@ func TestMain_Errors(t *testing.T) {
 }
 
 func TestDemoConfigIsValid(t *testing.T) {
-	if _, err := ParseConfig(demoConfig, "demo.yaml"); err != nil {
+	t.Setenv("STAGEBOT_DEMO_PRODUCTION", "postgres://postgres@127.0.0.1:1/shop")
+	t.Setenv("STAGEBOT_DEMO_STAGING", "postgres://postgres@127.0.0.1:2/shop")
+	cfg, err := ParseConfig(demoConfig, "demo.yaml")
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The sanitising SQL and the check run on the shadow, and a swap follows.
+	var kinds []string
+	for _, s := range cfg.botOptions().Targets[0].Pipelines["default"].Steps {
+		kinds = append(kinds, s.Kind())
+	}
+	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
+		t.Fatalf("demo pipeline kinds = %s", got)
 	}
 }

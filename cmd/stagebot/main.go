@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 	_ "time/tzdata"
@@ -154,24 +153,4 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	b := bot.New(s, adapter, opts)
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
 	return b.Run(ctx)
-}
-
-//go:embed demo.yaml
-var demoConfig []byte
-
-// demo runs the embedded demo config with its store in a temporary folder.
-func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as string) error {
-	dir, err := os.MkdirTemp("", "stagebot-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cfg, err := ParseConfig(demoConfig, "demo.yaml")
-	if err != nil {
-		return err
-	}
-	cfg.Store.Path = filepath.Join(dir, "stagebot.db")
-	cfg.Log.Level = "warn"
-	fmt.Fprintf(stdout, "stagebot demo: target %q refreshes a pretend staging copy with exec steps.\nTry: !stage help, !stage resync demo in 2m, !stage hold demo 1h testing the login, !stage release demo, !stage resync demo now, !stage history, !stage log 1\n\n", "demo")
-	return run(ctx, cfg, stdin, stdout, stderr, as, "")
 }

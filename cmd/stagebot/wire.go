@@ -6,8 +6,11 @@ import (
 	"sort"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
 )
 
 // botOptions turns a validated config into the bot's typed options.
@@ -52,20 +55,101 @@ func (c *Config) target(name string) *bot.Target {
 	for _, d := range tc.Ladder {
 		t.Ladder = append(t.Ladder, d.D())
 	}
+	var pg *postgres.Target
+	if d := tc.Database; d != nil {
+		pg = &postgres.Target{
+			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
+			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
+			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
+		}
+		t.Recover = pg.Recover
+		if pg.KeepPrevious {
+			t.Rollback = pg.Rollback
+		}
+	}
 	for pn, pc := range tc.Pipelines {
 		p := &runner.Pipeline{Name: pn}
-		for i := range pc.Steps {
-			p.Steps = append(p.Steps, buildStep(&pc.Steps[i]))
+		for _, st := range withSwap(pc.Steps) {
+			p.Steps = append(p.Steps, buildStep(st, pg))
 		}
 		for i := range pc.Finally {
-			p.Finally = append(p.Finally, buildStep(&pc.Finally[i]))
+			p.Finally = append(p.Finally, buildStep(pc.Finally[i], pg))
 		}
 		t.Pipelines[pn] = p
 	}
 	return t
 }
 
-func buildStep(s *StepConfig) runner.Step {
+// productionServers lists every production DSN: each target's source and
+// the extra ones configured.
+func (c *Config) productionServers() []string {
+	out := append([]string(nil), c.ProductionServers...)
+	for _, name := range sortedKeys(c.Targets) {
+		if d := c.Targets[name].Database; d != nil && d.Production != "" {
+			out = append(out, d.Production)
+		}
+	}
+	return out
+}
+
+// withSwap returns the steps with their database decided: sql and check
+// steps right after a pg_refresh work on the shadow unless they say
+// otherwise, and a pg_swap follows them when the pipeline has none.
+func withSwap(steps []StepConfig) []StepConfig {
+	out := make([]StepConfig, 0, len(steps)+1)
+	refresh, explicitSwap := -1, false
+	for i, s := range steps {
+		switch s.kind() {
+		case "pg_refresh":
+			if refresh < 0 {
+				refresh = i
+			}
+		case "pg_swap":
+			explicitSwap = true
+		}
+	}
+	inShadow := false
+	for i, s := range steps {
+		kind := s.kind()
+		if inShadow && !explicitSwap && !((kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow")) {
+			out = append(out, StepConfig{Name: "swap it into place", PGSwap: &yaml.Node{}})
+			inShadow = false
+		}
+		if kind == "pg_swap" {
+			inShadow = false
+		}
+		if (kind == "sql" || kind == "check") && s.On == "" {
+			s.On = "staging"
+			if inShadow {
+				s.On = "shadow"
+			}
+		}
+		out = append(out, s)
+		if i == refresh {
+			inShadow = true
+		}
+	}
+	if inShadow && !explicitSwap {
+		out = append(out, StepConfig{Name: "swap it into place", PGSwap: &yaml.Node{}})
+	}
+	return out
+}
+
+func buildStep(s StepConfig, pg *postgres.Target) runner.Step {
+	switch s.kind() {
+	case "pg_refresh":
+		return &postgres.Refresh{StepName: s.Name, Target: pg, Source: postgres.Source{File: s.refresh.FromFile, Dir: s.refresh.FromDir, Pattern: s.refresh.Pattern}}
+	case "pg_swap":
+		return &postgres.Swap{StepName: s.Name, Target: pg}
+	case "pg_drop":
+		return &postgres.Drop{StepName: s.Name, Target: pg}
+	case "sql":
+		return &postgres.SQL{StepName: s.Name, Target: pg, On: postgres.On(s.On), Script: *s.SQL}
+	case "check":
+		return &postgres.Check{StepName: s.Name, Target: pg, On: postgres.On(s.On), Query: s.Check.Query, Expect: s.Check.Expect, SameOn: postgres.On(s.Check.SameOn)}
+	case "http_check":
+		return &postgres.HTTPCheck{StepName: s.Name, URL: s.HTTPCheck.URL, Timeout: s.Timeout.D(), Interval: s.HTTPCheck.Interval.D()}
+	}
 	return &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Dir: s.Dir}
 }
 

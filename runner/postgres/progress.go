@@ -66,14 +66,14 @@ func (p *progressPoller) start(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				p.poll(ctx)
+				p.poll(ctx, false)
 			}
 		}
 	}()
 	return func() { cancel(); <-done }
 }
 
-func (p *progressPoller) poll(ctx context.Context) {
+func (p *progressPoller) poll(ctx context.Context, final bool) {
 	c, err := connect(ctx, p.t.StagingDSN, p.db, false)
 	if err != nil {
 		return
@@ -110,7 +110,10 @@ func (p *progressPoller) poll(ctx context.Context) {
 		items += fmt.Sprintf(", %d/%d tables, %d/%d indexes", min(tables, p.totalTables), p.totalTables, min(indexes, p.totalIndex), p.totalIndex)
 	}
 	pr.Items = items
-	if pr.Total > 0 && pr.Done > 0 && pr.Done < pr.Total {
+	if final {
+		// Sizes on the two servers differ a little; finished is 100%.
+		pr.Done = pr.Total
+	} else if pr.Total > 0 && pr.Done > 0 && pr.Done < pr.Total {
 		elapsed := time.Since(p.started)
 		pr.ETA = time.Duration(float64(elapsed) * float64(pr.Total-pr.Done) / float64(pr.Done))
 	}
@@ -124,7 +127,7 @@ func (p *progressPoller) poll(ctx context.Context) {
 
 // final reports the finished state once.
 func (p *progressPoller) final(ctx context.Context) {
-	p.poll(ctx)
+	p.poll(ctx, true)
 	c, err := connect(ctx, p.t.StagingDSN, p.db, false)
 	if err != nil {
 		return

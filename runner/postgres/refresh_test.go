@@ -41,8 +41,8 @@ func TestRefresh_LiveCopiesEverythingAndRollsBack(t *testing.T) {
 	if d := diffPrints(prodBefore, first); d != "" {
 		t.Fatalf("staging differs from production:\n%s", d)
 	}
-	if !strings.Contains(log, "staging was unavailable for") {
-		t.Errorf("log does not report unavailability:\n%s", log)
+	if !strings.Contains(log, "staging did not exist before: the copy was put in place") {
+		t.Errorf("log does not say staging was created:\n%s", log)
 	}
 	rep.mu.Lock()
 	var sawProgress bool
@@ -59,8 +59,11 @@ func TestRefresh_LiveCopiesEverythingAndRollsBack(t *testing.T) {
 	// Production changes; the next refresh keeps the first copy as prev.
 	sqlExec(t, f.prod.DSN(f.prodDB), "insert into users (email) values ('late@example.org')")
 	prodNow := fingerprint(t, f.prod.DSN(f.prodDB))
-	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+	if log, err = run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(log, "staging was unavailable for") {
+		t.Errorf("log does not report unavailability:\n%s", log)
 	}
 	if d := diffPrints(prodNow, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
 		t.Fatalf("second refresh:\n%s", d)

@@ -210,9 +210,13 @@ func (s *Swap) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Log, "staging was unavailable for %s\n", took.Round(time.Millisecond))
+	msg := "staging was unavailable for " + took.Round(time.Millisecond).String()
+	if took == 0 {
+		msg = "staging did not exist before: the copy was put in place"
+	}
+	fmt.Fprintln(env.Log, msg)
 	if env.Progress != nil {
-		env.Progress(runner.Progress{Items: "staging unavailable for " + took.Round(time.Millisecond).String()})
+		env.Progress(runner.Progress{Items: strings.TrimPrefix(msg, "staging was ")})
 	}
 	return nil
 }
