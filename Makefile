@@ -5,7 +5,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help build demo test fmt-check vet lint fuzz clean
+.PHONY: help build demo test fmt-check vet lint fuzz clean postgres
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -13,11 +13,22 @@ help: ## list the targets
 build: ## build bin/stagebot
 	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN)/stagebot ./cmd/stagebot
 
-demo: build ## the console with a demo target
+demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint ## gofmt check, go vet, staticcheck, then every test with -race
-	$(GO) test -race -count=1 ./...
+test: fmt-check vet lint postgres ## gofmt check, go vet, staticcheck, then every test with -race
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The tests and the demo start their own PostgreSQL servers from the system's
+# binaries: install Debian's postgresql package when they are missing.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing PostgreSQL (Debian's postgresql package)…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else \
+		echo "PostgreSQL server binaries are missing: run 'sudo apt-get install postgresql', then try again"; exit 1; \
+	fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -132,7 +132,29 @@ type reporter struct {
 }
 
 func (rp *reporter) StepStarted(i int, s store.StepResult) {
-	rp.up.change(func(r *store.Run) { r.Steps[i] = s })
+	var snapshot store.Run
+	rp.up.change(func(r *store.Run) {
+		r.Steps[i] = s
+		snapshot = *r
+		snapshot.Steps = append([]store.StepResult(nil), r.Steps...)
+	})
+	rp.persist(snapshot.Steps)
+}
+
+// persist stores the step results so far, so that a crash leaves an
+// accurate record of where the run was.
+func (rp *reporter) persist(steps []store.StepResult) {
+	rp.b.mu.Lock()
+	defer rp.b.mu.Unlock()
+	ctx := context.Background()
+	cur, err := rp.b.store.Run(ctx, rp.run)
+	if err == nil {
+		cur.Steps = steps
+		err = rp.b.store.UpdateRun(ctx, cur)
+	}
+	if err != nil {
+		rp.b.log.Error("store step result", "run", rp.run, "err", err)
+	}
 }
 
 func (rp *reporter) StepProgress(i int, p runner.Progress) {
@@ -150,18 +172,11 @@ func (rp *reporter) StepFinished(i int, s store.StepResult) {
 		snapshot = *r
 		snapshot.Steps = append([]store.StepResult(nil), r.Steps...)
 	})
-	rp.b.mu.Lock()
-	defer rp.b.mu.Unlock()
-	ctx := context.Background()
-	// Store the step results so far, so a crash leaves an accurate record.
-	if cur, err := rp.b.store.Run(ctx, rp.run); err == nil {
-		cur.Steps = snapshot.Steps
-		if err := rp.b.store.UpdateRun(ctx, cur); err != nil {
-			rp.b.log.Error("store step result", "run", rp.run, "err", err)
-		}
-	}
+	rp.persist(snapshot.Steps)
 	if s.State == store.StepFailed {
-		rp.b.send(ctx, Message{Channel: snapshot.Channel, Thread: snapshot.Status,
+		rp.b.mu.Lock()
+		defer rp.b.mu.Unlock()
+		rp.b.send(context.Background(), Message{Channel: snapshot.Channel, Thread: snapshot.Status,
 			Text: fmt.Sprintf("Step %q failed after %s: %s", s.Name, fmtDur(s.Duration), s.Error)})
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/peterh/liner"
 
@@ -27,6 +29,9 @@ type Adapter struct {
 	user    store.User
 	channel string
 	n       int
+	// session makes message IDs unique across restarts: a message of an
+	// earlier session is shown as such when the bot edits or answers it.
+	session string
 }
 
 var (
@@ -37,7 +42,7 @@ var (
 // New returns a console that reads in and writes out, typing as user in
 // channel. Line editing is used when in is a terminal.
 func New(in io.Reader, out io.Writer, user, channel string) *Adapter {
-	a := &Adapter{in: in, out: out, user: store.User{ID: user, Name: user}, channel: channel}
+	a := &Adapter{in: in, out: out, user: store.User{ID: user, Name: user}, channel: channel, session: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	if f, ok := in.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
 			a.tty = true
@@ -168,19 +173,28 @@ func (a *Adapter) print(s string) {
 func (a *Adapter) Send(ctx context.Context, m bot.Message) (store.MessageRef, error) {
 	a.mu.Lock()
 	a.n++
-	id := fmt.Sprint(a.n)
+	n := a.n
 	a.mu.Unlock()
-	head := fmt.Sprintf("[#%s] stagebot", id)
+	head := fmt.Sprintf("[#%d] stagebot", n)
 	if !m.Thread.IsZero() {
-		head = fmt.Sprintf("[#%s ↳ #%s] stagebot", id, m.Thread.ID)
+		head = fmt.Sprintf("[#%d ↳ %s] stagebot", n, a.label(m.Thread.ID))
 	}
 	a.print(Render(head, m))
-	return store.MessageRef{Channel: m.Channel, ID: id}, nil
+	return store.MessageRef{Channel: m.Channel, ID: fmt.Sprintf("%s.%d", a.session, n)}, nil
+}
+
+// label shows a message ID as #n, noting messages of an earlier session.
+func (a *Adapter) label(id string) string {
+	session, n, ok := strings.Cut(id, ".")
+	if !ok || session != a.session {
+		return "an earlier session's message"
+	}
+	return "#" + n
 }
 
 // Edit implements bot.Editor by printing the message again, marked.
 func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message) error {
-	a.print(Render(fmt.Sprintf("[#%s edited] stagebot", ref.ID), m))
+	a.print(Render(fmt.Sprintf("[%s edited] stagebot", a.label(ref.ID)), m))
 	return nil
 }
 
