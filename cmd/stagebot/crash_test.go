@@ -286,4 +286,3 @@ func TestCrash_KilledBetweenTheTwoRenames(t *testing.T) {
 		t.Fatalf("after rollback staging is %s, want %s", got, before)
 	}
 }
-
