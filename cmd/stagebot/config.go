@@ -138,16 +138,18 @@ type PipelineConfig struct {
 }
 
 // StepConfig is one step. Exactly one kind key is set: exec, pg_refresh,
-// sql, check, http_check, pg_swap or pg_drop.
+// sql, check, http_check, pg_swap or pg_drop. (The pg_* keys are yaml.Node
+// values, not pointers: with KnownFields, yaml.v3 decodes a *yaml.Node as if
+// Node were a struct and rejects its keys.)
 type StepConfig struct {
 	Name      string            `yaml:"name"`
 	Exec      *ExecConfig       `yaml:"exec"`
-	PGRefresh *yaml.Node        `yaml:"pg_refresh"`
+	PGRefresh yaml.Node         `yaml:"pg_refresh"`
 	SQL       *string           `yaml:"sql"`
 	Check     *CheckConfig      `yaml:"check"`
 	HTTPCheck *HTTPCheckConfig  `yaml:"http_check"`
-	PGSwap    *yaml.Node        `yaml:"pg_swap"`
-	PGDrop    *yaml.Node        `yaml:"pg_drop"`
+	PGSwap    yaml.Node         `yaml:"pg_swap"`
+	PGDrop    yaml.Node         `yaml:"pg_drop"`
 	On        string            `yaml:"on"`
 	Timeout   Duration          `yaml:"timeout"`
 	Env       map[string]string `yaml:"env"`
@@ -186,12 +188,12 @@ func (s *StepConfig) kinds() []string {
 		}
 	}
 	add(s.Exec != nil, "exec")
-	add(s.PGRefresh != nil, "pg_refresh")
+	add(s.PGRefresh.Kind != 0, "pg_refresh")
 	add(s.SQL != nil, "sql")
 	add(s.Check != nil, "check")
 	add(s.HTTPCheck != nil, "http_check")
-	add(s.PGSwap != nil, "pg_swap")
-	add(s.PGDrop != nil, "pg_drop")
+	add(s.PGSwap.Kind != 0, "pg_swap")
+	add(s.PGDrop.Kind != 0, "pg_drop")
 	return k
 }
 
@@ -667,8 +669,8 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad fu
 	switch kind {
 	case "pg_refresh":
 		if s.PGRefresh.Kind == yaml.MappingNode {
-			if err := s.PGRefresh.Decode(&s.refresh); err != nil {
-				bad(f+".pg_refresh", "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+			if err := strictDecode(&s.PGRefresh, &s.refresh); err != nil {
+				bad(f+".pg_refresh", "%s", err)
 			}
 		}
 		if s.refresh.FromFile != "" && s.refresh.FromDir != "" {
@@ -698,6 +700,31 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad fu
 			bad(f+".on", "sql steps never write to production: use shadow or staging")
 		}
 	}
+}
+
+// strictDecode decodes a node, rejecting unknown keys (Node.Decode alone
+// would ignore them, and a misspelt option would be lost).
+func strictDecode(n *yaml.Node, out any) error {
+	data, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var msgs []string
+			for _, e := range te.Errors {
+				// Line numbers refer to the fragment; leave them out.
+				_, msg, _ := strings.Cut(e, ": ")
+				msgs = append(msgs, unknownField.ReplaceAllString(msg, `unknown field $1`))
+			}
+			return errors.New(strings.Join(msgs, "; "))
+		}
+		return err
+	}
+	return nil
 }
 
 func validOn(s string) bool { return s == "shadow" || s == "staging" || s == "production" }

@@ -21,8 +21,15 @@ func TestConfigExample_LoadsAndValidates(t *testing.T) {
 		t.Fatalf("example not read as documented: %+v", tg)
 	}
 	o := cfg.botOptions()
-	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 1 {
+	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 2 || o.Targets[0].Rollback == nil {
 		t.Fatalf("options: %+v", o.Targets)
+	}
+	var kinds []string
+	for _, s := range o.Targets[0].Pipelines["default"].Steps {
+		kinds = append(kinds, s.Kind())
+	}
+	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
+		t.Fatalf("default pipeline kinds = %s", got)
 	}
 }
 
@@ -203,4 +210,60 @@ func TestDemoConfigIsValid(t *testing.T) {
 	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
 		t.Fatalf("demo pipeline kinds = %s", got)
 	}
+}
+
+func TestConfig_DatabaseSteps(t *testing.T) {
+	db := "    database:\n      production: postgres://ro@prod:5432/app\n      staging: postgres://rw:hunter22@stg:5432/app\n"
+	tests := []struct {
+		name, steps, want string
+		noDB              bool
+	}{
+		{name: "refresh without database", steps: "          - pg_refresh: {}\n", noDB: true, want: "needs the target's database section"},
+		{name: "two kinds", steps: "          - {exec: x, sql: y}\n", want: "the step has several kinds (exec, sql)"},
+		{name: "sql on production", steps: "          - {sql: 'delete from x', on: production}\n", want: "sql steps never write to production"},
+		{name: "bad on", steps: "          - {check: {query: select true}, on: prod}\n", want: `"prod": use shadow, staging or production`},
+		{name: "on for exec", steps: "          - {exec: x, on: shadow}\n", want: "only sql and check steps take on"},
+		{name: "file and dir", steps: "          - pg_refresh: {from_file: a, from_dir: b}\n", want: "give from_file or from_dir, not both"},
+		{name: "unknown refresh field", steps: "          - pg_refresh: {from: x}\n", want: "targets.app.pipelines.default.steps[0].pg_refresh: unknown field from"},
+		{name: "refresh in finally", steps: "          - exec: x\n        finally:\n          - pg_refresh: {}\n", want: "a pg_refresh step cannot be a finally step"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			y := "targets:\n  app:\n"
+			if !tt.noDB {
+				y += db
+			}
+			y += "    pipelines:\n      default:\n        steps:\n" + tt.steps
+			_, err := ParseConfig([]byte(y), "c.yaml")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter22") {
+				t.Fatalf("the password is in the error: %v", err)
+			}
+		})
+	}
+	t.Run("staging must name a database", func(t *testing.T) {
+		_, err := ParseConfig([]byte("targets:\n  app:\n    database:\n      staging: postgres://rw:hunter22@stg:5432/postgres\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {from_file: /x}\n"), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), "targets.app.database.staging: the DSN must name the staging database") || strings.Contains(err.Error(), "hunter22") {
+			t.Fatalf("error = %v", err)
+		}
+	})
+	t.Run("password is redacted", func(t *testing.T) {
+		cfg, err := ParseConfig([]byte("targets:\n  app:\n"+db+"    pipelines:\n      default:\n        steps:\n          - pg_refresh: {}\n          - sql: select 1\n          - {sql: select 2, on: staging}\n"), "c.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := cfg.botOptions()
+		if got := o.Redact("connect to postgres://rw:hunter22@stg"); strings.Contains(got, "hunter22") {
+			t.Fatalf("not redacted: %s", got)
+		}
+		var got []string
+		for _, s := range o.Targets[0].Pipelines["default"].Steps {
+			got = append(got, s.Kind())
+		}
+		if strings.Join(got, ",") != "pg_refresh,sql,pg_swap,sql" {
+			t.Fatalf("steps = %v: the swap belongs after the shadow sql and before the staging sql", got)
+		}
+	})
 }

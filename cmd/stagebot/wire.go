@@ -112,7 +112,7 @@ func withSwap(steps []StepConfig) []StepConfig {
 	for i, s := range steps {
 		kind := s.kind()
 		if inShadow && !explicitSwap && !((kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow")) {
-			out = append(out, StepConfig{Name: "swap it into place", PGSwap: &yaml.Node{}})
+			out = append(out, StepConfig{Name: "swap it into place", PGSwap: yaml.Node{Kind: yaml.MappingNode}})
 			inShadow = false
 		}
 		if kind == "pg_swap" {
@@ -130,7 +130,7 @@ func withSwap(steps []StepConfig) []StepConfig {
 		}
 	}
 	if inShadow && !explicitSwap {
-		out = append(out, StepConfig{Name: "swap it into place", PGSwap: &yaml.Node{}})
+		out = append(out, StepConfig{Name: "swap it into place", PGSwap: yaml.Node{Kind: yaml.MappingNode}})
 	}
 	return out
 }
