@@ -544,3 +544,21 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// kindStep is a step of any kind that succeeds.
+type kindStep struct{ name, kind string }
+
+func (s kindStep) Name() string                                   { return s.name }
+func (s kindStep) Kind() string                                   { return s.kind }
+func (s kindStep) Plan(context.Context) (string, error)           { return "pretend", nil }
+func (s kindStep) Run(ctx context.Context, env *runner.Env) error { return nil }
+
+func TestFailureBeforeSwap_SaysStagingIsUnchanged(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	tg.Pipelines["default"].Steps = []runner.Step{kindStep{"copy", "pg_refresh"}, sh("verify", "exit 1"), kindStep{"swap", "pg_swap"}}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	wantText(t, e.a.Since(0), "Staging is as it was: the run stopped before the swap.")
+}

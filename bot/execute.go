@@ -112,7 +112,11 @@ func (b *Bot) outcome(r *store.Run) string {
 	case store.RunSucceeded:
 		return fmt.Sprintf("✅ Run %d of %s/%s succeeded in %s.", r.ID, r.Target, r.Pipeline, took)
 	case store.RunAborted:
-		return fmt.Sprintf("⏹ Run %d of %s was %s after %s. `%s log %d` has the details.", r.ID, r.Target, r.Reason, took, b.opts.Prefix, r.ID)
+		msg := fmt.Sprintf("⏹ Run %d of %s was %s after %s.", r.ID, r.Target, r.Reason, took)
+		if beforeSwap(r.Steps) {
+			msg += " Staging is as it was: the run stopped before the swap."
+		}
+		return msg + fmt.Sprintf(" `%s log %d` has the details.", b.opts.Prefix, r.ID)
 	}
 	msg := fmt.Sprintf("❌ Run %d of %s/%s failed after %s", r.ID, r.Target, r.Pipeline, took)
 	for _, s := range r.Steps {
@@ -120,7 +124,20 @@ func (b *Bot) outcome(r *store.Run) string {
 			msg += fmt.Sprintf("\nStep %q failed: %s", s.Name, s.Error)
 		}
 	}
+	if beforeSwap(r.Steps) {
+		msg += "\nStaging is as it was: the run stopped before the swap."
+	}
 	return msg + fmt.Sprintf("\n`%s log %d` has the output.", b.opts.Prefix, r.ID)
+}
+
+// beforeSwap reports whether the run has a swap step that did not run.
+func beforeSwap(steps []store.StepResult) bool {
+	for _, s := range steps {
+		if s.Kind == "pg_swap" && s.State != store.StepSucceeded {
+			return true
+		}
+	}
+	return false
 }
 
 // reporter turns runner events into status edits and thread messages.
