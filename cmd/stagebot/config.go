@@ -56,7 +56,15 @@ type LogConfig struct {
 
 // ChatConfig picks the chat platform.
 type ChatConfig struct {
-	Platform string `yaml:"platform"`
+	Platform string      `yaml:"platform"`
+	Slack    SlackConfig `yaml:"slack"`
+}
+
+// SlackConfig connects to Slack through Socket Mode.
+type SlackConfig struct {
+	AppToken string `yaml:"app_token"`
+	BotToken string `yaml:"bot_token"`
+	APIURL   string `yaml:"api_url"`
 }
 
 // AccessConfig says who may do what.
@@ -419,8 +427,20 @@ func (c *Config) validate(errs *ConfigError) {
 	case "":
 		c.Chat.Platform = "console"
 	case "console":
+	case "slack":
+		sc := &c.Chat.Slack
+		if !strings.HasPrefix(sc.AppToken, "xapp-") {
+			bad("chat.slack.app_token", "give the app-level token (xapp-…, scope connections:write), e.g. app_token: ${SLACK_APP_TOKEN}")
+		}
+		if !strings.HasPrefix(sc.BotToken, "xoxb-") {
+			bad("chat.slack.bot_token", "give the bot token (xoxb-…), e.g. bot_token: ${SLACK_BOT_TOKEN}")
+		}
+		if sc.APIURL != "" && !strings.HasPrefix(sc.APIURL, "http://") && !strings.HasPrefix(sc.APIURL, "https://") {
+			bad("chat.slack.api_url", "%q is not an http(s) URL", sc.APIURL)
+		}
+		c.secrets = append(c.secrets, sc.AppToken, sc.BotToken)
 	default:
-		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console", c.Chat.Platform)
+		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console or slack", c.Chat.Platform)
 	}
 
 	d := &c.Defaults

@@ -267,3 +267,21 @@ func TestConfig_DatabaseSteps(t *testing.T) {
 		}
 	})
 }
+
+func TestConfig_Slack(t *testing.T) {
+	base := "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	_, err := ParseConfig([]byte("chat:\n  platform: slack\n"+base), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), "chat.slack.app_token: give the app-level token") || !strings.Contains(err.Error(), "chat.slack.bot_token: give the bot token") {
+		t.Fatalf("error = %v", err)
+	}
+	cfg, err := ParseConfig([]byte("chat:\n  platform: slack\n  slack:\n    app_token: xapp-1-secret\n    bot_token: xoxb-2-secret\n"+base), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.botOptions().Redact("tokens xapp-1-secret and xoxb-2-secret"); got != "tokens *** and ***" {
+		t.Fatalf("tokens not redacted: %q", got)
+	}
+	if _, err := ParseConfig([]byte("chat:\n  platform: teams\n"+base), "c.yaml"); err == nil || !strings.Contains(err.Error(), `"teams" is not a chat platform`) {
+		t.Fatalf("error = %v", err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/console"
+	slackadapter "github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/store/bolt"
 )
 
@@ -30,7 +31,7 @@ var Version = "dev"
 const usage = `stagebot keeps staging databases fresh from chat.
 
 Usage:
-  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (console unless the config names a platform)
+  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console or slack)
   stagebot check -c FILE                               validate the config; print the next runs and announcements
   stagebot demo [--as USER]                            try it: a demo target in the console
   stagebot version
@@ -149,7 +150,18 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	if as == "" {
 		as = "operator"
 	}
-	adapter := console.New(stdin, stdout, as, channel)
+	var adapter bot.Adapter
+	switch cfg.Chat.Platform {
+	case "slack":
+		a, err := slackadapter.New(slackadapter.Options{AppToken: cfg.Chat.Slack.AppToken, BotToken: cfg.Chat.Slack.BotToken, APIURL: cfg.Chat.Slack.APIURL, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		adapter = a
+	default:
+		adapter = console.New(stdin, stdout, as, channel)
+	}
 	b := bot.New(s, adapter, opts)
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
 	return b.Run(ctx)

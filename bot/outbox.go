@@ -1,0 +1,226 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+// Sender is what a chat platform does once it is reachable: post a message
+// and change one it posted.
+type Sender interface {
+	Post(ctx context.Context, m Message) (store.MessageRef, error)
+	Update(ctx context.Context, ref store.MessageRef, m Message) error
+}
+
+// RetryAfter is the error a Sender returns when the platform asks it to slow
+// down (HTTP 429): the outbox waits that long and sends again.
+type RetryAfter struct{ Wait time.Duration }
+
+func (e *RetryAfter) Error() string { return fmt.Sprintf("rate limited: retry after %s", e.Wait) }
+
+// Permanent marks a Sender error that sending again cannot cure (an unknown
+// channel, a rejected message). Other errors are retried.
+func Permanent(err error) error { return &permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+const pendingPrefix = "pending:"
+
+// Outbox sends a platform's messages in order. When the platform cannot be
+// reached, messages wait in the outbox and go out, in order, when it can;
+// when it asks to slow down, the outbox waits as long as it says. A message
+// that is not delivered within Wait gets a placeholder reference, which
+// edits and thread replies may use: they are resolved when it is delivered.
+type Outbox struct {
+	sender Sender
+	log    *slog.Logger
+	// Wait is how long Send waits for delivery before it answers with a
+	// placeholder (default 5s). MaxBackoff caps the pause between retries
+	// (default 30s).
+	Wait, MaxBackoff time.Duration
+
+	mu       sync.Mutex
+	queue    []*outItem
+	resolved map[string]store.MessageRef
+	seq      int
+	wake     chan struct{}
+}
+
+type outItem struct {
+	post  bool
+	local string           // post: the placeholder ID
+	ref   store.MessageRef // edit: the message to change
+	msg   Message
+	done  chan outResult
+}
+
+type outResult struct {
+	ref store.MessageRef
+	err error
+}
+
+// NewOutbox returns an outbox for s; call Run to deliver.
+func NewOutbox(s Sender, log *slog.Logger) *Outbox {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Outbox{sender: s, log: log, Wait: 5 * time.Second, MaxBackoff: 30 * time.Second,
+		resolved: map[string]store.MessageRef{}, wake: make(chan struct{}, 1)}
+}
+
+func (o *Outbox) push(it *outItem) {
+	o.mu.Lock()
+	if !it.post {
+		// A newer edit of the same message replaces one still waiting.
+		for i := len(o.queue) - 1; i >= 1; i-- {
+			q := o.queue[i]
+			if !q.post && q.ref == it.ref {
+				q.msg = it.msg
+				o.mu.Unlock()
+				return
+			}
+		}
+	}
+	o.queue = append(o.queue, it)
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Send queues a message and waits up to Wait for it to be delivered.
+func (o *Outbox) Send(ctx context.Context, m Message) (store.MessageRef, error) {
+	o.mu.Lock()
+	o.seq++
+	it := &outItem{post: true, local: fmt.Sprintf("%s%d", pendingPrefix, o.seq), msg: m, done: make(chan outResult, 1)}
+	o.mu.Unlock()
+	o.push(it)
+	select {
+	case r := <-it.done:
+		return r.ref, r.err
+	case <-time.After(o.Wait):
+	case <-ctx.Done():
+	}
+	return store.MessageRef{Channel: m.Channel, ID: it.local}, nil
+}
+
+// Edit queues a change to a message.
+func (o *Outbox) Edit(ctx context.Context, ref store.MessageRef, m Message) error {
+	o.push(&outItem{ref: ref, msg: m, done: make(chan outResult, 1)})
+	return nil
+}
+
+// Pending is how many messages and edits wait to be delivered.
+func (o *Outbox) Pending() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.queue)
+}
+
+// resolve replaces placeholders with delivered references; ok is false
+// when a placeholder names a message that was never delivered.
+func (o *Outbox) resolve(ref store.MessageRef) (store.MessageRef, bool) {
+	if !strings.HasPrefix(ref.ID, pendingPrefix) {
+		return ref, true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	r, ok := o.resolved[ref.ID]
+	return r, ok
+}
+
+// Run delivers until ctx ends. Whatever is still queued then is logged.
+func (o *Outbox) Run(ctx context.Context) {
+	backoff := 250 * time.Millisecond
+	for {
+		o.mu.Lock()
+		var it *outItem
+		if len(o.queue) > 0 {
+			it = o.queue[0]
+		}
+		o.mu.Unlock()
+		if it == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-o.wake:
+				continue
+			}
+		}
+		res, err := o.deliver(ctx, it)
+		var ra *RetryAfter
+		var perm *permanentError
+		switch {
+		case err == nil:
+			backoff = 250 * time.Millisecond
+			o.pop(it, res, nil)
+			continue
+		case ctx.Err() != nil:
+			if n := o.Pending(); n > 0 {
+				o.log.Warn("stopping with undelivered messages", "count", n)
+			}
+			return
+		case errors.As(err, &perm):
+			o.log.Error("message rejected by the chat platform; dropped", "channel", it.msg.Channel, "err", err)
+			o.pop(it, res, err)
+			continue
+		case errors.As(err, &ra):
+			o.log.Warn("rate limited by the chat platform", "wait", ra.Wait)
+			sleep(ctx, ra.Wait)
+		default:
+			o.log.Warn("chat platform unreachable; will retry", "in", backoff, "queued", o.Pending(), "err", err)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, o.MaxBackoff)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (o *Outbox) deliver(ctx context.Context, it *outItem) (store.MessageRef, error) {
+	m := it.msg
+	if !m.Thread.IsZero() {
+		t, ok := o.resolve(m.Thread)
+		if !ok {
+			m.Thread = store.MessageRef{} // its parent was never delivered: post in the channel
+		} else {
+			m.Thread = t
+		}
+	}
+	if it.post {
+		return o.sender.Post(ctx, m)
+	}
+	ref, ok := o.resolve(it.ref)
+	if !ok {
+		return store.MessageRef{}, Permanent(fmt.Errorf("edit of message %s, which was never delivered", it.ref.ID))
+	}
+	return ref, o.sender.Update(ctx, ref, m)
+}
+
+func (o *Outbox) pop(it *outItem, ref store.MessageRef, err error) {
+	o.mu.Lock()
+	if len(o.queue) > 0 && o.queue[0] == it {
+		o.queue = o.queue[1:]
+	}
+	if it.post && err == nil {
+		o.resolved[it.local] = ref
+	}
+	o.mu.Unlock()
+	it.done <- outResult{ref: ref, err: err}
+}

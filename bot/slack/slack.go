@@ -1,0 +1,389 @@
+package slack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/store"
+)
+
+// DefaultAPIURL is Slack's Web API.
+const DefaultAPIURL = "https://slack.com/api/"
+
+// Options configure the adapter.
+type Options struct {
+	AppToken string // xapp-…: opens the Socket Mode connection
+	BotToken string // xoxb-…: posts and edits messages
+	// APIURL is the Web API base (default Slack's); set it for
+	// Slack-compatible servers and tests.
+	APIURL string
+	// PingInterval is how long without a ping from Slack before the socket
+	// is taken for dead and reopened (default slack-go's 30s).
+	PingInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Adapter is stagebot in Slack.
+type Adapter struct {
+	opts   Options
+	api    *slack.Client
+	out    *bot.Outbox
+	cancel context.CancelFunc
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	botUserID string
+	botID     string
+	names     map[string]string
+	seen      map[string]time.Time // event IDs, against redelivery
+}
+
+var (
+	_ bot.Adapter = (*Adapter)(nil)
+	_ bot.Editor  = (*Adapter)(nil)
+)
+
+// New builds the adapter; nothing connects until Run. Messages sent before
+// Run wait in the outbox.
+func New(o Options) (*Adapter, error) {
+	if !strings.HasPrefix(o.AppToken, "xapp-") {
+		return nil, errors.New("slack: the app token must start with xapp- (an app-level token with connections:write)")
+	}
+	if !strings.HasPrefix(o.BotToken, "xoxb-") {
+		return nil, errors.New("slack: the bot token must start with xoxb-")
+	}
+	if o.APIURL == "" {
+		o.APIURL = DefaultAPIURL
+	}
+	if !strings.HasSuffix(o.APIURL, "/") {
+		o.APIURL += "/"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	sdkLog := slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)
+	a := &Adapter{
+		opts: o, log: o.Logger,
+		api:   slack.New(o.BotToken, slack.OptionAppLevelToken(o.AppToken), slack.OptionAPIURL(o.APIURL), slack.OptionLog(sdkLog)),
+		names: map[string]string{}, seen: map[string]time.Time{},
+	}
+	a.out = bot.NewOutbox(sender{a}, o.Logger)
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	go a.out.Run(ctx)
+	return a, nil
+}
+
+// Close stops delivering messages.
+func (a *Adapter) Close() { a.cancel() }
+
+// Outbox gives access to the queue of undelivered messages.
+func (a *Adapter) Outbox() *bot.Outbox { return a.out }
+
+// Run connects and hands every command to handle until ctx ends. It fails
+// at once when Slack refuses the tokens.
+func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
+	defer a.cancel()
+	var auth *slack.AuthTestResponse
+	for attempt := 0; ; attempt++ {
+		var err error
+		auth, err = a.api.AuthTestContext(ctx)
+		if err == nil {
+			break
+		}
+		var se slack.SlackErrorResponse
+		if errors.As(err, &se) {
+			return fmt.Errorf("slack refused the bot token (%s): check chat.slack.bot_token", se.Err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		a.log.Warn("slack unreachable; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(time.Duration(attempt+1)*time.Second, 30*time.Second)):
+		}
+	}
+	a.mu.Lock()
+	a.botUserID, a.botID = auth.UserID, auth.BotID
+	a.mu.Unlock()
+	opts := []socketmode.Option{socketmode.OptionLog(slog.NewLogLogger(a.log.Handler(), slog.LevelDebug))}
+	if a.opts.PingInterval > 0 {
+		opts = append(opts, socketmode.OptionPingInterval(a.opts.PingInterval))
+	}
+	sm := socketmode.New(a.api, opts...)
+	errc := make(chan error, 1)
+	go func() { errc <- sm.RunContext(ctx) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("slack socket mode: %w (check chat.slack.app_token)", err)
+		case ev, ok := <-sm.Events:
+			if !ok {
+				return nil
+			}
+			a.event(ctx, sm, ev, handle)
+		}
+	}
+}
+
+func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmode.Event, handle func(context.Context, bot.Incoming)) {
+	switch ev.Type {
+	case socketmode.EventTypeConnected:
+		a.log.Info("slack connected")
+	case socketmode.EventTypeConnecting:
+		a.log.Info("slack connecting")
+	case socketmode.EventTypeConnectionError:
+		a.log.Warn("slack connection error", "err", ev.Data)
+	case socketmode.EventTypeEventsAPI:
+		sm.Ack(*ev.Request)
+		cb, ok := ev.Data.(slackevents.EventsAPIEvent)
+		if !ok {
+			return
+		}
+		if in, ok := a.fromEvent(ctx, cb); ok {
+			handle(ctx, in)
+		}
+	case socketmode.EventTypeInteractive:
+		sm.Ack(*ev.Request)
+		cb, ok := ev.Data.(slack.InteractionCallback)
+		if !ok || cb.Type != slack.InteractionTypeBlockActions {
+			return
+		}
+		for _, act := range cb.ActionCallback.BlockActions {
+			if act.Value == "" {
+				continue
+			}
+			name := cb.User.Name
+			if name == "" {
+				name = a.userName(ctx, cb.User.ID)
+			}
+			// A click is the command its button stands for, typed by the
+			// clicking user; the answer goes to the clicked message's thread.
+			thread := cb.Message.ThreadTimestamp
+			if thread == "" {
+				thread = cb.Container.MessageTs
+			}
+			handle(ctx, bot.Incoming{ID: act.ActionTs, Channel: cb.Channel.ID, Thread: thread,
+				User: store.User{ID: cb.User.ID, Name: name}, Text: act.Value, Direct: true})
+		}
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := ev.Data.(slack.SlashCommand)
+		if !ok {
+			sm.Ack(*ev.Request)
+			return
+		}
+		// Slack wants the ack within 3 seconds; the answer follows in the
+		// channel.
+		sm.Ack(*ev.Request, map[string]any{"response_type": "ephemeral", "text": "On it: " + cmd.Command + " " + cmd.Text})
+		name := cmd.UserName
+		if name == "" {
+			name = a.userName(ctx, cmd.UserID)
+		}
+		handle(ctx, bot.Incoming{Channel: cmd.ChannelID, User: store.User{ID: cmd.UserID, Name: name}, Text: cmd.Text, Direct: true})
+	}
+}
+
+var mentionRe = regexp.MustCompile(`<@([A-Z0-9]+)(\|[^>]*)?>`)
+
+// fromEvent turns a message or mention into an Incoming; ok is false for
+// what the bot must ignore (its own messages, other bots, edits, repeats).
+func (a *Adapter) fromEvent(ctx context.Context, cb slackevents.EventsAPIEvent) (bot.Incoming, bool) {
+	if cb.Type != slackevents.CallbackEvent {
+		return bot.Incoming{}, false
+	}
+	if outer, ok := cb.Data.(*slackevents.EventsAPICallbackEvent); ok && outer.EventID != "" {
+		if !a.firstTime(outer.EventID) {
+			return bot.Incoming{}, false
+		}
+	}
+	a.mu.Lock()
+	me, myBot := a.botUserID, a.botID
+	a.mu.Unlock()
+	switch e := cb.InnerEvent.Data.(type) {
+	case *slackevents.MessageEvent:
+		if e.BotID != "" || e.User == "" || e.User == me || (e.BotID == myBot && myBot != "") {
+			return bot.Incoming{}, false
+		}
+		if e.SubType != "" && e.SubType != "thread_broadcast" && e.SubType != "file_share" {
+			return bot.Incoming{}, false
+		}
+		direct := e.ChannelType == "im"
+		text := e.Text
+		if strings.Contains(text, "<@"+me+">") {
+			if !direct {
+				return bot.Incoming{}, false // the app_mention event carries it
+			}
+			text = strings.TrimSpace(strings.ReplaceAll(text, "<@"+me+">", ""))
+		}
+		return bot.Incoming{ID: e.TimeStamp, Channel: e.Channel, Thread: e.ThreadTimeStamp,
+			User: store.User{ID: e.User, Name: a.userName(ctx, e.User)}, Text: text, Direct: direct}, true
+	case *slackevents.AppMentionEvent:
+		if e.BotID != "" || e.User == "" || e.User == me {
+			return bot.Incoming{}, false
+		}
+		text := strings.TrimSpace(mentionRe.ReplaceAllStringFunc(e.Text, func(m string) string {
+			if strings.HasPrefix(m, "<@"+me) {
+				return ""
+			}
+			return m
+		}))
+		return bot.Incoming{ID: e.TimeStamp, Channel: e.Channel, Thread: e.ThreadTimeStamp,
+			User: store.User{ID: e.User, Name: a.userName(ctx, e.User)}, Text: text, Direct: true}, true
+	}
+	return bot.Incoming{}, false
+}
+
+// firstTime reports whether an event ID is new (Slack redelivers events it
+// thinks were not acked).
+func (a *Adapter) firstTime(id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.seen[id]; ok {
+		return false
+	}
+	now := time.Now()
+	a.seen[id] = now
+	if len(a.seen) > 1000 {
+		for k, t := range a.seen {
+			if now.Sub(t) > time.Hour {
+				delete(a.seen, k)
+			}
+		}
+	}
+	return true
+}
+
+// userName shows a user by name; the ID stays the identity.
+func (a *Adapter) userName(ctx context.Context, id string) string {
+	a.mu.Lock()
+	name, ok := a.names[id]
+	a.mu.Unlock()
+	if ok {
+		return name
+	}
+	u, err := a.api.GetUserInfoContext(ctx, id)
+	if err != nil {
+		return id
+	}
+	name = u.Name
+	if u.Profile.DisplayName != "" {
+		name = u.Profile.DisplayName
+	}
+	a.mu.Lock()
+	a.names[id] = name
+	a.mu.Unlock()
+	return name
+}
+
+// Send implements bot.Adapter.
+func (a *Adapter) Send(ctx context.Context, m bot.Message) (store.MessageRef, error) {
+	return a.out.Send(ctx, m)
+}
+
+// Edit implements bot.Editor.
+func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message) error {
+	return a.out.Edit(ctx, ref, m)
+}
+
+// sender talks to the Web API for the outbox.
+type sender struct{ a *Adapter }
+
+func (s sender) Post(ctx context.Context, m bot.Message) (store.MessageRef, error) {
+	opts := render(m)
+	if !m.Thread.IsZero() {
+		opts = append(opts, slack.MsgOptionTS(m.Thread.ID))
+	}
+	ch, ts, err := s.a.api.PostMessageContext(ctx, m.Channel, opts...)
+	if err != nil {
+		return store.MessageRef{}, classify(err)
+	}
+	return store.MessageRef{Channel: ch, ID: ts}, nil
+}
+
+func (s sender) Update(ctx context.Context, ref store.MessageRef, m bot.Message) error {
+	_, _, _, err := s.a.api.UpdateMessageContext(ctx, ref.Channel, ref.ID, render(m)...)
+	return classify(err)
+}
+
+// classify tells the outbox which errors to wait out.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		return &bot.RetryAfter{Wait: rl.RetryAfter}
+	}
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout":
+			return err
+		}
+		return bot.Permanent(err)
+	}
+	return err // the network, HTTP 5xx and the like: try again
+}
+
+// Limits Slack puts on a message.
+const (
+	maxSectionText = 2900
+	maxFields      = 10
+)
+
+// render turns a platform-neutral message into Block Kit.
+func render(m bot.Message) []slack.MsgOption {
+	text := m.Text
+	if len(m.Mentions) > 0 {
+		var at []string
+		for _, u := range m.Mentions {
+			at = append(at, "<@"+u.ID+">")
+		}
+		text = strings.Join(at, " ") + " " + text
+	}
+	body := text
+	if len(body) > maxSectionText {
+		body = body[:maxSectionText] + "…"
+	}
+	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, body, false, false), nil, nil)}
+	if len(m.Fields) > 0 {
+		var fields []*slack.TextBlockObject
+		for i, f := range m.Fields {
+			if i == maxFields {
+				break
+			}
+			fields = append(fields, slack.NewTextBlockObject(slack.MarkdownType, "*"+f.Label+"*\n"+f.Value, false, false))
+		}
+		blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil))
+	}
+	if len(m.Buttons) > 0 {
+		var els []slack.BlockElement
+		for i, b := range m.Buttons {
+			btn := slack.NewButtonBlockElement(fmt.Sprintf("stagebot_%d", i), b.Command, slack.NewTextBlockObject(slack.PlainTextType, b.Label, false, false))
+			if b.Danger {
+				btn.Style = slack.StyleDanger
+			}
+			els = append(els, btn)
+		}
+		blocks = append(blocks, slack.NewActionBlock("stagebot", els...))
+	}
+	return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+}

@@ -1,0 +1,269 @@
+package slack_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/bot/slack"
+	"github.com/stagebot/stagebot/bot/slack/slacktest"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+	"github.com/stagebot/stagebot/store/bolt"
+)
+
+const infra = "CINFRA"
+
+type env struct {
+	t     *testing.T
+	fake  *slacktest.Server
+	a     *slack.Adapter
+	b     *bot.Bot
+	s     store.Store
+	clock *bottest.Clock
+	done  chan error
+}
+
+func newEnv(t *testing.T, steps ...runner.Step) *env {
+	t.Helper()
+	if len(steps) == 0 {
+		steps = []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying"}}
+	}
+	e := &env{t: t, fake: slacktest.New(t), clock: bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), done: make(chan error, 1)}
+	e.fake.AddUser("U1", "alice")
+	e.fake.AddUser("U2", "bob")
+	a, err := slack.New(slack.Options{AppToken: slacktest.AppToken, BotToken: slacktest.BotToken, APIURL: e.fake.URL(), PingInterval: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Outbox().MaxBackoff = 50 * time.Millisecond
+	e.a = a
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s = s
+	e.b = bot.New(s, a, bot.Options{
+		Clock: e.clock, EditInterval: 10 * time.Millisecond,
+		Access: bot.Access{ControlChannels: []string{infra}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
+		Targets: []*bot.Target{{
+			Name: "demo", Channel: infra, Notice: 10 * time.Minute, Ladder: []time.Duration{10 * time.Minute},
+			Manual:    bot.ApprovalRule{Count: 1},
+			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default", Steps: steps, Finally: []runner.Step{&runner.Exec{StepName: "start app", Shell: "echo started"}}}},
+			DefaultPipeline: "default",
+		}},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { e.done <- e.b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-e.done:
+		case <-time.After(10 * time.Second):
+			t.Error("the bot did not stop")
+		}
+		s.Close()
+	})
+	if err := e.fake.WaitConnected(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// waitMessage waits for a message whose current text (blocks included)
+// contains want.
+func (e *env) waitMessage(want string) slacktest.Message {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range e.fake.Messages() {
+			if strings.Contains(m.Current().AllText(), want) {
+				return m
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var all []string
+	for _, m := range e.fake.Messages() {
+		all = append(all, m.Current().AllText())
+	}
+	e.t.Fatalf("no message contains %q; messages:\n%s", want, strings.Join(all, "\n---\n"))
+	return slacktest.Message{}
+}
+
+func (e *env) waitRun(id uint64, state store.RunState) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, err := e.s.Run(context.Background(), id); err == nil && r.State == state {
+			return
+		}
+		e.clock.Advance(time.Second)
+		time.Sleep(10 * time.Millisecond)
+	}
+	r, _ := e.s.Run(context.Background(), id)
+	e.t.Fatalf("run %d did not reach %s (it is %+v)", id, state, r)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSlack_RequestApproveRunReport(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.fake.Say("U1", infra, "!stage resync demo in 10m")
+	must(t, err)
+	card := e.waitMessage("Run 1: refresh of demo")
+	if b := card.Buttons(); b["Approve"] != "!stage approve 1" || b["Defer 1h"] != "!stage defer 1 1h" || b["Cancel"] != "!stage cancel 1" || b["Hold 2h"] == "" {
+		t.Fatalf("announcement buttons = %v", b)
+	}
+	// The requester may not approve their own run.
+	must(t, e.fake.Click("U1", "alice", card, "Approve"))
+	refusal := e.waitMessage("someone else must approve it")
+	if refusal.ThreadTS != card.TS {
+		t.Errorf("refusal went to thread %q, want the card's thread %q", refusal.ThreadTS, card.TS)
+	}
+	// Another user's click approves it and the card shows who did.
+	must(t, e.fake.Click("U2", "bob", card, "Approve"))
+	e.waitMessage("bob approved run 1 of demo (1 of 1)")
+	card = e.waitMessage("1 of 1 (bob)")
+	if len(card.Edits) == 0 {
+		t.Fatal("the card was not edited")
+	}
+	// At the start time the run goes; its status message is edited as the
+	// steps finish and the thread gets the outcome.
+	e.clock.Advance(10 * time.Minute)
+	e.waitRun(1, store.RunSucceeded)
+	status := e.waitMessage("Run 1 of demo/default: succeeded")
+	if len(status.Edits) < 2 || !strings.Contains(status.Current().AllText(), "✓ start app (finally)") {
+		t.Fatalf("status message edits: %d, now %q", len(status.Edits), status.Current().AllText())
+	}
+	if out := e.waitMessage("✅ Run 1 of demo/default succeeded"); out.ThreadTS != status.TS || !strings.Contains(out.Text, "<@U1>") {
+		t.Fatalf("outcome message: thread %q (want %q), text %q", out.ThreadTS, status.TS, out.Text)
+	}
+}
+
+func TestSlack_SlashCommandMentionAndEchoes(t *testing.T) {
+	e := newEnv(t)
+	ack, err := e.fake.Slash("U1", "alice", infra, "status")
+	must(t, err)
+	if !strings.Contains(string(ack), "On it: /stage status") {
+		t.Fatalf("slash ack payload = %s", ack)
+	}
+	e.waitMessage("never refreshed by stagebot")
+	must(t, e.fake.Mention("U1", infra, "holds"))
+	e.waitMessage("No holds.")
+	// The bot's own messages and other bots' are ignored.
+	must(t, e.fake.BotEcho(infra, "!stage resync demo now"))
+	_, err = e.fake.Say("U1", infra, "!stage history")
+	must(t, err)
+	e.waitMessage("No runs yet.")
+	// Slack escapes & and sends smart quotes; both are undone.
+	_, err = e.fake.Say("U1", infra, "!stage hold demo 1h \u201ctesting &amp; fixing\u201d")
+	must(t, err)
+	e.waitMessage("alice holds demo until 10:00 UTC: testing & fixing")
+}
+
+func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
+	e := newEnv(t, &runner.Exec{StepName: "copy", Shell: "sleep 0.5; echo copied"}, &runner.Exec{StepName: "verify", Shell: "echo ok"})
+	_, err := e.fake.Say("U1", infra, "!stage resync demo now")
+	must(t, err)
+	must(t, e.fake.Click("U2", "bob", e.waitMessage("Run 1: refresh of demo"), "Approve"))
+	status := e.waitMessage("Run 1 of demo/default: running")
+	// Slack goes away mid-run: the socket drops and every call fails.
+	e.fake.SetDown(true)
+	e.waitRun(1, store.RunSucceeded)
+	if e.a.Outbox().Pending() == 0 {
+		t.Fatal("nothing was waiting while Slack was down")
+	}
+	e.fake.SetDown(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.a.Outbox().Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	final := e.waitMessage("Run 1 of demo/default: succeeded")
+	if final.TS != status.TS {
+		t.Fatalf("the final state went to a new message %s, not the status message %s", final.TS, status.TS)
+	}
+	outcome := e.waitMessage("✅ Run 1 of demo/default succeeded")
+	msgs := e.fake.Messages()
+	if msgs[len(msgs)-1].TS != outcome.TS {
+		t.Errorf("messages out of order: the outcome is not the last message")
+	}
+	// The socket came back by itself.
+	must(t, e.fake.WaitConnected(10*time.Second))
+	_, err = e.fake.Say("U1", infra, "!stage history")
+	must(t, err)
+	e.waitMessage("#1 demo/default ✅ succeeded")
+}
+
+func TestSlack_RateLimitsAreObeyed(t *testing.T) {
+	e := newEnv(t)
+	e.fake.RateLimit(2, 1)
+	start := time.Now()
+	_, err := e.fake.Say("U1", infra, "!stage holds")
+	must(t, err)
+	e.waitMessage("No holds.")
+	if d := time.Since(start); d < 2*time.Second {
+		t.Fatalf("answered after %s: two 429s with Retry-After 1 were not waited out", d)
+	}
+}
+
+func TestSlack_Reconnects(t *testing.T) {
+	e := newEnv(t)
+	n := e.fake.Connects()
+	e.fake.Disconnect()
+	waitFor(t, "a reconnect after a disconnect frame", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
+	n = e.fake.Connects()
+	e.fake.DropSocket()
+	waitFor(t, "a reconnect after a dropped socket", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
+	n = e.fake.Connects()
+	e.fake.StopPings(true)
+	waitFor(t, "a reconnect after missing pings", func() bool { return e.fake.Connects() > n })
+	e.fake.StopPings(false)
+	must(t, e.fake.WaitConnected(10*time.Second))
+	_, err := e.fake.Say("U1", infra, "!stage holds")
+	must(t, err)
+	e.waitMessage("No holds.")
+}
+
+func TestNew_RejectsWrongTokens(t *testing.T) {
+	if _, err := slack.New(slack.Options{AppToken: "xoxb-x", BotToken: "xoxb-y"}); err == nil || !strings.Contains(err.Error(), "xapp-") {
+		t.Fatalf("error = %v", err)
+	}
+	if _, err := slack.New(slack.Options{AppToken: "xapp-x", BotToken: "bad"}); err == nil || !strings.Contains(err.Error(), "xoxb-") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestRun_RefusedTokenFailsFast(t *testing.T) {
+	fake := slacktest.New(t)
+	a, err := slack.New(slack.Options{AppToken: slacktest.AppToken, BotToken: "xoxb-wrong", APIURL: fake.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = a.Run(ctx, func(context.Context, bot.Incoming) {})
+	if err == nil || !strings.Contains(err.Error(), "slack refused the bot token (invalid_auth)") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

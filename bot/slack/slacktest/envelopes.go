@@ -1,0 +1,149 @@
+package slacktest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNoAck is returned when the client does not ack an envelope in time.
+var ErrNoAck = errors.New("the envelope was not acked within 3s")
+
+func (s *Server) broadcast(v any) int {
+	s.mu.Lock()
+	var ws []func(any) error
+	for _, w := range s.writers {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, w := range ws {
+		if w(v) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitConnected waits until a socket is open.
+func (s *Server) WaitConnected(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !s.Connected() {
+		if time.Now().After(deadline) {
+			return errors.New("the client did not connect")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
+// push sends an envelope and waits for its ack, as Slack does (it would
+// redeliver after 3s without one). It returns the ack's payload.
+func (s *Server) push(typ string, payload any) (json.RawMessage, error) {
+	if err := s.WaitConnected(10 * time.Second); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.envSeq++
+	id := fmt.Sprintf("env-%d", s.envSeq)
+	ch := make(chan json.RawMessage, 1)
+	s.acks[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.acks, id)
+		s.mu.Unlock()
+	}()
+	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands", "retry_attempt": 0, "retry_reason": ""}
+	if s.broadcast(env) == 0 {
+		return nil, errors.New("no socket to send on")
+	}
+	select {
+	case p := <-ch:
+		return p, nil
+	case <-time.After(3 * time.Second):
+		return nil, ErrNoAck
+	}
+}
+
+func (s *Server) nextTS() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tsSeq++
+	return fmt.Sprintf("1700000000.%06d", s.tsSeq)
+}
+
+// Say delivers a channel message from user, as an events_api envelope. It
+// returns the message's ts.
+func (s *Server) Say(user, channel, text string) (string, error) {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "message", "channel": channel, "channel_type": "channel", "user": user, "text": text, "ts": ts, "event_ts": ts,
+	}))
+	return ts, err
+}
+
+// SayInThread is Say as a reply in the thread of threadTS.
+func (s *Server) SayInThread(user, channel, threadTS, text string) (string, error) {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "message", "channel": channel, "channel_type": "channel", "user": user, "text": text, "ts": ts, "event_ts": ts, "thread_ts": threadTS,
+	}))
+	return ts, err
+}
+
+// Mention delivers an app_mention of the bot.
+func (s *Server) Mention(user, channel, text string) error {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "app_mention", "channel": channel, "user": user, "text": fmt.Sprintf("<@%s> %s", BotUser, text), "ts": ts, "event_ts": ts,
+	}))
+	return err
+}
+
+// BotEcho delivers the bot's own message back to it, as Slack does.
+func (s *Server) BotEcho(channel, text string) error {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "message", "subtype": "bot_message", "channel": channel, "channel_type": "channel", "bot_id": BotID, "text": text, "ts": ts, "event_ts": ts,
+	}))
+	return err
+}
+
+func (s *Server) callback(event map[string]any) map[string]any {
+	s.mu.Lock()
+	s.envSeq++
+	n := s.envSeq
+	s.mu.Unlock()
+	return map[string]any{"token": "t", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+		"event_id": fmt.Sprintf("Ev%d", n), "event_time": time.Now().Unix(), "event": event}
+}
+
+// Click presses the button labelled label on message m, as user.
+func (s *Server) Click(user, userName string, m Message, label string) error {
+	value, ok := m.Current().Buttons()[label]
+	if !ok {
+		return fmt.Errorf("message %s has no button %q (it has %v)", m.TS, label, m.Current().Buttons())
+	}
+	now := s.nextTS()
+	_, err := s.push("interactive", map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": user, "username": userName, "name": userName, "team_id": "T1"},
+		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1", "trigger_id": "tr1",
+		"response_url": s.srv.URL + "/response", "container": map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
+		"channel": map[string]any{"id": m.Channel, "name": m.Channel},
+		"message": map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "bot_id": BotID},
+		"actions": []any{map[string]any{"action_id": "a1", "block_id": "stagebot", "type": "button", "value": value, "text": map[string]any{"type": "plain_text", "text": label}, "action_ts": now}},
+	})
+	return err
+}
+
+// Slash sends the /stage command with text and returns the ack's payload
+// (the immediate answer the user sees).
+func (s *Server) Slash(user, userName, channel, text string) (json.RawMessage, error) {
+	return s.push("slash_commands", map[string]any{
+		"token": "t", "team_id": "T1", "team_domain": "fake", "channel_id": channel, "channel_name": channel,
+		"user_id": user, "user_name": userName, "command": "/stage", "text": text, "api_app_id": "A1",
+		"response_url": s.srv.URL + "/response", "trigger_id": "tr2", "is_enterprise_install": "false",
+	})
+}
