@@ -52,8 +52,8 @@ func newEnv(t *testing.T, steps ...runner.Step) *env {
 		Access: bot.Access{ControlChannels: []string{infra}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
 		Targets: []*bot.Target{{
 			Name: "demo", Channel: infra, Notice: 10 * time.Minute, Ladder: []time.Duration{10 * time.Minute},
-			Manual:    bot.ApprovalRule{Count: 1},
-			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default", Steps: steps, Finally: []runner.Step{&runner.Exec{StepName: "start app", Shell: "echo started"}}}},
+			Manual:          bot.ApprovalRule{Count: 1},
+			Pipelines:       map[string]*runner.Pipeline{"default": {Name: "default", Steps: steps, Finally: []runner.Step{&runner.Exec{StepName: "start app", Shell: "echo started"}}}},
 			DefaultPipeline: "default",
 		}},
 	})
