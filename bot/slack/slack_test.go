@@ -2,7 +2,6 @@ package slack_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,27 +12,20 @@ import (
 	"github.com/stagebot/stagebot/bot/slack/slacktest"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
-	"github.com/stagebot/stagebot/store/bolt"
 )
 
 const infra = "CINFRA"
 
 type env struct {
-	t     *testing.T
-	fake  *slacktest.Server
-	a     *slack.Adapter
-	b     *bot.Bot
-	s     store.Store
-	clock *bottest.Clock
-	done  chan error
+	t    *testing.T
+	fake *slacktest.Server
+	a    *slack.Adapter
+	*bottest.Scenario
 }
 
 func newEnv(t *testing.T, steps ...runner.Step) *env {
 	t.Helper()
-	if len(steps) == 0 {
-		steps = []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying"}}
-	}
-	e := &env{t: t, fake: slacktest.New(t), clock: bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), done: make(chan error, 1)}
+	e := &env{t: t, fake: slacktest.New(t)}
 	e.fake.AddUser("U1", "alice")
 	e.fake.AddUser("U2", "bob")
 	a, err := slack.New(slack.Options{AppToken: slacktest.AppToken, BotToken: slacktest.BotToken, APIURL: e.fake.URL(), PingInterval: 2 * time.Second})
@@ -42,32 +34,7 @@ func newEnv(t *testing.T, steps ...runner.Step) *env {
 	}
 	a.Outbox().MaxBackoff = 50 * time.Millisecond
 	e.a = a
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.s = s
-	e.b = bot.New(s, a, bot.Options{
-		Clock: e.clock, EditInterval: 10 * time.Millisecond,
-		Access: bot.Access{ControlChannels: []string{infra}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
-		Targets: []*bot.Target{{
-			Name: "demo", Channel: infra, Notice: 10 * time.Minute, Ladder: []time.Duration{10 * time.Minute},
-			Manual:          bot.ApprovalRule{Count: 1},
-			Pipelines:       map[string]*runner.Pipeline{"default": {Name: "default", Steps: steps, Finally: []runner.Step{&runner.Exec{StepName: "start app", Shell: "echo started"}}}},
-			DefaultPipeline: "default",
-		}},
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { e.done <- e.b.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-e.done:
-		case <-time.After(10 * time.Second):
-			t.Error("the bot did not stop")
-		}
-		s.Close()
-	})
+	e.Scenario = bottest.StartBot(t, a, infra, steps...)
 	if err := e.fake.WaitConnected(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -93,20 +60,6 @@ func (e *env) waitMessage(want string) slacktest.Message {
 	}
 	e.t.Fatalf("no message contains %q; messages:\n%s", want, strings.Join(all, "\n---\n"))
 	return slacktest.Message{}
-}
-
-func (e *env) waitRun(id uint64, state store.RunState) {
-	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, err := e.s.Run(context.Background(), id); err == nil && r.State == state {
-			return
-		}
-		e.clock.Advance(time.Second)
-		time.Sleep(10 * time.Millisecond)
-	}
-	r, _ := e.s.Run(context.Background(), id)
-	e.t.Fatalf("run %d did not reach %s (it is %+v)", id, state, r)
 }
 
 func must(t *testing.T, err error) {
@@ -139,8 +92,8 @@ func TestSlack_RequestApproveRunReport(t *testing.T) {
 	}
 	// At the start time the run goes; its status message is edited as the
 	// steps finish and the thread gets the outcome.
-	e.clock.Advance(10 * time.Minute)
-	e.waitRun(1, store.RunSucceeded)
+	e.Clock.Advance(10 * time.Minute)
+	e.WaitRun(1, store.RunSucceeded)
 	status := e.waitMessage("Run 1 of demo/default: succeeded")
 	if len(status.Edits) < 2 || !strings.Contains(status.Current().AllText(), "✓ start app (finally)") {
 		t.Fatalf("status message edits: %d, now %q", len(status.Edits), status.Current().AllText())
@@ -179,7 +132,7 @@ func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
 	status := e.waitMessage("Run 1 of demo/default: running")
 	// Slack goes away mid-run: the socket drops and every call fails.
 	e.fake.SetDown(true)
-	e.waitRun(1, store.RunSucceeded)
+	e.WaitRun(1, store.RunSucceeded)
 	if e.a.Outbox().Pending() == 0 {
 		t.Fatal("nothing was waiting while Slack was down")
 	}
@@ -220,13 +173,13 @@ func TestSlack_Reconnects(t *testing.T) {
 	e := newEnv(t)
 	n := e.fake.Connects()
 	e.fake.Disconnect()
-	waitFor(t, "a reconnect after a disconnect frame", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
+	bottest.Eventually(t, "a reconnect after a disconnect frame", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
 	n = e.fake.Connects()
 	e.fake.DropSocket()
-	waitFor(t, "a reconnect after a dropped socket", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
+	bottest.Eventually(t, "a reconnect after a dropped socket", func() bool { return e.fake.Connects() > n && e.fake.Connected() })
 	n = e.fake.Connects()
 	e.fake.StopPings(true)
-	waitFor(t, "a reconnect after missing pings", func() bool { return e.fake.Connects() > n })
+	bottest.Eventually(t, "a reconnect after missing pings", func() bool { return e.fake.Connects() > n })
 	e.fake.StopPings(false)
 	must(t, e.fake.WaitConnected(10*time.Second))
 	_, err := e.fake.Say("U1", infra, "!stage holds")
@@ -254,16 +207,5 @@ func TestRun_RefusedTokenFailsFast(t *testing.T) {
 	err = a.Run(ctx, func(context.Context, bot.Incoming) {})
 	if err == nil || !strings.Contains(err.Error(), "slack refused the bot token (invalid_auth)") {
 		t.Fatalf("error = %v", err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
