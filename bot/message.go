@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"unicode/utf8"
 
 	"github.com/stagebot/stagebot/store"
 )
@@ -58,4 +59,14 @@ type Adapter interface {
 // Editor is implemented by adapters that can change a message they posted.
 type Editor interface {
 	Edit(ctx context.Context, ref store.MessageRef, m Message) error
+}
+
+// Truncate shortens s to at most n characters (not bytes, so a character is
+// never cut in half), ending it with "…" when something was cut.
+func Truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }

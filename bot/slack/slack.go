@@ -359,10 +359,7 @@ func render(m bot.Message) []slack.MsgOption {
 		}
 		text = strings.Join(at, " ") + " " + text
 	}
-	body := text
-	if len(body) > maxSectionText {
-		body = body[:maxSectionText] + "…"
-	}
+	body := bot.Truncate(text, maxSectionText)
 	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, body, false, false), nil, nil)}
 	if len(m.Fields) > 0 {
 		var fields []*slack.TextBlockObject

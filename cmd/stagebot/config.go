@@ -56,8 +56,16 @@ type LogConfig struct {
 
 // ChatConfig picks the chat platform.
 type ChatConfig struct {
-	Platform string      `yaml:"platform"`
-	Slack    SlackConfig `yaml:"slack"`
+	Platform string        `yaml:"platform"`
+	Slack    SlackConfig   `yaml:"slack"`
+	Discord  DiscordConfig `yaml:"discord"`
+}
+
+// DiscordConfig connects to Discord's gateway.
+type DiscordConfig struct {
+	Token    string   `yaml:"token"`
+	Channels []string `yaml:"channels"`
+	APIURL   string   `yaml:"api_url"`
 }
 
 // SlackConfig connects to Slack through Socket Mode.
@@ -439,8 +447,23 @@ func (c *Config) validate(errs *ConfigError) {
 			bad("chat.slack.api_url", "%q is not an http(s) URL", sc.APIURL)
 		}
 		c.secrets = append(c.secrets, sc.AppToken, sc.BotToken)
+	case "discord":
+		dc := &c.Chat.Discord
+		dc.Token = strings.TrimSpace(strings.TrimPrefix(dc.Token, "Bot "))
+		if dc.Token == "" {
+			bad("chat.discord.token", "give the bot token (Developer Portal → your app → Bot → Reset Token), e.g. token: ${DISCORD_TOKEN}")
+		}
+		for i, ch := range dc.Channels {
+			if !isSnowflake(ch) {
+				bad(fmt.Sprintf("chat.discord.channels[%d]", i), "%q is not a channel ID: turn on Developer Mode, right-click the channel, Copy Channel ID", ch)
+			}
+		}
+		if dc.APIURL != "" && !strings.HasPrefix(dc.APIURL, "http://") && !strings.HasPrefix(dc.APIURL, "https://") {
+			bad("chat.discord.api_url", "%q is not an http(s) URL", dc.APIURL)
+		}
+		c.secrets = append(c.secrets, dc.Token)
 	default:
-		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console or slack", c.Chat.Platform)
+		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console, slack or discord", c.Chat.Platform)
 	}
 
 	d := &c.Defaults
@@ -635,6 +658,19 @@ func (c *Config) validateDatabase(f string, d *DatabaseConfig, bad func(string, 
 		keep := true
 		d.KeepPrevious = &keep
 	}
+}
+
+// isSnowflake reports whether s looks like a Discord ID.
+func isSnowflake(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // redactDSNError keeps a DSN's password out of a parse error.

@@ -285,3 +285,24 @@ func TestConfig_Slack(t *testing.T) {
 		t.Fatalf("error = %v", err)
 	}
 }
+
+func TestConfig_Discord(t *testing.T) {
+	base := "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	_, err := ParseConfig([]byte("chat:\n  platform: discord\n  discord:\n    channels: [general]\n    api_url: discord.example\n"+base), "c.yaml")
+	for _, want := range []string{"chat.discord.token: give the bot token", `chat.discord.channels[0]: "general" is not a channel ID`, `chat.discord.api_url: "discord.example" is not an http(s) URL`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error = %v, want it to contain %q", err, want)
+		}
+	}
+	// Unquoted IDs are numbers to YAML; they must arrive digit for digit.
+	cfg, err := ParseConfig([]byte("chat:\n  platform: discord\n  discord:\n    token: Bot MTIz.secret-part\n    channels: [1234567890123456789]\n"+base), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Chat.Discord.Channels; len(got) != 1 || got[0] != "1234567890123456789" {
+		t.Fatalf("channels = %q", got)
+	}
+	if got := cfg.botOptions().Redact("token MTIz.secret-part"); got != "token ***" {
+		t.Fatalf("token not redacted: %q", got)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/console"
+	discordadapter "github.com/stagebot/stagebot/bot/discord"
 	slackadapter "github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/store/bolt"
 )
@@ -31,7 +32,7 @@ var Version = "dev"
 const usage = `stagebot keeps staging databases fresh from chat.
 
 Usage:
-  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console or slack)
+  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console, slack or discord)
   stagebot check -c FILE                               validate the config; print the next runs and announcements
   stagebot demo [--as USER]                            try it: a demo target in the console
   stagebot version
@@ -154,6 +155,14 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	switch cfg.Chat.Platform {
 	case "slack":
 		a, err := slackadapter.New(slackadapter.Options{AppToken: cfg.Chat.Slack.AppToken, BotToken: cfg.Chat.Slack.BotToken, APIURL: cfg.Chat.Slack.APIURL, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		adapter = a
+	case "discord":
+		d := cfg.Chat.Discord
+		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Logger: logger})
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,191 @@
+package discord_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/bot/discord"
+	"github.com/stagebot/stagebot/bot/discord/discordtest"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+)
+
+const infra = "500"
+
+type env struct {
+	t    *testing.T
+	fake *discordtest.Server
+	a    *discord.Adapter
+	*bottest.Scenario
+}
+
+func newAdapter(t *testing.T, fake *discordtest.Server) *discord.Adapter {
+	t.Helper()
+	a, err := discord.New(discord.Options{Token: "test-token", APIURL: fake.URL(), Channels: []string{infra}, ReadyTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Outbox().MaxBackoff = 50 * time.Millisecond
+	return a
+}
+
+func newEnv(t *testing.T, steps ...runner.Step) *env {
+	t.Helper()
+	e := &env{t: t, fake: discordtest.New(t)}
+	e.a = newAdapter(t, e.fake)
+	e.Scenario = bottest.StartBot(t, e.a, infra, steps...)
+	if err := e.fake.WaitConnected(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) waitMessage(want string) discordtest.Message {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range e.fake.Messages() {
+			if strings.Contains(m.Current().Content, want) {
+				return m
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var all []string
+	for _, m := range e.fake.Messages() {
+		all = append(all, m.Current().Content)
+	}
+	e.t.Fatalf("no message contains %q; messages:\n%s", want, strings.Join(all, "\n---\n"))
+	return discordtest.Message{}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDiscord_RequestApproveRunReport(t *testing.T) {
+	e := newEnv(t)
+	if _, _, intents := e.fake.Stats(); intents != int(discord.Intents) || intents&(1<<15) == 0 {
+		t.Fatalf("IDENTIFY asked for intents %d, want %d (with message content)", intents, discord.Intents)
+	}
+	must(t, e.fake.Say("U1", "alice", infra, "!stage resync demo in 10m"))
+	card := e.waitMessage("Run 1: refresh of demo")
+	if b := card.Buttons(); b["Approve"] != "!stage approve 1" || b["Defer 1h"] != "!stage defer 1 1h" || b["Cancel"] != "!stage cancel 1" || b["Hold 2h"] == "" {
+		t.Fatalf("announcement buttons = %v", b)
+	}
+	must(t, e.fake.Click("U1", "alice", card, "Approve"))
+	refusal := e.waitMessage("someone else must approve it")
+	if refusal.ReplyTo != card.ID {
+		t.Errorf("refusal replies to %q, want the card %q", refusal.ReplyTo, card.ID)
+	}
+	must(t, e.fake.Click("U2", "bob", card, "Approve"))
+	e.waitMessage("bob approved run 1 of demo (1 of 1)")
+	card = e.waitMessage("1 of 1 (bob)")
+	if len(card.Edits) == 0 {
+		t.Fatal("the card was not edited")
+	}
+	// Every click was answered within Discord's 3 seconds (deferred update).
+	for _, cb := range e.fake.Callbacks() {
+		if cb["type"] != float64(6) {
+			t.Errorf("interaction answered with %v, want type 6", cb)
+		}
+	}
+	if n := len(e.fake.Callbacks()); n != 2 {
+		t.Errorf("%d interaction answers, want 2", n)
+	}
+	e.Clock.Advance(10 * time.Minute)
+	e.WaitRun(1, store.RunSucceeded)
+	status := e.waitMessage("Run 1 of demo/default: succeeded")
+	if len(status.Edits) < 2 || !strings.Contains(status.Current().Content, "✓ start app (finally)") {
+		t.Fatalf("status message: %d edits, now %q", len(status.Edits), status.Current().Content)
+	}
+	if out := e.waitMessage("✅ Run 1 of demo/default succeeded"); out.ReplyTo != status.ID || !strings.Contains(out.Content, "<@U1>") {
+		t.Fatalf("outcome: replies to %q (want %q), content %q", out.ReplyTo, status.ID, out.Content)
+	}
+}
+
+func TestDiscord_IgnoresBotsAndOtherChannels(t *testing.T) {
+	e := newEnv(t)
+	must(t, e.fake.BotEcho(infra, "!stage resync demo now"))
+	must(t, e.fake.Say("U1", "alice", "999", "!stage resync demo now"))
+	must(t, e.fake.Say("U1", "alice", infra, "<@"+discordtest.BotUser+"> history"))
+	e.waitMessage("No runs yet.")
+}
+
+func TestDiscord_DeliversEverythingAfterADroppedConnection(t *testing.T) {
+	e := newEnv(t, &runner.Exec{StepName: "copy", Shell: "sleep 0.5; echo copied"}, &runner.Exec{StepName: "verify", Shell: "echo ok"})
+	must(t, e.fake.Say("U1", "alice", infra, "!stage resync demo now"))
+	must(t, e.fake.Click("U2", "bob", e.waitMessage("Run 1: refresh of demo"), "Approve"))
+	status := e.waitMessage("Run 1 of demo/default: running")
+	_, resumesBefore, _ := e.fake.Stats()
+	e.fake.SetDown(true)
+	e.WaitRun(1, store.RunSucceeded)
+	if e.a.Outbox().Pending() == 0 {
+		t.Fatal("nothing waited while Discord was down")
+	}
+	e.fake.SetDown(false)
+	bottest.Eventually(t, "the outbox to drain", func() bool { return e.a.Outbox().Pending() == 0 })
+	final := e.waitMessage("Run 1 of demo/default: succeeded")
+	if final.ID != status.ID {
+		t.Fatalf("final state went to message %s, not the status message %s", final.ID, status.ID)
+	}
+	outcome := e.waitMessage("✅ Run 1 of demo/default succeeded")
+	msgs := e.fake.Messages()
+	if msgs[len(msgs)-1].ID != outcome.ID {
+		t.Error("messages out of order: the outcome is not the last one")
+	}
+	// The gateway came back by resuming the session.
+	bottest.Eventually(t, "the gateway to resume", func() bool {
+		_, r, _ := e.fake.Stats()
+		return r > resumesBefore && e.fake.Connected()
+	})
+	must(t, e.fake.Say("U1", "alice", infra, "!stage history"))
+	e.waitMessage("#1 demo/default ✅ succeeded")
+}
+
+func TestDiscord_RateLimitsAreObeyed(t *testing.T) {
+	e := newEnv(t)
+	e.fake.RateLimit(2, 0.5)
+	start := time.Now()
+	must(t, e.fake.Say("U1", "alice", infra, "!stage holds"))
+	e.waitMessage("No holds.")
+	if d := time.Since(start); d < time.Second {
+		t.Fatalf("answered after %s: two 429s with retry_after 0.5 were not waited out", d)
+	}
+}
+
+func TestDiscord_StartupFailsClearly(t *testing.T) {
+	tests := []struct {
+		name string
+		knob func(*discordtest.Server)
+		want string
+	}{
+		{name: "intent refused", knob: func(f *discordtest.Server) { f.CloseOnIdentify(4014) }, want: `enable "Message Content Intent"`},
+		{name: "token refused", knob: func(f *discordtest.Server) { f.CloseOnIdentify(4004) }, want: "discord refused the token (close 4004)"},
+		{name: "no READY", knob: func(f *discordtest.Server) { f.NoReady(true) }, want: "did not answer READY within 2s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := discordtest.New(t)
+			tt.knob(fake)
+			a := newAdapter(t, fake)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := a.Run(ctx, func(context.Context, bot.Incoming) {})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("took %s to fail", time.Since(start))
+			}
+		})
+	}
+}
