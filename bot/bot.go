@@ -24,10 +24,8 @@ type Target struct {
 	Description string
 	// Channel is where the target's runs are announced.
 	Channel string
-	// Schedule, when set, creates runs of SchedulePipeline at its times.
-	Schedule         cron.Schedule
-	ScheduleSpec     string
-	SchedulePipeline string
+	// Schedules create runs at their times, each of its own pipeline.
+	Schedules []Schedule
 	// Notice is how long after a request a manual run starts by default.
 	Notice time.Duration
 	// Ladder lists how long before the start reminders go out, longest first.
@@ -42,6 +40,13 @@ type Target struct {
 	// Recover, when set, repairs what a crash left (a half-made copy, a
 	// database left refusing connections) and says what it did.
 	Recover func(ctx context.Context) (string, error)
+}
+
+// Schedule creates runs of Pipeline at the times of Cron.
+type Schedule struct {
+	Spec     string // as configured, for people
+	Cron     cron.Schedule
+	Pipeline string
 }
 
 // ApprovalRule says how many approvals a run needs and from whom.

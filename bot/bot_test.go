@@ -399,7 +399,7 @@ func TestCron_CreatesRunsThroughDispatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tg.Schedule, tg.ScheduleSpec, tg.SchedulePipeline = sched, "0 12 * * *", "default"
+	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
 	e := newEnv(t, tg)
 	// 09:00 now; the 12:00 slot is within the 24h ladder, so it is created
 	// and announced at once.
@@ -429,10 +429,31 @@ func TestCron_CreatesRunsThroughDispatcher(t *testing.T) {
 	}
 }
 
+func TestCron_SeveralSchedulesRunTheirOwnPipelines(t *testing.T) {
+	tg := fas2()
+	tg.Ladder = []time.Duration{time.Hour}
+	slow, _ := cron.ParseStandard("0 14 * * *")
+	dflt, _ := cron.ParseStandard("30 11 * * *")
+	tg.Schedules = []bot.Schedule{{Spec: "0 14 * * *", Cron: slow, Pipeline: "slow"}, {Spec: "30 11 * * *", Cron: dflt, Pipeline: "default"}}
+	tg.Pipelines["slow"].Steps = []runner.Step{sh("copy", "echo quick")}
+	e := newEnv(t, tg)
+	e.advance(0)
+	wantText(t, e.advance(90*time.Minute), "Run 1: refresh of fas2 (default pipeline) starts at 11:30 UTC (in 1h)")
+	e.advance(time.Hour)
+	e.b.Wait()
+	wantText(t, e.advance(90*time.Minute), "Run 2: refresh of fas2 (slow pipeline) starts at 14:00 UTC (in 1h)")
+	if r := e.run(1); r.Pipeline != "default" || r.State != store.RunSucceeded {
+		t.Fatalf("run 1 = %s %s", r.Pipeline, r.State)
+	}
+	if r := e.run(2); r.Pipeline != "slow" || !r.Slot.Equal(t0.Add(5*time.Hour)) {
+		t.Fatalf("run 2 = %s at %s", r.Pipeline, r.Slot)
+	}
+}
+
 func TestCron_MissedSlotIsReported(t *testing.T) {
 	tg := fas2()
 	sched, _ := cron.ParseStandard("0 12 * * *")
-	tg.Schedule, tg.SchedulePipeline = sched, "default"
+	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
 	tg.Ladder = []time.Duration{10 * time.Minute}
 	e := newEnv(t, tg)
 	e.advance(0) // sets the cursor at 09:00

@@ -47,7 +47,10 @@ func (t *Target) lead() time.Duration {
 	return d
 }
 
-func cronMark(target string) string { return "cron/" + target }
+// cronMark names the cursor of one schedule of a target.
+func cronMark(target string, s Schedule) string {
+	return "cron/" + target + "/" + s.Pipeline + "/" + s.Spec
+}
 
 // tickCron creates the runs of cron slots whose first announcement is due.
 // The request goes through the dispatcher as the scheduler principal, like a
@@ -55,38 +58,45 @@ func cronMark(target string) string { return "cron/" + target }
 func (b *Bot) tickCron(ctx context.Context, now time.Time) error {
 	for _, name := range b.targetNames("") {
 		t := b.targets[name]
-		if t.Schedule == nil {
-			continue
+		for _, sc := range t.Schedules {
+			if err := b.tickSchedule(ctx, now, t, sc); err != nil {
+				return err
+			}
 		}
-		cursor, err := b.store.Mark(ctx, cronMark(name))
-		if err != nil {
+	}
+	return nil
+}
+
+func (b *Bot) tickSchedule(ctx context.Context, now time.Time, t *Target, sc Schedule) error {
+	name, mark := t.Name, cronMark(t.Name, sc)
+	cursor, err := b.store.Mark(ctx, mark)
+	if err != nil {
+		return err
+	}
+	if cursor.IsZero() {
+		cursor = now
+		if err := b.store.SetMark(ctx, mark, cursor); err != nil {
 			return err
 		}
-		if cursor.IsZero() {
-			cursor = now
-			if err := b.store.SetMark(ctx, cronMark(name), cursor); err != nil {
-				return err
-			}
+	}
+	for {
+		next := sc.Cron.Next(cursor)
+		if next.IsZero() || now.Before(next.Add(-t.lead())) {
+			break
 		}
-		for {
-			next := t.Schedule.Next(cursor)
-			if next.IsZero() || now.Before(next.Add(-t.lead())) {
-				break
-			}
-			if !next.After(now) {
-				// The bot was not running when this slot came round.
-				b.audit(ctx, store.Scheduler, "missed", name, 0, 0, next.Format(time.RFC3339))
-				b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf(
-					"The scheduled run of %s/%s at %s was missed: stagebot was not running then. Ask for one with `%s resync %s %s` if it is still wanted.",
-					name, t.SchedulePipeline, b.fmtTime(next), b.opts.Prefix, name, t.SchedulePipeline)})
-			} else {
-				text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, t.SchedulePipeline, next.In(b.opts.Location).Format("2006-01-02 15:04"))
-				b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
-			}
-			cursor = next
-			if err := b.store.SetMark(ctx, cronMark(name), cursor); err != nil {
-				return err
-			}
+		if !next.After(now) {
+			// The bot was not running when this slot came round.
+			b.audit(ctx, store.Scheduler, "missed", name, 0, 0, next.Format(time.RFC3339))
+			b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf(
+				"The scheduled run of %s/%s at %s was missed: stagebot was not running then. Ask for one with `%s resync %s %s` if it is still wanted.",
+				name, sc.Pipeline, b.fmtTime(next), b.opts.Prefix, name, sc.Pipeline)})
+		} else {
+			text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, sc.Pipeline, next.In(b.opts.Location).Format("2006-01-02 15:04"))
+			b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
+		}
+		cursor = next
+		if err := b.store.SetMark(ctx, mark, cursor); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -322,13 +332,12 @@ func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
 		}
 	}
 	for name, t := range b.targets {
-		if t.Schedule == nil {
-			continue
-		}
-		cursor, err := b.store.Mark(ctx, cronMark(name))
-		if err == nil && !cursor.IsZero() {
-			if n := t.Schedule.Next(cursor); !n.IsZero() {
-				consider(n.Add(-t.lead()))
+		for _, sc := range t.Schedules {
+			cursor, err := b.store.Mark(ctx, cronMark(name, sc))
+			if err == nil && !cursor.IsZero() {
+				if n := sc.Cron.Next(cursor); !n.IsZero() {
+					consider(n.Add(-t.lead()))
+				}
 			}
 		}
 	}

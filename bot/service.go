@@ -518,10 +518,8 @@ func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
 		for i := len(active) - 1; i >= 0; i-- {
 			sb.WriteString("\n  " + strings.TrimPrefix(b.historyLine(active[i]), "• "))
 		}
-		if t.Schedule != nil {
-			if next := t.Schedule.Next(b.clock.Now()); !next.IsZero() {
-				fmt.Fprintf(&sb, "\n  next scheduled: %s (%s)", b.fmtTime(next), t.SchedulePipeline)
-			}
+		if next := UpcomingRuns(t, b.clock.Now(), 1); len(next) > 0 {
+			fmt.Fprintf(&sb, "\n  next scheduled: %s (%s)", b.fmtTime(next[0].Start), next[0].Pipeline)
 		}
 		parts = append(parts, sb.String())
 	}
@@ -539,7 +537,7 @@ func (b *Bot) Schedule(ctx context.Context, c *commands.Call) error {
 			for _, a := range e.Announcements {
 				ann = append(ann, b.fmtTime(a))
 			}
-			lines = append(lines, fmt.Sprintf("• %s/%s at %s, announced %s", t.Name, t.SchedulePipeline, b.fmtTime(e.Start), strings.Join(ann, ", ")))
+			lines = append(lines, fmt.Sprintf("• %s/%s at %s, announced %s", t.Name, e.Pipeline, b.fmtTime(e.Start), strings.Join(ann, ", ")))
 		}
 		active, err := b.store.Runs(ctx, store.RunFilter{Target: name, Active: true})
 		if err != nil {
@@ -569,35 +567,38 @@ func (b *Bot) targetNames(only string) []string {
 	return out
 }
 
-// Upcoming is one scheduled start and the times it will be announced.
+// Upcoming is one scheduled start, its pipeline and the times it will be
+// announced.
 type Upcoming struct {
 	Start         time.Time
+	Pipeline      string
 	Announcements []time.Time
 }
 
-// UpcomingRuns lists a target's next n scheduled starts after now.
+// UpcomingRuns lists a target's next n scheduled starts after now, across
+// all its schedules, soonest first.
 func UpcomingRuns(t *Target, now time.Time, n int) []Upcoming {
-	if t.Schedule == nil {
-		return nil
-	}
 	var out []Upcoming
-	at := now
-	for len(out) < n {
-		next := t.Schedule.Next(at)
-		if next.IsZero() {
-			break
+	for _, sc := range t.Schedules {
+		at := now
+		for i := 0; i < n; i++ {
+			next := sc.Cron.Next(at)
+			if next.IsZero() {
+				break
+			}
+			u := Upcoming{Start: next, Pipeline: sc.Pipeline}
+			for _, d := range t.Ladder {
+				u.Announcements = append(u.Announcements, next.Add(-d))
+			}
+			if len(u.Announcements) == 0 {
+				u.Announcements = []time.Time{next}
+			}
+			out = append(out, u)
+			at = next
 		}
-		u := Upcoming{Start: next}
-		for _, d := range t.Ladder {
-			u.Announcements = append(u.Announcements, next.Add(-d))
-		}
-		if len(u.Announcements) == 0 {
-			u.Announcements = []time.Time{next}
-		}
-		out = append(out, u)
-		at = next
 	}
-	return out
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out[:min(n, len(out))]
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
+
+	"github.com/stagebot/stagebot/bot"
 	"github.com/xhit/go-str2duration/v2"
 	"go.yaml.in/yaml/v3"
 )
@@ -110,6 +112,7 @@ type TargetConfig struct {
 	Channel          string                     `yaml:"channel"`
 	Schedule         string                     `yaml:"schedule"`
 	SchedulePipeline string                     `yaml:"schedule_pipeline"`
+	Schedules        []ScheduleConfig           `yaml:"schedules"`
 	DefaultPipeline  string                     `yaml:"default_pipeline"`
 	Notice           *Duration                  `yaml:"notice"`
 	Ladder           []Duration                 `yaml:"ladder"`
@@ -117,7 +120,13 @@ type TargetConfig struct {
 	Pipelines        map[string]*PipelineConfig `yaml:"pipelines"`
 	Database         *DatabaseConfig            `yaml:"database"`
 
-	schedule cron.Schedule
+	schedules []bot.Schedule
+}
+
+// ScheduleConfig is one of several schedules of a target.
+type ScheduleConfig struct {
+	Cron     string `yaml:"cron"`
+	Pipeline string `yaml:"pipeline"`
 }
 
 // DatabaseConfig is a target's PostgreSQL source and destination.
@@ -589,29 +598,53 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	case len(t.Pipelines) > 1:
 		bad(f+".default_pipeline", "the target has several pipelines and none is called default: name the one to use")
 	}
-	if t.Schedule != "" {
-		spec := t.Schedule
+	parseCron := func(field, spec string) cron.Schedule {
 		if !strings.HasPrefix(spec, "CRON_TZ=") && !strings.HasPrefix(spec, "TZ=") {
 			spec = "CRON_TZ=" + c.Timezone + " " + spec
 		}
 		body := spec[strings.IndexByte(spec, ' ')+1:]
 		if n := len(strings.Fields(body)); !strings.HasPrefix(body, "@") && n != 5 {
-			bad(f+".schedule", "expected 5 fields (minute hour day-of-month month day-of-week), got %d", n)
+			bad(field, "expected 5 fields (minute hour day-of-month month day-of-week), got %d", n)
 		} else if s, err := cronParser.Parse(spec); err != nil {
-			bad(f+".schedule", "%s", err)
+			bad(field, "%s", err)
 		} else if s.Next(time.Now()).IsZero() {
-			bad(f+".schedule", "%q never comes round", t.Schedule)
+			bad(field, "%q never comes round", body)
 		} else {
-			t.schedule = s
+			return s
 		}
+		return nil
+	}
+	switch {
+	case t.Schedule != "" && len(t.Schedules) > 0:
+		bad(f+".schedules", "give either schedule (one) or schedules (several), not both")
+	case t.Schedule != "":
 		if t.SchedulePipeline == "" {
 			t.SchedulePipeline = t.DefaultPipeline
 		}
 		if t.SchedulePipeline != "" && t.Pipelines[t.SchedulePipeline] == nil {
 			bad(f+".schedule_pipeline", "there is no pipeline %q", t.SchedulePipeline)
 		}
-	} else if t.SchedulePipeline != "" {
+		if s := parseCron(f+".schedule", t.Schedule); s != nil {
+			t.schedules = append(t.schedules, bot.Schedule{Spec: t.Schedule, Cron: s, Pipeline: t.SchedulePipeline})
+		}
+	case t.SchedulePipeline != "":
 		bad(f+".schedule_pipeline", "set, but the target has no schedule")
+	}
+	for i, sc := range t.Schedules {
+		sf := fmt.Sprintf("%s.schedules[%d]", f, i)
+		if sc.Cron == "" {
+			bad(sf+".cron", "missing: give five cron fields, e.g. cron: \"0 22 * * 5\"")
+			continue
+		}
+		if sc.Pipeline == "" {
+			sc.Pipeline = t.DefaultPipeline
+		}
+		if t.Pipelines[sc.Pipeline] == nil {
+			bad(sf+".pipeline", "there is no pipeline %q", sc.Pipeline)
+		}
+		if s := parseCron(sf+".cron", sc.Cron); s != nil {
+			t.schedules = append(t.schedules, bot.Schedule{Spec: sc.Cron, Cron: s, Pipeline: sc.Pipeline})
+		}
 	}
 	for _, r := range []struct {
 		field string

@@ -17,7 +17,7 @@ func TestConfigExample_LoadsAndValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg := cfg.Targets["fas2"]
-	if tg.schedule == nil || tg.Notice.D() != 30*time.Minute || tg.Approvals.Manual.Group != "dba" {
+	if len(tg.schedules) != 1 || tg.Notice.D() != 30*time.Minute || tg.Approvals.Manual.Group != "dba" {
 		t.Fatalf("example not read as documented: %+v", tg)
 	}
 	o := cfg.botOptions()
@@ -137,8 +137,8 @@ func TestCheck_PrintsNextRunsAndAnnouncements(t *testing.T) {
 	for _, want := range []string{
 		"Config is valid: 1 target(s), times in Europe/Berlin.",
 		`schedule "CRON_TZ=UTC 10 0 * * 1" runs default`,
-		"next run Mon 2026-11-23 01:10 CET, announced Sun 01:10, Mon 00:10, Mon 00:55",
-		"next run Mon 2026-11-30 01:10 CET",
+		"next run Mon 2026-11-23 01:10 CET (default), announced Sun 01:10, Mon 00:10, Mon 00:55",
+		"next run Mon 2026-11-30 01:10 CET (default)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
@@ -304,5 +304,37 @@ func TestConfig_Discord(t *testing.T) {
 	}
 	if got := cfg.botOptions().Redact("token MTIz.secret-part"); got != "token ***" {
 		t.Fatalf("token not redacted: %q", got)
+	}
+}
+
+func TestConfig_SeveralSchedules(t *testing.T) {
+	pipelines := "    pipelines:\n      destroy:\n        steps:\n          - exec: \"true\"\n      rebuild:\n        steps:\n          - exec: \"true\"\n"
+	cfg, err := ParseConfig([]byte("timezone: UTC\ntargets:\n  stage:\n    default_pipeline: rebuild\n    ladder: [1h]\n    schedules:\n      - cron: \"0 22 * * 5\"\n        pipeline: destroy\n      - cron: \"0 6 * * 1\"\n"+pipelines), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := check(&out, cfg, time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)); err != nil { // a Wednesday
+		t.Fatal(err)
+	}
+	want := `  schedule "0 22 * * 5" runs destroy
+  schedule "0 6 * * 1" runs rebuild
+  next run Fri 2026-11-27 22:00 UTC (destroy), announced Fri 21:00
+  next run Mon 2026-11-30 06:00 UTC (rebuild), announced Mon 05:00
+  next run Fri 2026-12-04 22:00 UTC (destroy), announced Fri 21:00
+`
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("check output:\n%s\nwant it to contain:\n%s", out.String(), want)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"    schedule: \"0 1 * * *\"\n    schedules:\n      - cron: \"0 2 * * *\"\n", "targets.stage.schedules: give either schedule (one) or schedules (several), not both"},
+		{"    schedules:\n      - pipeline: destroy\n", "targets.stage.schedules[0].cron: missing"},
+		{"    schedules:\n      - cron: \"0 2 * * *\"\n        pipeline: nuke\n", `targets.stage.schedules[0].pipeline: there is no pipeline "nuke"`},
+		{"    schedules:\n      - cron: \"0 2 * *\"\n", "targets.stage.schedules[0].cron: expected 5 fields"},
+	} {
+		_, err := ParseConfig([]byte("targets:\n  stage:\n    default_pipeline: rebuild\n"+tt.yaml+pipelines), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error = %v, want %q", err, tt.want)
+		}
 	}
 }

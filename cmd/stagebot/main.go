@@ -112,13 +112,15 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 			ps = append(ps, fmt.Sprintf("%s (%d steps, %d finally)", p, len(t.Pipelines[p].Steps), len(t.Pipelines[p].Finally)))
 		}
 		fmt.Fprintf(w, "\n%s: pipelines %v, default %s\n", t.Name, ps, t.DefaultPipeline)
-		if t.Schedule == nil {
+		if len(t.Schedules) == 0 {
 			fmt.Fprintln(w, "  no schedule: runs only when asked for")
 			continue
 		}
-		fmt.Fprintf(w, "  schedule %q runs %s\n", t.ScheduleSpec, t.SchedulePipeline)
-		for _, u := range bot.UpcomingRuns(t, now, 3) {
-			fmt.Fprintf(w, "  next run %s, announced", u.Start.In(cfg.location).Format("Mon 2006-01-02 15:04 MST"))
+		for _, s := range t.Schedules {
+			fmt.Fprintf(w, "  schedule %q runs %s\n", s.Spec, s.Pipeline)
+		}
+		for _, u := range bot.UpcomingRuns(t, now, 3*len(t.Schedules)) {
+			fmt.Fprintf(w, "  next run %s (%s), announced", u.Start.In(cfg.location).Format("Mon 2006-01-02 15:04 MST"), u.Pipeline)
 			for i, a := range u.Announcements {
 				sep := ","
 				if i == 0 {

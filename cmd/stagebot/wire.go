@@ -45,7 +45,7 @@ func (c *Config) target(name string) *bot.Target {
 	tc := c.Targets[name]
 	t := &bot.Target{
 		Name: name, Description: tc.Description, Channel: tc.Channel,
-		Schedule: tc.schedule, ScheduleSpec: tc.Schedule, SchedulePipeline: tc.SchedulePipeline,
+		Schedules:       tc.schedules,
 		Notice:          tc.Notice.D(),
 		Manual:          bot.ApprovalRule{Count: tc.Approvals.Manual.Count, Group: tc.Approvals.Manual.Group, AllowSelf: tc.Approvals.Manual.AllowSelf},
 		Scheduled:       bot.ApprovalRule{Count: tc.Approvals.Scheduled.Count, Group: tc.Approvals.Scheduled.Group, AllowSelf: tc.Approvals.Scheduled.AllowSelf},
