@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -237,6 +238,46 @@ func TestHoldAll_BlocksEveryTarget(t *testing.T) {
 	e.say(alice, "!stage release all")
 	wantText(t, e.advance(10*time.Minute), "Run 1 of koji/default: running")
 	e.b.Wait()
+}
+
+func TestHoldAllPipeline_OtherRunsWaitWhileItRuns(t *testing.T) {
+	gate := filepath.Join(t.TempDir(), "go")
+	lp := fas2()
+	lp.Name, lp.Manual = "launchpad", bot.ApprovalRule{}
+	lp.Pipelines["rebuild"] = &runner.Pipeline{Name: "rebuild", HoldAll: true,
+		Steps: []runner.Step{sh("upgrade schema", "while [ ! -e "+gate+" ]; do sleep 0.02; done")}}
+	koji := fas2()
+	koji.Name, koji.Manual = "koji", bot.ApprovalRule{}
+	e := newEnv(t, lp, koji)
+	wantText(t, e.say(alice, "!stage resync launchpad rebuild now"), "While run 1 runs, all targets are held")
+	e.say(alice, "!stage resync koji now")
+	if r := e.run(2); r.State != store.RunWaiting || !strings.Contains(r.Reason, "held by run 1 (launchpad/rebuild) while it runs") {
+		t.Fatalf("koji run: %s %q", r.State, r.Reason)
+	}
+	wantText(t, e.say(bob, "!stage holds"), "all targets held by run 1 (launchpad/rebuild) while it runs: launchpad/rebuild must not meet other runs")
+	// A run's hold is neither warned about nor expires, however long it runs.
+	out := e.advance(48 * time.Hour)
+	if strings.Contains(texts(out), "expire") || e.run(2).State != store.RunWaiting {
+		t.Fatalf("after 48h: koji %s; bot said:\n%s", e.run(2).State, texts(out))
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.b.Wait()
+	if r := e.run(1); r.State != store.RunSucceeded {
+		t.Fatalf("launchpad run: %s %s", r.State, r.Reason)
+	}
+	wantText(t, e.a.Since(0), "Run 1 has ended, and with it its hold on all targets.")
+	wantText(t, e.advance(0), "The holds on koji have ended, so the run has a new start")
+	e.advance(10 * time.Minute)
+	e.b.Wait()
+	if r := e.run(2); r.State != store.RunSucceeded {
+		t.Fatalf("koji run: %s %s", r.State, r.Reason)
+	}
+	holds, _ := e.s.Holds(context.Background(), true)
+	if len(holds) != 0 {
+		t.Fatalf("holds left: %+v", holds)
+	}
 }
 
 func TestHold_WarnsThenExpires(t *testing.T) {
@@ -475,6 +516,7 @@ func TestRestart_MarksRunningRunsInterrupted(t *testing.T) {
 	}
 	hold := &store.Hold{Target: "fas2", Holder: carol, Reason: "kept", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 	e.s.CreateHold(ctx, hold)
+	e.s.CreateHold(ctx, &store.Hold{Target: store.AllTargets, Holder: store.User{ID: "run/1"}, Run: r.ID, Reason: "the run's own", CreatedAt: t0})
 	e.s.Close()
 	e.open()
 	got := e.run(r.ID)
@@ -482,7 +524,11 @@ func TestRestart_MarksRunningRunsInterrupted(t *testing.T) {
 		t.Fatalf("after restart: %s %q %+v", got.State, got.Reason, got.Steps)
 	}
 	wantText(t, e.a.Since(0), "Run 1 of fas2 was interrupted: stagebot stopped during step refresh")
-	wantText(t, e.say(alice, "!stage holds"), "fas2 held by carol until 10:00 UTC: kept")
+	holds := e.say(alice, "!stage holds")
+	wantText(t, holds, "fas2 held by carol until 10:00 UTC: kept")
+	if strings.Contains(texts(holds), "the run's own") {
+		t.Fatalf("the interrupted run's hold outlived it:\n%s", texts(holds))
+	}
 }
 
 func TestWatchMentions(t *testing.T) {

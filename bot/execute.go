@@ -48,6 +48,11 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 	if err := b.store.UpdateRun(ctx, r); err != nil {
 		return err
 	}
+	if t.Pipelines[r.Pipeline].HoldAll {
+		if err := b.holdForRun(ctx, r); err != nil {
+			return err
+		}
+	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	x := &execution{cancel: cancel}
@@ -99,10 +104,52 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 		b.log.Error("store finished run", "run", r.ID, "err", err)
 	}
 	b.audit(bg, store.Scheduler, string(cur.State), cur.Target, cur.ID, 0, cur.Reason)
+	b.endRunHolds(bg, cur)
 	final := b.statusMessage(cur)
 	up.stop(&final)
 	b.edit(bg, cur.Card, b.announcement(bg, cur, ""))
 	b.send(bg, Message{Channel: cur.Channel, Thread: cur.Status, Mentions: []store.User{cur.Requester}, Text: b.outcome(cur)})
+}
+
+// runHolder is who holds the targets while run r runs.
+func runHolder(r *store.Run) store.User {
+	return store.User{ID: fmt.Sprintf("run/%d", r.ID), Name: fmt.Sprintf("run %d (%s/%s)", r.ID, r.Target, r.Pipeline)}
+}
+
+// holdForRun holds every target while r runs. b.mu is held.
+func (b *Bot) holdForRun(ctx context.Context, r *store.Run) error {
+	now := b.clock.Now()
+	h := &store.Hold{Target: store.AllTargets, Holder: runHolder(r), Run: r.ID, CreatedAt: now,
+		Reason: fmt.Sprintf("%s/%s must not meet other runs", r.Target, r.Pipeline)}
+	if err := b.store.CreateHold(ctx, h); err != nil {
+		return err
+	}
+	b.audit(ctx, h.Holder, "hold", h.Target, r.ID, h.ID, h.Reason)
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Text: fmt.Sprintf(
+		"While run %d runs, all targets are held: other runs wait until it ends.", r.ID)})
+	return nil
+}
+
+// endRunHolds ends the holds r took. Runs that waited for them are
+// announced again by the next tick. b.mu is held.
+func (b *Bot) endRunHolds(ctx context.Context, r *store.Run) {
+	holds, err := b.store.Holds(ctx, true)
+	if err != nil {
+		b.log.Error("load holds", "err", err)
+		return
+	}
+	for _, h := range holds {
+		if h.Run != r.ID {
+			continue
+		}
+		h.EndedAt, h.EndedBy, h.EndReason = b.clock.Now(), store.Scheduler, fmt.Sprintf("run %d %s", r.ID, r.State)
+		if err := b.store.UpdateHold(ctx, h); err != nil {
+			b.log.Error("end a run's hold", "hold", h.ID, "err", err)
+			continue
+		}
+		b.audit(ctx, store.Scheduler, "hold released", h.Target, r.ID, h.ID, h.EndReason)
+		b.send(ctx, Message{Channel: r.Channel, Text: fmt.Sprintf("Run %d has ended, and with it its hold on %s.", r.ID, holdName(h.Target))})
+	}
 }
 
 // outcome is the line that tells people how a run ended.

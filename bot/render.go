@@ -153,7 +153,7 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 		var in []string
 		for _, h := range holds {
 			if h.Covers(r.Target) {
-				in = append(in, fmt.Sprintf("%s until %s (%s)", h.Holder.Display(), b.fmtTime(h.ExpiresAt), h.Reason))
+				in = append(in, fmt.Sprintf("%s %s (%s)", h.Holder.Display(), b.holdUntil(h), h.Reason))
 			}
 		}
 		if len(in) > 0 {

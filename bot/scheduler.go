@@ -122,6 +122,8 @@ func (b *Bot) tickHolds(ctx context.Context, now time.Time) error {
 	}
 	for _, h := range holds {
 		switch {
+		case h.Run != 0:
+			// Lasts while its run runs; ended with the run.
 		case h.WarnedAt.IsZero() && !now.Before(b.warnAt(h)):
 			h.WarnedAt = now
 			if h.ExpiresAt.Sub(now) < b.opts.Holds.WarnBefore/2 {
@@ -200,7 +202,7 @@ func (b *Bot) blockersOf(ctx context.Context, r *store.Run, holds []*store.Hold,
 func (b *Bot) describe(k blockers) string {
 	var parts []string
 	for _, h := range k.holds {
-		parts = append(parts, fmt.Sprintf("held by %s until %s (%s)", h.Holder.Display(), b.fmtTime(h.ExpiresAt), h.Reason))
+		parts = append(parts, fmt.Sprintf("held by %s %s (%s)", h.Holder.Display(), b.holdUntil(h), h.Reason))
 	}
 	if k.missing > 0 {
 		parts = append(parts, fmt.Sprintf("needs %d more approval(s)", k.missing))
@@ -343,6 +345,9 @@ func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
 	}
 	if holds, err := b.store.Holds(ctx, true); err == nil {
 		for _, h := range holds {
+			if h.Run != 0 {
+				continue
+			}
 			if h.WarnedAt.IsZero() {
 				consider(b.warnAt(h))
 			} else {
@@ -412,6 +417,7 @@ func (b *Bot) Recover(ctx context.Context) error {
 			return fmt.Errorf("recover run %d: %w", r.ID, err)
 		}
 		b.audit(ctx, store.Scheduler, "interrupted", r.Target, r.ID, 0, r.Reason)
+		b.endRunHolds(ctx, r)
 		b.edit(ctx, r.Status, b.statusMessage(r))
 		b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester},
 			Text: fmt.Sprintf("Run %d of %s was interrupted: %s. Check staging, then ask again with `%s resync %s`.", r.ID, r.Target, r.Reason, b.opts.Prefix, r.Target)})

@@ -367,7 +367,15 @@ func (b *Bot) Holds(ctx context.Context, c *commands.Call) error {
 }
 
 func (b *Bot) holdLine(h *store.Hold) string {
-	return fmt.Sprintf("• %s held by %s until %s: %s", holdName(h.Target), h.Holder.Display(), b.fmtTime(h.ExpiresAt), h.Reason)
+	return fmt.Sprintf("• %s held by %s %s: %s", holdName(h.Target), h.Holder.Display(), b.holdUntil(h), h.Reason)
+}
+
+// holdUntil says how long a hold lasts.
+func (b *Bot) holdUntil(h *store.Hold) string {
+	if h.Run != 0 {
+		return "while it runs"
+	}
+	return "until " + b.fmtTime(h.ExpiresAt)
 }
 
 // Watch implements commands.Service.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,7 +27,20 @@ type Exec struct {
 	// Grace is how long the process group has between SIGTERM and SIGKILL
 	// when the step is aborted or times out (default 5s).
 	Grace time.Duration
+	// Hosts, when set, runs the command once per host, in order, with
+	// {host} in the command replaced by the host and STAGEBOT_HOST set.
+	// The step stops at the first host that fails unless KeepGoing is set,
+	// in which case every host is tried and the failures are reported
+	// together (for finally steps: start the app everywhere it can start).
+	Hosts     []string
+	KeepGoing bool
+	// ExtraEnv, when set, adds variables decided when the step runs (the
+	// connection of the database the step works on).
+	ExtraEnv func(ctx context.Context) ([]string, error)
 }
+
+// HostPlaceholder is replaced by each host of a multi-host step.
+const HostPlaceholder = "{host}"
 
 // Name implements Step.
 func (e *Exec) Name() string { return e.StepName }
@@ -34,11 +48,12 @@ func (e *Exec) Name() string { return e.StepName }
 // Kind implements Step.
 func (e *Exec) Kind() string { return "exec" }
 
+// argv is the command to start, a fresh slice each time.
 func (e *Exec) argv() []string {
 	if e.Shell != "" {
 		return []string{"/bin/sh", "-c", e.Shell}
 	}
-	return e.Argv
+	return slices.Clone(e.Argv)
 }
 
 // Plan implements Step: the program must exist and the directory too.
@@ -51,6 +66,9 @@ func (e *Exec) Plan(ctx context.Context) (string, error) {
 	}
 	if e.Dir != "" {
 		desc += " in " + e.Dir
+	}
+	if len(e.Hosts) > 0 {
+		desc += " on " + strings.Join(e.Hosts, ", ")
 	}
 	if e.Timeout > 0 {
 		desc += fmt.Sprintf(" (timeout %s)", e.Timeout)
@@ -72,6 +90,39 @@ func (e *Exec) Plan(ctx context.Context) (string, error) {
 
 // Run implements Step.
 func (e *Exec) Run(ctx context.Context, env *Env) error {
+	var extra []string
+	if e.ExtraEnv != nil {
+		var err error
+		if extra, err = e.ExtraEnv(ctx); err != nil {
+			return err
+		}
+	}
+	if len(e.Hosts) == 0 {
+		return e.run(ctx, env, e.argv(), extra)
+	}
+	var failed []string
+	for _, h := range e.Hosts {
+		argv := e.argv()
+		for i := range argv {
+			argv[i] = strings.ReplaceAll(argv[i], HostPlaceholder, h)
+		}
+		fmt.Fprintf(env.Log, "── %s\n", h)
+		err := e.run(ctx, env, argv, append(slices.Clip(extra), "STAGEBOT_HOST="+h))
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || !e.KeepGoing:
+			return fmt.Errorf("on %s: %w", h, err)
+		default:
+			failed = append(failed, fmt.Sprintf("on %s: %s", h, err))
+		}
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return nil
+}
+
+func (e *Exec) run(ctx context.Context, env *Env, argv, extra []string) error {
 	if e.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.Timeout)
@@ -81,7 +132,6 @@ func (e *Exec) Run(ctx context.Context, env *Env) error {
 	if grace == 0 {
 		grace = 5 * time.Second
 	}
-	argv := e.argv()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = e.Dir
 	cmd.Env = append(os.Environ(),
@@ -94,6 +144,7 @@ func (e *Exec) Run(ctx context.Context, env *Env) error {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	cmd.Env = append(cmd.Env, extra...)
 	for _, k := range keys {
 		cmd.Env = append(cmd.Env, k+"="+e.Env[k])
 	}

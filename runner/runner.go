@@ -108,6 +108,10 @@ type Pipeline struct {
 	Name    string
 	Steps   []Step
 	Finally []Step
+	// HoldAll asks the bot to hold every target while the pipeline runs,
+	// so that no other run starts meanwhile (a schema upgrade that must not
+	// meet other jobs).
+	HoldAll bool
 }
 
 // PlannedStep is one line of a plan.

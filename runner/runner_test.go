@@ -183,3 +183,42 @@ func TestProgress_String(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+func TestExec_Hosts(t *testing.T) {
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	// A stand-in for ssh: records its arguments, fails for node "bad".
+	record := func(hosts []string, keepGoing bool) *Exec {
+		return &Exec{StepName: "stop httpd", Hosts: hosts, KeepGoing: keepGoing,
+			Argv:     []string{"sh", "-c", `echo "$0 $1 via $STAGEBOT_HOST db=$PGDATABASE" >> ` + calls + `; [ "$0" != bad ]`, "{host}", "stop"},
+			ExtraEnv: func(context.Context) ([]string, error) { return []string{"PGDATABASE=bb"}, nil }}
+	}
+	run := func(e *Exec) (string, error) {
+		os.Remove(calls)
+		var log bytes.Buffer
+		err := e.Run(context.Background(), &Env{Log: &log})
+		data, _ := os.ReadFile(calls)
+		return string(data), err
+	}
+	e := record([]string{"bb01", "bb02"}, false)
+	if desc, err := e.Plan(context.Background()); err != nil || !strings.HasSuffix(desc, "on bb01, bb02") {
+		t.Fatalf("plan = %q, %v", desc, err)
+	}
+	got, err := run(e)
+	if err != nil || got != "bb01 stop via bb01 db=bb\nbb02 stop via bb02 db=bb\n" {
+		t.Fatalf("calls = %q, err = %v", got, err)
+	}
+	if e.Argv[3] != "{host}" {
+		t.Fatalf("the step's own argv was changed: %q", e.Argv)
+	}
+	// A failing host stops the step, naming the host…
+	got, err = run(record([]string{"bad", "bb02"}, false))
+	if err == nil || err.Error() != "on bad: exited with status 1" || got != "bad stop via bad db=bb\n" {
+		t.Fatalf("calls = %q, err = %v", got, err)
+	}
+	// …unless every host is to be tried.
+	got, err = run(record([]string{"bad", "bb02", "bad"}, true))
+	if err == nil || err.Error() != "on bad: exited with status 1; on bad: exited with status 1" || strings.Count(got, "\n") != 3 {
+		t.Fatalf("calls = %q, err = %v", got, err)
+	}
+}

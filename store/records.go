@@ -142,6 +142,9 @@ type Hold struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// WarnedAt is when the holder was told the hold is about to expire.
 	WarnedAt time.Time `json:"warned_at,omitzero"`
+	// Run, when set, is the run that holds: the hold lasts while the run
+	// runs, with no expiry of its own.
+	Run uint64 `json:"run,omitempty"`
 
 	EndedAt   time.Time `json:"ended_at,omitzero"`
 	EndedBy   User      `json:"ended_by,omitzero"`

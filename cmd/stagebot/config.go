@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/runner"
 	"github.com/xhit/go-str2duration/v2"
 	"go.yaml.in/yaml/v3"
 )
@@ -160,6 +162,7 @@ type ApprovalConfig struct {
 type PipelineConfig struct {
 	Steps   []StepConfig `yaml:"steps"`
 	Finally []StepConfig `yaml:"finally"`
+	HoldAll bool         `yaml:"hold_all"`
 }
 
 // StepConfig is one step. Exactly one kind key is set: exec, pg_refresh,
@@ -179,6 +182,7 @@ type StepConfig struct {
 	Timeout   Duration          `yaml:"timeout"`
 	Env       map[string]string `yaml:"env"`
 	Dir       string            `yaml:"dir"`
+	Hosts     []string          `yaml:"hosts"`
 
 	refresh refreshConfig
 }
@@ -584,7 +588,11 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 		}
 		for i := range p.Finally {
 			validateStep(fmt.Sprintf("%s.finally[%d]", pf, i), &p.Finally[i], t, true, bad)
+			if p.Finally[i].On == "shadow" {
+				bad(fmt.Sprintf("%s.finally[%d].on", pf, i), "finally steps run after the swap or a failure, when there is no shadow: use staging")
+			}
 		}
+		checkShadowSteps(pf, p.Steps, bad)
 	}
 	switch {
 	case t.DefaultPipeline != "":
@@ -781,12 +789,49 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad fu
 		}
 	}
 	if s.On != "" {
-		if kind != "sql" && kind != "check" {
-			bad(f+".on", "only sql and check steps take on")
-		} else if !validOn(s.On) {
+		switch {
+		case kind != "sql" && kind != "check" && kind != "exec":
+			bad(f+".on", "only sql, check and exec steps take on")
+		case !validOn(s.On):
 			bad(f+".on", "%q: use shadow, staging or production", s.On)
-		} else if kind == "sql" && s.On == "production" {
+		case kind == "sql" && s.On == "production":
 			bad(f+".on", "sql steps never write to production: use shadow or staging")
+		case kind == "exec" && s.On == "production":
+			bad(f+".on", "commands never get production's connection: use shadow or staging")
+		case kind == "exec" && t.Database == nil:
+			bad(f+".on", "on needs the target's database section")
+		}
+	}
+	if len(s.Hosts) > 0 {
+		if kind != "exec" {
+			bad(f+".hosts", "only exec steps run on hosts")
+		} else if !strings.Contains(s.Exec.Shell+strings.Join(s.Exec.Argv, " "), runner.HostPlaceholder) {
+			bad(f+".hosts", "the command does not say where: put {host} in it, e.g. exec: [ssh, \"{host}\", sudo, systemctl, stop, httpd]")
+		}
+		for i, h := range s.Hosts {
+			if strings.TrimSpace(h) == "" {
+				bad(fmt.Sprintf("%s.hosts[%d]", f, i), "empty host")
+			}
+		}
+	}
+}
+
+// checkShadowSteps refuses on: shadow where no shadow exists: before the
+// pg_refresh that makes it, or after the swap.
+func checkShadowSteps(pf string, steps []StepConfig, bad func(string, string, ...any)) {
+	explicitSwap := slices.ContainsFunc(steps, func(s StepConfig) bool { return s.kind() == "pg_swap" })
+	inShadow := false
+	for i, s := range steps {
+		kind := s.kind()
+		continues := (kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow") || kind == "exec" && s.On == "shadow"
+		if inShadow && !explicitSwap && !continues || kind == "pg_swap" {
+			inShadow = false
+		}
+		if (s.On == "shadow" || kind == "check" && s.Check.SameOn == "shadow") && !inShadow {
+			bad(fmt.Sprintf("%s.steps[%d].on", pf, i), "there is no shadow here: it exists from a pg_refresh step until the swap, and only steps on the shadow may come between them")
+		}
+		if kind == "pg_refresh" {
+			inShadow = true
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"sort"
@@ -68,12 +69,12 @@ func (c *Config) target(name string) *bot.Target {
 		}
 	}
 	for pn, pc := range tc.Pipelines {
-		p := &runner.Pipeline{Name: pn}
+		p := &runner.Pipeline{Name: pn, HoldAll: pc.HoldAll}
 		for _, st := range withSwap(pc.Steps) {
-			p.Steps = append(p.Steps, buildStep(st, pg))
+			p.Steps = append(p.Steps, buildStep(st, pg, false))
 		}
 		for i := range pc.Finally {
-			p.Finally = append(p.Finally, buildStep(pc.Finally[i], pg))
+			p.Finally = append(p.Finally, buildStep(pc.Finally[i], pg, true))
 		}
 		t.Pipelines[pn] = p
 	}
@@ -111,7 +112,8 @@ func withSwap(steps []StepConfig) []StepConfig {
 	inShadow := false
 	for i, s := range steps {
 		kind := s.kind()
-		if inShadow && !explicitSwap && !((kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow")) {
+		shadowStep := (kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow") || kind == "exec" && s.On == "shadow"
+		if inShadow && !explicitSwap && !shadowStep {
 			out = append(out, StepConfig{Name: "swap it into place", PGSwap: yaml.Node{Kind: yaml.MappingNode}})
 			inShadow = false
 		}
@@ -135,7 +137,10 @@ func withSwap(steps []StepConfig) []StepConfig {
 	return out
 }
 
-func buildStep(s StepConfig, pg *postgres.Target) runner.Step {
+// buildStep makes the runner's step. Exec steps of a database target get the
+// libpq environment of the database they work on (staging, or the shadow
+// with on: shadow); in finally, a multi-host exec step tries every host.
+func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 	switch s.kind() {
 	case "pg_refresh":
 		return &postgres.Refresh{StepName: s.Name, Target: pg, Source: postgres.Source{File: s.refresh.FromFile, Dir: s.refresh.FromDir, Pattern: s.refresh.Pattern}}
@@ -150,7 +155,15 @@ func buildStep(s StepConfig, pg *postgres.Target) runner.Step {
 	case "http_check":
 		return &postgres.HTTPCheck{StepName: s.Name, URL: s.HTTPCheck.URL, Timeout: s.Timeout.D(), Interval: s.HTTPCheck.Interval.D()}
 	}
-	return &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Dir: s.Dir}
+	e := &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Dir: s.Dir, Hosts: s.Hosts, KeepGoing: finally}
+	if pg != nil {
+		on := postgres.OnStaging
+		if s.On != "" {
+			on = postgres.On(s.On)
+		}
+		e.ExtraEnv = func(context.Context) ([]string, error) { return pg.ClientEnv(on) }
+	}
+	return e
 }
 
 // newRedactor replaces every secret with ***, longest first so that a secret

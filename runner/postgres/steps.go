@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -325,4 +326,38 @@ func (s *HTTPCheck) Run(ctx context.Context, env *runner.Env) error {
 		case <-time.After(interval):
 		}
 	}
+}
+
+// ClientEnv is the libpq environment (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+// PGDATABASE…) that points a command at the shadow or staging, so that a
+// migration script run by an exec step works on the right database without
+// its password showing in the config or a process list. STAGEBOT_DATABASE
+// names the database too.
+func (t *Target) ClientEnv(on On) ([]string, error) {
+	db, next, _, err := t.names()
+	if err != nil {
+		return nil, err
+	}
+	switch on {
+	case OnShadow:
+		db = next
+	case OnStaging:
+	default:
+		return nil, fmt.Errorf("commands work on shadow or staging, not %q", on)
+	}
+	cfg, err := pgx.ParseConfig(t.StagingDSN)
+	if err != nil {
+		return nil, fmt.Errorf("staging dsn: %w", err)
+	}
+	env := []string{
+		"PGHOST=" + cfg.Host, "PGPORT=" + strconv.Itoa(int(cfg.Port)), "PGUSER=" + cfg.User,
+		"PGDATABASE=" + db, "STAGEBOT_DATABASE=" + db,
+	}
+	if cfg.Password != "" {
+		env = append(env, "PGPASSWORD="+cfg.Password)
+	}
+	if cfg.TLSConfig == nil {
+		env = append(env, "PGSSLMODE=disable")
+	}
+	return env, nil
 }
