@@ -37,6 +37,9 @@ type Exec struct {
 	// ExtraEnv, when set, adds variables decided when the step runs (the
 	// connection of the database the step works on).
 	ExtraEnv func(ctx context.Context) ([]string, error)
+	// Check, when set, runs at plan time (the database guard of a step
+	// that gets a database connection).
+	Check func(ctx context.Context) error
 }
 
 // HostPlaceholder is replaced by each host of a multi-host step.
@@ -84,6 +87,9 @@ func (e *Exec) Plan(ctx context.Context) (string, error) {
 		if st, err := os.Stat(e.Dir); err != nil || !st.IsDir() {
 			return desc, fmt.Errorf("working directory %s does not exist", e.Dir)
 		}
+	}
+	if e.Check != nil {
+		return desc, e.Check(ctx)
 	}
 	return desc, nil
 }

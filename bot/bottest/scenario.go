@@ -29,14 +29,9 @@ func StartBot(t *testing.T, a bot.Adapter, channel string, steps ...runner.Step)
 	if len(steps) == 0 {
 		steps = []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying"}}
 	}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := &Scenario{t: t, Store: s, Clock: NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))}
-	sc.Bot = bot.New(s, a, bot.Options{
-		Clock: sc.Clock, EditInterval: 10 * time.Millisecond,
-		Access: bot.Access{ControlChannels: []string{channel}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
+	return StartBotWith(t, a, NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), bot.Options{
+		EditInterval: 10 * time.Millisecond,
+		Access:       bot.Access{ControlChannels: []string{channel}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
 		Targets: []*bot.Target{{
 			Name: "demo", Channel: channel, Notice: 10 * time.Minute, Ladder: []time.Duration{10 * time.Minute},
 			Manual:          bot.ApprovalRule{Count: 1},
@@ -44,6 +39,19 @@ func StartBot(t *testing.T, a bot.Adapter, channel string, steps ...runner.Step)
 			DefaultPipeline: "default",
 		}},
 	})
+}
+
+// StartBotWith runs a bot with the given options on adapter a, a fresh
+// bolt store and clock, until the test ends.
+func StartBotWith(t *testing.T, a bot.Adapter, clock *Clock, o bot.Options) *Scenario {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Clock = clock
+	sc := &Scenario{t: t, Store: s, Clock: clock}
+	sc.Bot = bot.New(s, a, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sc.Bot.Run(ctx) }()

@@ -162,6 +162,7 @@ func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 			on = postgres.On(s.On)
 		}
 		e.ExtraEnv = func(context.Context) ([]string, error) { return pg.ClientEnv(on) }
+		e.Check = pg.Guard
 	}
 	return e
 }

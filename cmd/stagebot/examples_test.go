@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/runner/postgres"
+	"github.com/stagebot/stagebot/store"
+)
+
+// The examples run end to end against two real PostgreSQL servers, shared
+// by these tests (each example has its own databases). What the examples do
+// on other machines (ssh, kubectl, rsync, make…) is played by scripts put
+// first on PATH that record their arguments.
+
+var examplePG struct {
+	once      sync.Once
+	prod, stg *pgtest.Server
+	err       error
+}
+
+func exampleServers(t *testing.T) (prod, stg *pgtest.Server) {
+	t.Helper()
+	examplePG.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if examplePG.prod, examplePG.err = pgtest.Start(ctx, pgtest.Options{}); examplePG.err != nil {
+			return
+		}
+		examplePG.stg, examplePG.err = pgtest.Start(ctx, pgtest.Options{})
+	})
+	if examplePG.err != nil {
+		t.Fatal(examplePG.err)
+	}
+	return examplePG.prod, examplePG.stg
+}
+
+func stopExampleServers() {
+	for _, s := range []*pgtest.Server{examplePG.prod, examplePG.stg} {
+		if s != nil {
+			s.Stop()
+		}
+	}
+}
+
+type example struct {
+	t         *testing.T
+	prod, stg *pgtest.Server
+	bin       string // the stand-ins for remote commands
+	calls     string // where they record what they were asked
+	a         *bottest.Adapter
+	sc        *bottest.Scenario
+}
+
+// newExample prepares the servers and the stand-in commands; env is set
+// before the example config is loaded.
+func newExample(t *testing.T) *example {
+	prod, stg := exampleServers(t)
+	dir := t.TempDir()
+	e := &example{t: t, prod: prod, stg: stg, bin: filepath.Join(dir, "bin"), calls: filepath.Join(dir, "calls")}
+	if err := os.Mkdir(e.bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", e.bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	t.Setenv("STAGEBOT_CALLS", e.calls)
+	return e
+}
+
+// fake installs a stand-in for a command: it records "name args…" and then
+// runs script (sh), whose exit status is the command's.
+func (e *example) fake(name, script string) {
+	e.t.Helper()
+	body := "#!/bin/sh\necho \"" + name + " $*\" >> \"$STAGEBOT_CALLS\"\n" + script + "\n"
+	if err := os.WriteFile(filepath.Join(e.bin, name), []byte(body), 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// psql is the path of psql, for stand-ins that change a database.
+func psql(t *testing.T) string {
+	dir, err := postgres.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "psql")
+}
+
+// start loads the example (which must pass check) and runs the bot on it
+// with the clock at now.
+func (e *example) start(file string, now time.Time) {
+	e.t.Helper()
+	cfg, err := LoadConfig(filepath.Join("..", "..", "examples", file))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := check(io.Discard, cfg, now); err != nil {
+		e.t.Fatal(err)
+	}
+	o := cfg.botOptions()
+	o.EditInterval = 10 * time.Millisecond
+	e.a = bottest.NewAdapter()
+	e.sc = bottest.StartBotWith(e.t, e.a, bottest.NewClock(now), o)
+}
+
+func (e *example) say(user, text string) {
+	e.a.Type(context.Background(), "infra", store.User{ID: user, Name: user}, text)
+}
+
+// expect waits until the bot has said something containing s.
+func (e *example) expect(s string) bot.Message {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := e.a.Find(s); len(m) > 0 {
+			return m[len(m)-1]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.t.Fatalf("the bot never said %q; it said:\n%s", s, e.transcript())
+	return bot.Message{}
+}
+
+func (e *example) transcript() string {
+	var out []string
+	for _, p := range e.a.Posts() {
+		out = append(out, p.Current().Text)
+	}
+	return strings.Join(out, "\n---\n")
+}
+
+// advance moves the clock by d, a minute at a time so that every tick on
+// the way happens.
+func (e *example) advance(d time.Duration) {
+	for step := time.Minute; d > 0; d -= step {
+		e.sc.Clock.Advance(min(step, d))
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// recorded is what the stand-ins were asked to do, one call per line.
+func (e *example) recorded() []string {
+	data, err := os.ReadFile(e.calls)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+func (e *example) wantCalls(want ...string) {
+	e.t.Helper()
+	if got := e.recorded(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		e.t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func sqlExec(t *testing.T, dsn string, stmts ...string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range stmts {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func sqlValue(t *testing.T, dsn, query string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v any
+	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return fmt.Sprint(v)
+}
+
+// freshDB drops and creates database name on a server.
+func freshDB(t *testing.T, s *pgtest.Server, name string) {
+	t.Helper()
+	sqlExec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)", "CREATE DATABASE "+name)
+}
+
+func dropDB(t *testing.T, s *pgtest.Server, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		sqlExec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
+	}
+}
+
+func TestExample_FedoraFAS(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "fas2")
+	dropDB(t, e.stg, "fas2", "fas2__stagebot_next", "fas2__stagebot_prev")
+	sqlExec(t, e.prod.DSN("fas2"),
+		`CREATE TABLE people (id int PRIMARY KEY, username text NOT NULL, email text, password text)`,
+		`INSERT INTO people SELECT g, 'user' || g, 'user' || g || '@fedoraproject.org', md5(g::text) FROM generate_series(1, 500) g`,
+		`CREATE TABLE sessions (id text PRIMARY KEY, person int REFERENCES people)`,
+		`INSERT INTO sessions VALUES ('s1', 1), ('s2', 2)`)
+	e.fake("ssh", "")
+	t.Setenv("FAS2_PRODUCTION_DSN", e.prod.DSN("fas2"))
+	t.Setenv("FAS2_STAGING_DSN", e.stg.DSN("fas2"))
+	// Sunday 06:00: the Monday 06:00 run is announced a day ahead.
+	e.start("fedora-fas.yaml", time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC))
+	e.expect("Run 1: refresh of fas2 (default pipeline) starts at Mon 2026-11-23 06:00 UTC (in 1d)")
+	e.advance(23 * time.Hour)
+	e.expect("Reminder: run 1 starts in 1h")
+	// A developer is mid-work and holds staging.
+	e.say("adamw", "!stage hold fas2 1h testing the new login page")
+	e.expect("adamw holds fas2 until 06:00 UTC: testing the new login page")
+	e.say("adamw", "!stage hold fas2 2h testing the new login page")
+	e.expect("Your hold on fas2 now lasts until 07:00 UTC")
+	e.advance(65 * time.Minute)
+	e.expect("Run 1 of fas2 is due but waits: held by adamw")
+	if len(e.recorded()) != 0 {
+		t.Fatalf("something ran while staging was held: %v", e.recorded())
+	}
+	e.say("adamw", "!stage release fas2 done, thanks")
+	e.expect("The holds on fas2 have ended, so the run has a new start")
+	e.advance(time.Hour) // the notice
+	e.sc.WaitRun(1, store.RunSucceeded)
+	e.expect("✅ Run 1 of fas2/default succeeded")
+	hosts := []string{"fas01.stg.iad2.fedoraproject.org", "fas02.stg.iad2.fedoraproject.org"}
+	e.wantCalls(
+		"ssh "+hosts[0]+" sudo systemctl stop httpd", "ssh "+hosts[1]+" sudo systemctl stop httpd",
+		"ssh "+hosts[0]+" sudo systemctl start httpd", "ssh "+hosts[1]+" sudo systemctl start httpd")
+	stg := e.stg.DSN("fas2")
+	if got := sqlValue(t, stg, `SELECT count(*) FILTER (WHERE email LIKE '%@example.invalid' AND password IS NULL) || '/' || count(*) FROM people`); got != "500/500" {
+		t.Fatalf("sanitised people on staging: %s", got)
+	}
+	if got := sqlValue(t, stg, `SELECT count(*) FROM sessions`); got != "0" {
+		t.Fatalf("sessions on staging: %s", got)
+	}
+	if got := sqlValue(t, e.prod.DSN("fas2"), `SELECT count(*) FROM people WHERE password IS NOT NULL`); got != "500" {
+		t.Fatalf("production changed: %s people with passwords", got)
+	}
+}
+
+func TestExample_FedoraFAS_RefusesStagingOnProduction(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "fas2")
+	sqlExec(t, e.prod.DSN("fas2"), `CREATE TABLE people (id int PRIMARY KEY, email text, password text)`, `INSERT INTO people VALUES (1, 'a@fedoraproject.org', 'x')`)
+	e.fake("ssh", "")
+	t.Setenv("FAS2_PRODUCTION_DSN", e.prod.DSN("fas2"))
+	// Copy-paste slips: staging is production itself, spelt differently;
+	// or another database on the production server.
+	t.Setenv("FAS2_STAGING_DSN", strings.Replace(e.prod.DSN("fas2"), "127.0.0.1", "localhost", 1))
+	e.start("fedora-fas.yaml", time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	e.say("kevin", "!stage resync fas2 now")
+	e.expect("I can't run fas2/default: its plan has problems")
+	e.expect("copy production: refused: the destination localhost:")
+	e.expect("is the source database itself")
+	t.Setenv("FAS2_STAGING_DSN", e.prod.DSN("fas2_staging"))
+	e.start("fedora-fas.yaml", time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC))
+	e.say("kevin", "!stage resync fas2 now")
+	e.expect("is a production server (it is 127.0.0.1:")
+	if calls := e.recorded(); len(calls) != 0 {
+		t.Fatalf("commands ran: %v", calls)
+	}
+	if got := sqlValue(t, e.prod.DSN("fas2"), `SELECT email || password FROM people`); got != "a@fedoraproject.orgx" {
+		t.Fatalf("production changed: %s", got)
+	}
+}
+
+// pgDump writes a custom-format dump of a database.
+func pgDump(t *testing.T, s *pgtest.Server, db, path string) {
+	t.Helper()
+	dir, err := postgres.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(dir, "pg_dump"), "-Fc", "-f", path, "-d", s.DSN(db))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+}
+
+func TestExample_Launchpad(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "launchpad_prod")
+	dropDB(t, e.stg, "lpmain_staging", "lpmain_staging__stagebot_next", "lpmain_staging__stagebot_prev",
+		"lpmain_qastaging", "lpmain_qastaging__stagebot_next", "lpmain_qastaging__stagebot_prev")
+	prod := e.prod.DSN("launchpad_prod")
+	backups := filepath.Join(t.TempDir(), "backups")
+	os.Mkdir(backups, 0o755)
+	sqlExec(t, prod, `CREATE TABLE person (id int PRIMARY KEY, name text)`, `INSERT INTO person SELECT g, 'p' || g FROM generate_series(1, 300) g`,
+		`CREATE TABLE launchpaddatabaserevision (major int, minor int, patch int)`, `INSERT INTO launchpaddatabaserevision VALUES (2210, 1, 0)`)
+	// Two nights of backups: the newest one has 301 people.
+	pgDump(t, e.prod, "launchpad_prod", filepath.Join(backups, "launchpad_prod_20261121.dump"))
+	sqlExec(t, prod, `INSERT INTO person VALUES (301, 'newcomer')`)
+	pgDump(t, e.prod, "launchpad_prod", filepath.Join(backups, "launchpad_prod_20261122.dump"))
+	old := time.Now().Add(-24 * time.Hour)
+	os.Chtimes(filepath.Join(backups, "launchpad_prod_20261121.dump"), old, old)
+	os.WriteFile(filepath.Join(backups, "README"), []byte("not a backup"), 0o644)
+
+	// The code trees' upgrade scripts, played by python3: upgrade.py
+	// applies a schema patch to the database libpq points at, and waits
+	// for the test's go-ahead file when there is one.
+	tree, qaTree := t.TempDir(), t.TempDir()
+	gate := filepath.Join(t.TempDir(), "go")
+	e.fake("python3", `echo "$1 on $PGDATABASE" >> "$STAGEBOT_CALLS"
+case "$1" in
+database/schema/upgrade.py)
+  [ "$PWD" = "`+tree+`" ] && while [ ! -e `+gate+` ]; do sleep 0.02; done
+  echo "Applying patch-2210-02-0.sql"
+  `+psql(t)+` -v ON_ERROR_STOP=1 -q -c "ALTER TABLE person ADD COLUMN display_name text; INSERT INTO launchpaddatabaserevision VALUES (2210, 2, 0)" ;;
+database/schema/security.py)
+  echo "Granting privileges"
+  `+psql(t)+` -v ON_ERROR_STOP=1 -q -c "GRANT SELECT ON person TO PUBLIC" ;;
+*) exit 2 ;;
+esac`)
+	e.fake("ssh", "")
+	t.Setenv("LP_PRODUCTION_DSN", prod)
+	t.Setenv("LP_STAGING_DSN", e.stg.DSN("lpmain_staging"))
+	t.Setenv("LP_QASTAGING_DSN", e.stg.DSN("lpmain_qastaging"))
+	t.Setenv("LP_BACKUP_DIR", backups)
+	t.Setenv("LP_TREE", tree)
+	t.Setenv("LP_QA_TREE", qaTree)
+	// Sunday 23:58 UTC: the 00:10 rebuild is announced at 00:00.
+	e.start("launchpad.yaml", time.Date(2026, 11, 22, 23, 58, 0, 0, time.UTC))
+	e.advance(2 * time.Minute)
+	e.expect("Run 1: refresh of staging (rebuild pipeline) starts at 00:10 UTC (in 10m)")
+	e.advance(10 * time.Minute)
+	e.expect("While run 1 runs, all targets are held")
+	// qastaging's 00:15 run comes due while the rebuild upgrades the schema.
+	e.expect("Run 2: refresh of qastaging")
+	e.advance(5 * time.Minute)
+	e.expect("Run 2 of qastaging is due but waits: held by run 1 (staging/rebuild) while it runs")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.sc.WaitRun(1, store.RunSucceeded)
+	e.expect("✅ Run 1 of staging/rebuild succeeded")
+	e.expect("Run 1 has ended, and with it its hold on all targets.")
+	e.expect("The holds on qastaging have ended, so the run has a new start")
+	e.advance(10 * time.Minute)
+	e.sc.WaitRun(2, store.RunSucceeded)
+
+	calls := strings.Join(e.recorded(), "\n")
+	want := strings.Join([]string{
+		"python3 database/schema/upgrade.py", "database/schema/upgrade.py on lpmain_staging__stagebot_next",
+		"python3 database/schema/security.py", "database/schema/security.py on lpmain_staging__stagebot_next",
+		"ssh gandwana.internal sudo systemctl stop launchpad", "ssh lp-staging-app1.internal sudo systemctl stop launchpad",
+		"ssh gandwana.internal sudo systemctl start launchpad", "ssh lp-staging-app1.internal sudo systemctl start launchpad",
+		"python3 database/schema/upgrade.py", "database/schema/upgrade.py on lpmain_qastaging__stagebot_next",
+	}, "\n")
+	if calls != want {
+		t.Fatalf("calls:\n%s\nwant:\n%s", calls, want)
+	}
+	for _, db := range []string{"lpmain_staging", "lpmain_qastaging"} {
+		dsn := e.stg.DSN(db)
+		if got := sqlValue(t, dsn, `SELECT count(*) || ' ' || max(name) FILTER (WHERE id = 301) FROM person`); got != "301 newcomer" {
+			t.Errorf("%s: people %q, want the newest backup's", db, got)
+		}
+		if got := sqlValue(t, dsn, `SELECT max(minor) FROM launchpaddatabaserevision`); got != "2" {
+			t.Errorf("%s: schema revision minor %s, want the upgraded 2", db, got)
+		}
+	}
+	// The run report is in the channel: every step, and the log on demand.
+	status := e.expect("Run 1 of staging/rebuild: succeeded")
+	for _, step := range []string{"✓ restore the newest backup", "✓ upgrade the schema", "✓ set the database permissions", "✓ swap it into place", "✓ start the app servers (finally)"} {
+		if !strings.Contains(status.Text, step) {
+			t.Errorf("status message lacks %q:\n%s", step, status.Text)
+		}
+	}
+	e.say("wgrant", "!stage log 1")
+	e.expect("Applying patch-2210-02-0.sql")
+}
