@@ -63,6 +63,7 @@ type example struct {
 	calls     string // where they record what they were asked
 	a         *bottest.Adapter
 	sc        *bottest.Scenario
+	channel   string // where people type: the first control channel
 }
 
 // newExample prepares the servers and the stand-in commands; env is set
@@ -109,6 +110,7 @@ func (e *example) start(file string, now time.Time) {
 	if err := check(io.Discard, cfg, now); err != nil {
 		e.t.Fatal(err)
 	}
+	e.channel = cfg.Access.ControlChannels[0]
 	o := cfg.botOptions()
 	o.EditInterval = 10 * time.Millisecond
 	e.a = bottest.NewAdapter()
@@ -116,7 +118,7 @@ func (e *example) start(file string, now time.Time) {
 }
 
 func (e *example) say(user, text string) {
-	e.a.Type(context.Background(), "infra", store.User{ID: user, Name: user}, text)
+	e.a.Type(context.Background(), e.channel, store.User{ID: user, Name: user}, text)
 }
 
 // expect waits until the bot has said something containing s.
@@ -143,8 +145,12 @@ func (e *example) transcript() string {
 
 // advance moves the clock by d, a minute at a time so that every tick on
 // the way happens.
-func (e *example) advance(d time.Duration) {
-	for step := time.Minute; d > 0; d -= step {
+func (e *example) advance(d time.Duration) { e.advanceBy(d, time.Minute) }
+
+// advanceBy moves the clock by d in steps (shorter than the gaps between
+// announcements, or a slot would be missed).
+func (e *example) advanceBy(d, step time.Duration) {
+	for ; d > 0; d -= step {
 		e.sc.Clock.Advance(min(step, d))
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -389,4 +395,220 @@ esac`)
 	}
 	e.say("wgrant", "!stage log 1")
 	e.expect("Applying patch-2210-02-0.sql")
+}
+
+func TestExample_Fragalysis(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "frag")
+	freshDB(t, e.stg, "frag") // made by the stack's installer, not by stagebot
+	dropDB(t, e.stg, "frag__stagebot_next", "frag__stagebot_prev")
+	prod, stg := e.prod.DSN("frag"), e.stg.DSN("frag")
+	sqlExec(t, prod, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.1')`,
+		`CREATE TABLE target (id int PRIMARY KEY, title text)`, `INSERT INTO target SELECT g, 'Mpro-x' || g FROM generate_series(1, 200) g`)
+	sqlExec(t, stg, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.0')`,
+		`CREATE TABLE target (id int PRIMARY KEY, title text)`, `INSERT INTO target VALUES (1, 'someone''s experiment')`)
+	root := t.TempDir()
+	backups, mediaBackup, media := filepath.Join(root, "backups"), filepath.Join(root, "media-backup"), filepath.Join(root, "staging-media")
+	for _, d := range []string{backups, filepath.Join(mediaBackup, "targets"), media} {
+		os.MkdirAll(d, 0o755)
+	}
+	dir, _ := postgres.FindBinDir()
+	if out, err := exec.Command("sh", "-c", filepath.Join(dir, "pg_dump")+" -d '"+prod+"' | gzip > "+filepath.Join(backups, "backup-2026-11-22.sql.gz")).CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(mediaBackup, "targets", "Mpro.zip"), []byte("structures"), 0o644)
+	os.WriteFile(filepath.Join(media, "stale.txt"), []byte("old"), 0o644)
+	e.fake("kubectl", "")
+	// rsync -a --delete SRC/ DST/: the copy without rsync's cleverness.
+	e.fake("rsync", `rm -rf "$4" && mkdir -p "$4" && cp -a "$3". "$4"`)
+	t.Setenv("FRAG_PRODUCTION_DSN", prod)
+	t.Setenv("FRAG_STAGING_DSN", stg)
+	t.Setenv("FRAG_BACKUP_DIR", backups)
+	t.Setenv("FRAG_MEDIA_BACKUP", mediaBackup+"/")
+	t.Setenv("FRAG_MEDIA_DIR", media+"/")
+	e.start("fragalysis.yaml", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	scaleDown := "kubectl --context fragalysis-staging -n stack scale deployment/stack --replicas=0"
+	scaleUp := "kubectl --context fragalysis-staging -n stack scale deployment/stack --replicas=1"
+
+	// The image tags differ: the run stops before anything is touched.
+	e.say("alan", "!stage resync fragalysis full now")
+	e.expect("Run 1: refresh of fragalysis (full pipeline)")
+	e.say("tim", "!stage approve 1")
+	e.sc.WaitRun(1, store.RunFailed)
+	e.expect(`Step "staging runs production's image" failed: staging and production differ: staging has "2.4.0", production has "2.4.1"`)
+	e.wantCalls(scaleUp) // the finally step starts the stack regardless
+	if got := sqlValue(t, stg, `SELECT title FROM target`); got != "someone's experiment" {
+		t.Fatalf("staging changed: %s", got)
+	}
+
+	// Staging is upgraded to production's tag; now the full replica runs.
+	sqlExec(t, stg, `UPDATE stack_settings SET value = '2.4.1'`)
+	os.Remove(e.calls)
+	e.say("alan", "!stage resync fragalysis full now")
+	e.say("tim", "!stage approve 2")
+	e.sc.WaitRun(2, store.RunSucceeded)
+	e.wantCalls(scaleDown, "rsync -a --delete "+mediaBackup+"/ "+media+"/", scaleUp)
+	if got := sqlValue(t, stg, `SELECT count(*) FROM target`); got != "200" {
+		t.Fatalf("staging has %s targets, want production's 200", got)
+	}
+	if data, err := os.ReadFile(filepath.Join(media, "targets", "Mpro.zip")); err != nil || string(data) != "structures" {
+		t.Fatalf("media not recovered: %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(media, "stale.txt")); !os.IsNotExist(err) {
+		t.Fatalf("stale media kept: %v", err)
+	}
+
+	// Just the database: no media sync.
+	os.Remove(e.calls)
+	e.say("alan", "!stage resync fragalysis db now")
+	e.say("tim", "!stage approve 3")
+	e.sc.WaitRun(3, store.RunSucceeded)
+	e.wantCalls(scaleDown, scaleUp)
+
+	// Wipe: stack down, database and media gone.
+	os.Remove(e.calls)
+	e.say("alan", "!stage resync fragalysis wipe now")
+	e.say("tim", "!stage approve 4")
+	e.sc.WaitRun(4, store.RunSucceeded)
+	e.wantCalls(scaleDown)
+	if got := sqlValue(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'frag%'`); got != "0" {
+		t.Fatalf("%s staging database(s) left after wipe", got)
+	}
+	if _, err := os.Stat(media); !os.IsNotExist(err) {
+		t.Fatalf("media directory left after wipe: %v", err)
+	}
+	if got := sqlValue(t, prod, `SELECT count(*) FROM target`); got != "200" {
+		t.Fatalf("production changed: %s targets", got)
+	}
+}
+
+func TestExample_Jimdo(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "cms")
+	dropDB(t, e.stg, "cms", "cms__stagebot_next", "cms__stagebot_prev")
+	sqlExec(t, e.prod.DSN("cms"), `CREATE TABLE websites (id int PRIMARY KEY, domain text, owner_email text)`,
+		`INSERT INTO websites SELECT g, 'site' || g || '.jimdosite.com', 'owner' || g || '@gmail.com' FROM generate_series(1, 1000) g`)
+	infra := t.TempDir()
+	e.fake("make", "")
+	t.Setenv("JIMDO_PRODUCTION_DSN", e.prod.DSN("cms"))
+	t.Setenv("JIMDO_STAGING_DSN", e.stg.DSN("cms"))
+	t.Setenv("JIMDO_INFRA", infra)
+	berlin, _ := time.LoadLocation("Europe/Berlin")
+	e.start("jimdo.yaml", time.Date(2026, 11, 23, 3, 0, 0, 0, berlin)) // a Monday, before the rebuild
+	stagingDBs := func() string {
+		return sqlValue(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'cms%'`)
+	}
+	build := []string{"make -C " + infra + " stage-network", "make -C " + infra + " stage-workers", "make -C " + infra + " stage-app"}
+	teardown := []string{"make -C " + infra + " destroy-stage-app", "make -C " + infra + " destroy-stage-workers", "make -C " + infra + " destroy-stage-network"}
+
+	// Monday 06:00: staging is built from scratch.
+	e.advanceBy(3*time.Hour, 5*time.Minute)
+	e.sc.WaitRun(1, store.RunSucceeded)
+	e.wantCalls(build...)
+	if got := sqlValue(t, e.stg.DSN("cms"), `SELECT count(*) FILTER (WHERE owner_email LIKE '%@example.invalid') FROM websites`); got != "1000" {
+		t.Fatalf("sanitised websites on staging: %s", got)
+	}
+	// Friday 22:00: torn down in reverse order.
+	os.Remove(e.calls)
+	e.advanceBy(time.Date(2026, 11, 27, 22, 0, 0, 0, berlin).Sub(e.sc.Clock.Now()), 5*time.Minute)
+	e.expect("Run 2: refresh of stage (destroy pipeline)")
+	e.sc.WaitRun(2, store.RunSucceeded)
+	e.wantCalls(teardown...)
+	if got := stagingDBs(); got != "0" {
+		t.Fatalf("%s staging database(s) left over the weekend", got)
+	}
+	// Monday 06:00 again: rebuilt.
+	os.Remove(e.calls)
+	e.advanceBy(time.Date(2026, 11, 30, 6, 0, 0, 0, berlin).Sub(e.sc.Clock.Now()), 5*time.Minute)
+	e.sc.WaitRun(3, store.RunSucceeded)
+	e.wantCalls(build...)
+	if got := stagingDBs(); got != "1" {
+		t.Fatalf("%s staging databases after the rebuild, want 1 (keep_previous is off)", got)
+	}
+	if r, err := e.sc.Store.Run(context.Background(), 3); err != nil || r.Pipeline != "rebuild" {
+		t.Fatalf("run 3: %+v, %v", r, err)
+	}
+}
+
+func TestExample_Blockerbugs(t *testing.T) {
+	e := newExample(t)
+	freshDB(t, e.prod, "blockerbugs")
+	freshDB(t, e.stg, "blockerbugs")
+	stg := e.stg.DSN("blockerbugs")
+	sqlExec(t, stg, `CREATE TABLE bug (id int PRIMARY KEY, summary text)`, `INSERT INTO bug VALUES (2240001, 'anaconda crashes')`,
+		`CREATE TABLE alembic_version (version_num text)`, `INSERT INTO alembic_version VALUES ('3a1b')`)
+	tree := t.TempDir()
+	// alembic applies the tree's migration to the database libpq points at.
+	e.fake("alembic", `echo "upgrading $PGDATABASE on $PGHOST:$PGPORT"
+`+psql(t)+` -v ON_ERROR_STOP=1 -q -f migration.sql 2>&1`)
+	e.fake("ssh", "")
+	t.Setenv("BB_PRODUCTION_DSN", e.prod.DSN("blockerbugs"))
+	t.Setenv("BB_STAGING_DSN", stg)
+	t.Setenv("BB_TREE", tree)
+	e.start("blockerbugs.yaml", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	nodes := []string{"blockerbugs01.stg.iad2.fedoraproject.org", "blockerbugs02.stg.iad2.fedoraproject.org"}
+	on := func(cmd string) []string {
+		return []string{"ssh " + nodes[0] + " " + cmd, "ssh " + nodes[1] + " " + cmd}
+	}
+	calls := func(parts ...[]string) []string {
+		var out []string
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+
+	// A migration that works.
+	os.WriteFile(filepath.Join(tree, "migration.sql"), []byte(`ALTER TABLE bug ADD COLUMN proposed_fe boolean; UPDATE alembic_version SET version_num = '4c2d';`), 0o644)
+	e.say("tflink", "!stage resync blockerbugs major now")
+	e.say("lbrabec", "!stage approve 1")
+	e.sc.WaitRun(1, store.RunSucceeded)
+	e.wantCalls(calls(on("sudo systemctl stop httpd"), on("sudo dnf -y update blockerbugs"),
+		[]string{"alembic -c alembic.ini upgrade head", "ssh " + nodes[0] + " sudo blockerbugs sync"}, on("sudo systemctl start httpd"))...)
+	if got := sqlValue(t, stg, `SELECT version_num FROM alembic_version`); got != "4c2d" {
+		t.Fatalf("staging schema version %s, want 4c2d", got)
+	}
+
+	// A migration that fails: no sync, httpd started on both nodes anyway,
+	// and the report says which step failed and why.
+	os.Remove(e.calls)
+	os.WriteFile(filepath.Join(tree, "migration.sql"), []byte(`ALTER TABLE milestone ADD COLUMN current boolean;`), 0o644)
+	e.say("tflink", "!stage resync blockerbugs major now")
+	e.say("lbrabec", "!stage approve 2")
+	e.sc.WaitRun(2, store.RunFailed)
+	e.wantCalls(calls(on("sudo systemctl stop httpd"), on("sudo dnf -y update blockerbugs"),
+		[]string{"alembic -c alembic.ini upgrade head"}, on("sudo systemctl start httpd"))...)
+	report := e.expect("❌ Run 2 of blockerbugs/major failed")
+	if want := `Step "upgrade_db" failed: exited with status 3: psql:migration.sql:1: ERROR:  relation "milestone" does not exist`; !strings.Contains(report.Text, want) {
+		t.Fatalf("report:\n%s\nwant it to contain:\n%s", report.Text, want)
+	}
+	status := e.expect("Run 2 of blockerbugs/major: failed")
+	for _, line := range []string{"✓ stop httpd", "✓ update", "✗ upgrade_db", "sync", "✓ start httpd (finally)"} {
+		if !strings.Contains(status.Text, line) {
+			t.Errorf("status lacks %q:\n%s", line, status.Text)
+		}
+	}
+
+	// The minor upgrade: update and restart.
+	os.Remove(e.calls)
+	e.say("tflink", "!stage resync blockerbugs now")
+	e.say("lbrabec", "!stage approve 3")
+	e.sc.WaitRun(3, store.RunSucceeded)
+	e.wantCalls(calls(on("sudo dnf -y update blockerbugs"), on("sudo systemctl restart httpd"))...)
+}
+
+// Every example passes check with nothing set in the environment, as a
+// reader would first try it.
+func TestExamples_PassCheck(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	if err != nil || len(files) < 5 {
+		t.Fatalf("examples: %v, %v", files, err)
+	}
+	for _, f := range files {
+		var out strings.Builder
+		err := Main(context.Background(), []string{"check", "-c", f}, strings.NewReader(""), &out, &out)
+		if err != nil || !strings.HasPrefix(out.String(), "Config is valid") {
+			t.Errorf("stagebot check -c %s: %v\n%s", f, err, out.String())
+		}
+	}
 }
