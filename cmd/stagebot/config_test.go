@@ -207,7 +207,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 	for _, s := range cfg.botOptions().Targets[0].Pipelines["default"].Steps {
 		kinds = append(kinds, s.Kind())
 	}
-	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,exec,pg_swap" { // the migration on the shadow comes before the swap
+	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
 		t.Fatalf("demo pipeline kinds = %s", got)
 	}
 }
