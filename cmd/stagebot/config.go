@@ -189,6 +189,7 @@ type StepConfig struct {
 
 // refreshConfig is what a pg_refresh step copies from.
 type refreshConfig struct {
+	Method   string `yaml:"method"`
 	FromFile string `yaml:"from_file"`
 	FromDir  string `yaml:"from_dir"`
 	Pattern  string `yaml:"pattern"`
@@ -772,6 +773,12 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad fu
 		}
 		if s.refresh.FromFile != "" && s.refresh.FromDir != "" {
 			bad(f+".pg_refresh", "give from_file or from_dir, not both")
+		}
+		switch m := s.refresh.Method; {
+		case m != "" && m != "stream" && m != "dump":
+			bad(f+".pg_refresh.method", "%q: use stream (server to server, the default) or dump (pg_dump/pg_restore)", m)
+		case m != "" && (s.refresh.FromFile != "" || s.refresh.FromDir != ""):
+			bad(f+".pg_refresh.method", "a method is for copying a live database, not a backup file")
 		}
 		if s.refresh.FromFile == "" && s.refresh.FromDir == "" && t.Database != nil && t.Database.Production == "" {
 			bad(f+".pg_refresh", "refreshing from a live database needs database.production; or give from_file or from_dir")

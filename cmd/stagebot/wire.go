@@ -143,7 +143,7 @@ func withSwap(steps []StepConfig) []StepConfig {
 func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 	switch s.kind() {
 	case "pg_refresh":
-		return &postgres.Refresh{StepName: s.Name, Target: pg, Source: postgres.Source{File: s.refresh.FromFile, Dir: s.refresh.FromDir, Pattern: s.refresh.Pattern}}
+		return &postgres.Refresh{StepName: s.Name, Target: pg, Source: postgres.Source{File: s.refresh.FromFile, Dir: s.refresh.FromDir, Pattern: s.refresh.Pattern}, Method: s.refresh.Method}
 	case "pg_swap":
 		return &postgres.Swap{StepName: s.Name, Target: pg}
 	case "pg_drop":

@@ -35,6 +35,8 @@ type Refresh struct {
 	StepName string
 	Target   *Target
 	Source   Source
+	// Method copies a live database: MethodStream (default) or MethodDump.
+	Method string
 }
 
 var (
@@ -93,7 +95,11 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 	}
 	var desc string
 	if r.live() {
-		desc = fmt.Sprintf("copy production %s into %s on %s (pg_dump/pg_restore, %d jobs), then swap", Describe(t.ProductionDSN), next, Describe(t.StagingDSN), t.jobs())
+		how := "streamed server to server"
+		if r.Method == MethodDump {
+			how = "pg_dump/pg_restore"
+		}
+		desc = fmt.Sprintf("copy production %s into %s on %s (%s, %d jobs), then swap", Describe(t.ProductionDSN), next, Describe(t.StagingDSN), how, t.jobs())
 	} else {
 		f, err := r.resolveFile()
 		if err != nil {
@@ -124,6 +130,8 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 }
 
 type tools struct{ dump, restore, psql string }
+
+func (tl tools) vacuumdb() string { return filepath.Join(filepath.Dir(tl.dump), "vacuumdb") }
 
 func (t *Target) tools() (tools, error) {
 	dir := t.BinDir
@@ -163,7 +171,11 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 			fmt.Fprintf(env.Log, "no progress totals: %v\n", err)
 		}
 		stop := prog.start(ctx)
-		err = r.dumpRestore(ctx, env, tl, next)
+		if r.Method == MethodDump {
+			err = r.dumpRestore(ctx, env, tl, next)
+		} else {
+			err = r.stream(ctx, env, tl, next)
+		}
 		stop()
 	} else {
 		var f string

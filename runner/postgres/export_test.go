@@ -1,0 +1,9 @@
+package postgres
+
+// SetSplitSize changes the size above which tables are copied in ranges,
+// and returns a function that puts it back.
+func SetSplitSize(n int64) (restore func()) {
+	old := splitSize
+	splitSize = n
+	return func() { splitSize = old }
+}

@@ -1,0 +1,567 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner"
+)
+
+// Methods of copying a live production database.
+const (
+	// MethodStream copies server to server: schema first, table data in
+	// parallel COPY streams on one exported snapshot, each table's indexes
+	// as soon as its data is in, then ANALYZE. No temporary files.
+	MethodStream = "stream"
+	// MethodDump is pg_dump -Fd -j into a temporary directory, then
+	// pg_restore -j.
+	MethodDump = "dump"
+)
+
+// splitSize is the size above which a table is copied in several ranges.
+var splitSize int64 = 256 << 20
+
+// copyTask is one COPY: a whole table, or one range of its pages.
+type copyTask struct {
+	table    *streamTable
+	from, to int64 // page range; to < 0: to the end
+	split    bool
+}
+
+// streamTable is a production table whose data is copied.
+type streamTable struct {
+	oid     uint32
+	name    string // schema-qualified, quoted
+	size    int64
+	pages   int64
+	columns string // quoted, comma-separated; generated columns left out
+
+	mu      sync.Mutex
+	pending int // copy tasks not yet done
+	rows    int64
+	entries []postEntry // its indexes and constraints
+}
+
+// postEntry is one object of pg_dump's post-data section.
+type postEntry struct {
+	name, kind, schema string
+	sql                string
+}
+
+var entryHeader = regexp.MustCompile(`(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?);.*\n--\n`)
+
+// splitPostData cuts pg_dump's plain post-data output into its preamble
+// (session settings) and its entries, in order.
+func splitPostData(sql string) (preamble string, entries []postEntry) {
+	// psql meta-commands (\restrict from newer pg_dumps) are not SQL.
+	var kept []string
+	for _, line := range strings.Split(sql, "\n") {
+		if !strings.HasPrefix(line, "\\") {
+			kept = append(kept, line)
+		}
+	}
+	sql = strings.Join(kept, "\n")
+	locs := entryHeader.FindAllStringSubmatchIndex(sql, -1)
+	if len(locs) == 0 {
+		return sql, nil
+	}
+	preamble = sql[:locs[0][0]]
+	for i, l := range locs {
+		end := len(sql)
+		if i+1 < len(locs) {
+			end = locs[i+1][0]
+		}
+		body := strings.TrimSpace(sql[l[1]:end])
+		if body == "" {
+			continue
+		}
+		entries = append(entries, postEntry{name: sql[l[2]:l[3]], kind: sql[l[4]:l[5]], schema: sql[l[6]:l[7]], sql: body})
+	}
+	return preamble, entries
+}
+
+// streamer holds what the workers share.
+type streamer struct {
+	r        *Refresh
+	env      *runner.Env
+	snapshot string
+	next     string
+	binary   bool
+	preamble string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	copies  []copyTask
+	builds  []postEntry
+	pending int // copy tasks handed out but not finished
+	err     error
+	tables  int
+	built   int
+}
+
+func majorVersion(c *pgx.Conn) int {
+	v := c.PgConn().ParameterStatus("server_version")
+	n, _ := strconv.Atoi(strings.SplitN(strings.Fields(v + " ")[0], ".", 2)[0])
+	return n
+}
+
+// stream copies live production into the shadow database next.
+func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next string) error {
+	t := r.Target
+	start := time.Now()
+	snapConn, err := t.production(ctx)
+	if err != nil {
+		return err
+	}
+	defer snapConn.Close(context.WithoutCancel(ctx))
+	if _, err := snapConn.Exec(ctx, "begin isolation level repeatable read read only"); err != nil {
+		return fmt.Errorf("production: %w", err)
+	}
+	var snapshot string
+	if err := snapConn.QueryRow(ctx, "select pg_export_snapshot()").Scan(&snapshot); err != nil {
+		return fmt.Errorf("production: export a snapshot: %w", err)
+	}
+	var largeObjects int64
+	if err := snapConn.QueryRow(ctx, "select count(*) from pg_largeobject_metadata").Scan(&largeObjects); err != nil {
+		return fmt.Errorf("production: %w", err)
+	}
+	if largeObjects > 0 {
+		fmt.Fprintf(env.Log, "production has %d large objects, which COPY does not carry: using pg_dump/pg_restore instead\n", largeObjects)
+		return r.dumpRestore(ctx, env, tl, next)
+	}
+	shadow, err := connect(ctx, t.StagingDSN, next, false)
+	if err != nil {
+		return err
+	}
+	binary := majorVersion(snapConn) == majorVersion(shadow)
+	shadow.Close(ctx)
+
+	pconn, penv, err := libpq(t.ProductionDSN, "")
+	if err != nil {
+		return err
+	}
+	penv = append(penv, "PGOPTIONS=-c default_transaction_read_only=on")
+	sconn, senv, err := libpq(t.StagingDSN, next)
+	if err != nil {
+		return err
+	}
+	dumpArgs := func(section string) []string {
+		a := []string{"--section=" + section, "--snapshot=" + snapshot, "--no-password", "-d", pconn}
+		if t.NoOwner {
+			a = append(a, "--no-owner")
+		}
+		if t.NoACL {
+			a = append(a, "--no-acl")
+		}
+		return a
+	}
+
+	// Schema before data, piped straight into the shadow.
+	fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s\n", next)
+	if err := pipeSchema(ctx, env, tl, penv, senv, dumpArgs("pre-data"), sconn); err != nil {
+		return err
+	}
+	// Indexes, constraints, triggers… kept in memory (it is only DDL).
+	var post bytes.Buffer
+	cmd := exec.CommandContext(ctx, tl.dump, dumpArgs("post-data")...)
+	cmd.Env = append(cmd.Environ(), penv...)
+	cmd.Stdout, cmd.Stderr = &post, env.Log
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pg_dump --section=post-data: %w", cmdErr(ctx, err))
+	}
+	preamble, entries := splitPostData(post.String())
+
+	tables, err := streamTables(ctx, snapConn)
+	if err != nil {
+		return err
+	}
+	owners, err := entryTables(ctx, snapConn)
+	if err != nil {
+		return err
+	}
+	byOID := map[uint32]*streamTable{}
+	for _, tb := range tables {
+		byOID[tb.oid] = tb
+	}
+	var rest []postEntry
+	for _, e := range entries {
+		if e.kind == "INDEX" || e.kind == "CONSTRAINT" {
+			if tb := byOID[owners[e.schema+"."+e.name]]; tb != nil {
+				tb.entries = append(tb.entries, e)
+				continue
+			}
+		}
+		rest = append(rest, e)
+	}
+	seqs, err := sequenceValues(ctx, snapConn)
+	if err != nil {
+		return err
+	}
+
+	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble}
+	s.cond = sync.NewCond(&s.mu)
+	var totalBytes int64
+	for _, tb := range tables {
+		totalBytes += tb.size
+		parts := int64(1)
+		if tb.size > splitSize {
+			parts = min(int64(t.jobs())*2, (tb.size+splitSize-1)/splitSize)
+		}
+		if parts <= 1 || tb.pages < parts {
+			tb.pending = 1
+			s.copies = append(s.copies, copyTask{table: tb, to: -1})
+			continue
+		}
+		step := tb.pages / parts
+		for i := int64(0); i < parts; i++ {
+			task := copyTask{table: tb, from: i * step, to: (i + 1) * step, split: true}
+			if i == parts-1 {
+				task.to = -1
+			}
+			s.copies = append(s.copies, task)
+		}
+		tb.pending = int(parts)
+	}
+	s.tables = len(tables)
+	fmt.Fprintf(env.Log, "data: %d tables (%s), %d COPY streams, %d indexes and constraints built as tables finish, %d workers, %s format\n",
+		len(tables), runner.Bytes(totalBytes), len(s.copies), len(entries)-len(rest), t.jobs(), map[bool]string{true: "binary", false: "text"}[binary])
+
+	var wg sync.WaitGroup
+	for range t.jobs() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.work(ctx)
+		}()
+	}
+	wg.Wait()
+	if s.err != nil {
+		return s.err
+	}
+	fmt.Fprintf(env.Log, "data and %d indexes in after %s\n", s.built, time.Since(start).Round(time.Millisecond))
+
+	// The rest in dump order: foreign keys, triggers, views' data…
+	c, err := s.shadowConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	for _, e := range rest {
+		if err := c.PgConn().Exec(ctx, e.sql).Close(); err != nil {
+			return fmt.Errorf("%s %s: %w", strings.ToLower(e.kind), e.name, err)
+		}
+	}
+	for _, sq := range seqs {
+		if _, err := c.Exec(ctx, "select pg_catalog.setval($1::regclass, $2, $3)", sq.name, sq.last, sq.called); err != nil {
+			return fmt.Errorf("sequence %s: %w", sq.name, err)
+		}
+	}
+	fmt.Fprintf(env.Log, "%d other objects and %d sequences after %s; analyzing\n", len(rest), len(seqs), time.Since(start).Round(time.Millisecond))
+	analyze := tool(ctx, env, senv, tl.vacuumdb(), "--analyze-only", "--quiet", "-j", strconv.Itoa(t.jobs()), "-d", sconn)
+	if err := analyze.Run(); err != nil {
+		return fmt.Errorf("vacuumdb --analyze-only: %w", cmdErr(ctx, err))
+	}
+	return nil
+}
+
+// pipeSchema runs pg_dump args | psql into the shadow.
+func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args []string, sconn string) error {
+	dump := exec.CommandContext(ctx, tl.dump, args...)
+	dump.Env = append(dump.Environ(), penv...)
+	dump.Stderr = env.Log
+	out, err := dump.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	psql := tool(ctx, env, senv, tl.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d", sconn)
+	psql.Stdin = out
+	psql.Stdout = io.Discard
+	if err := dump.Start(); err != nil {
+		return fmt.Errorf("pg_dump: %w", err)
+	}
+	perr := psql.Run()
+	derr := dump.Wait()
+	if derr != nil {
+		return fmt.Errorf("pg_dump --section=pre-data: %w", cmdErr(ctx, derr))
+	}
+	if perr != nil {
+		return fmt.Errorf("schema into the shadow (psql): %w", cmdErr(ctx, perr))
+	}
+	return nil
+}
+
+// streamTables lists the tables whose data pg_dump would dump, largest
+// first.
+func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
+	rows, err := c.Query(ctx, `
+		select c.oid, format('%I.%I', n.nspname, c.relname), pg_relation_size(c.oid)::bigint, c.relpages::bigint,
+		       coalesce((select string_agg(quote_ident(a.attname), ', ' order by a.attnum) from pg_attribute a
+		                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''), '')
+		from pg_class c join pg_namespace n on n.oid = c.relnamespace
+		where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
+		  and n.nspname not like 'pg\_toast%' and n.nspname not like 'pg\_temp%'
+		  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+		order by 3 desc, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("production: list tables: %w", err)
+	}
+	defer rows.Close()
+	var out []*streamTable
+	for rows.Next() {
+		tb := &streamTable{}
+		if err := rows.Scan(&tb.oid, &tb.name, &tb.size, &tb.pages, &tb.columns); err != nil {
+			return nil, err
+		}
+		out = append(out, tb)
+	}
+	return out, rows.Err()
+}
+
+// entryTables maps pg_dump's names of indexes ("schema.index") and
+// constraints ("schema.table constraint") to their table's OID.
+func entryTables(ctx context.Context, c *pgx.Conn) (map[string]uint32, error) {
+	rows, err := c.Query(ctx, `
+		select n.nspname || '.' || ci.relname, i.indrelid from pg_index i
+		  join pg_class ci on ci.oid = i.indexrelid join pg_namespace n on n.oid = ci.relnamespace
+		union all
+		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid from pg_constraint con
+		  join pg_class t on t.oid = con.conrelid join pg_namespace n on n.oid = t.relnamespace`)
+	if err != nil {
+		return nil, fmt.Errorf("production: list indexes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint32{}
+	for rows.Next() {
+		var k string
+		var oid uint32
+		if err := rows.Scan(&k, &oid); err != nil {
+			return nil, err
+		}
+		out[k] = oid
+	}
+	return out, rows.Err()
+}
+
+type seqValue struct {
+	name   string
+	last   int64
+	called bool
+}
+
+// sequenceValues reads every sequence's position, as pg_dump does.
+func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
+	rows, err := c.Query(ctx, `
+		select format('%I.%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace
+		where c.relkind = 'S' and n.nspname not in ('pg_catalog', 'information_schema')
+		  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')`)
+	if err != nil {
+		return nil, fmt.Errorf("production: list sequences: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	var out []seqValue
+	for _, n := range names {
+		v := seqValue{name: n}
+		if err := c.QueryRow(ctx, "select last_value, is_called from "+n).Scan(&v.last, &v.called); err != nil {
+			return nil, fmt.Errorf("production: sequence %s: %w", n, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// shadowConn opens a session on the shadow set up for bulk work.
+func (s *streamer) shadowConn(ctx context.Context) (*pgx.Conn, error) {
+	c, err := connect(ctx, s.r.Target.StagingDSN, s.next, false)
+	if err != nil {
+		return nil, err
+	}
+	setup := s.preamble + "\nSET synchronous_commit = off; SET maintenance_work_mem = '256MB';"
+	if err := c.PgConn().Exec(ctx, setup).Close(); err != nil {
+		c.Close(ctx)
+		return nil, fmt.Errorf("shadow session: %w", err)
+	}
+	return c, nil
+}
+
+// productionConn opens a read-only session on the shared snapshot.
+func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
+	c, err := s.r.Target.production(ctx)
+	if err != nil {
+		return nil, err
+	}
+	setup := "begin isolation level repeatable read read only; set transaction snapshot " + quoteLiteral(s.snapshot) + "; set local row_security = off"
+	if err := c.PgConn().Exec(ctx, setup).Close(); err != nil {
+		c.Close(ctx)
+		return nil, fmt.Errorf("production: join the snapshot: %w", err)
+	}
+	return c, nil
+}
+
+// next hands out work: index builds first (they wait on nothing), then
+// copies. ok is false when there is nothing left to do.
+func (s *streamer) take() (c *copyTask, b *postEntry, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		switch {
+		case s.err != nil:
+			return nil, nil, false
+		case len(s.builds) > 0:
+			e := s.builds[0]
+			s.builds = s.builds[1:]
+			return nil, &e, true
+		case len(s.copies) > 0:
+			t := s.copies[0]
+			s.copies = s.copies[1:]
+			s.pending++
+			return &t, nil, true
+		case s.pending == 0:
+			return nil, nil, false
+		}
+		s.cond.Wait() // a copy in flight may yet release index builds
+	}
+}
+
+func (s *streamer) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+	s.cond.Broadcast()
+}
+
+func (s *streamer) work(ctx context.Context) {
+	var prod, shadow *pgx.Conn
+	defer func() {
+		for _, c := range []*pgx.Conn{prod, shadow} {
+			if c != nil {
+				c.Close(context.WithoutCancel(ctx))
+			}
+		}
+	}()
+	var err error
+	if shadow, err = s.shadowConn(ctx); err != nil {
+		s.fail(err)
+		return
+	}
+	for {
+		task, build, ok := s.take()
+		if !ok {
+			return
+		}
+		if build != nil {
+			t0 := time.Now()
+			if err := shadow.PgConn().Exec(ctx, build.sql).Close(); err != nil {
+				s.fail(fmt.Errorf("%s %s: %w", strings.ToLower(build.kind), build.name, err))
+				return
+			}
+			s.mu.Lock()
+			s.built++
+			s.mu.Unlock()
+			fmt.Fprintf(s.env.Log, "built %s %s in %s\n", strings.ToLower(build.kind), build.name, time.Since(t0).Round(time.Millisecond))
+			continue
+		}
+		if prod == nil {
+			if prod, err = s.productionConn(ctx); err != nil {
+				s.fail(err)
+				return
+			}
+		}
+		n, err := s.copy(ctx, prod, shadow, task)
+		if err != nil {
+			s.fail(fmt.Errorf("copy %s: %w", task.table.name, err))
+			return
+		}
+		tb := task.table
+		tb.mu.Lock()
+		tb.pending--
+		tb.rows += n
+		done, rows := tb.pending == 0, tb.rows
+		tb.mu.Unlock()
+		s.mu.Lock()
+		s.pending--
+		if done {
+			s.builds = append(s.builds, tb.entries...)
+		}
+		s.mu.Unlock()
+		s.cond.Broadcast()
+		if done {
+			fmt.Fprintf(s.env.Log, "copied %s: %d rows\n", tb.name, rows)
+		}
+	}
+}
+
+// copy streams one task from production to the shadow and returns the
+// rows copied.
+func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyTask) (int64, error) {
+	tb := task.table
+	cols := ""
+	if tb.columns != "" {
+		cols = " (" + tb.columns + ")"
+	}
+	format := "text"
+	if s.binary {
+		format = "binary"
+	}
+	src := "COPY " + tb.name + cols + " TO STDOUT (FORMAT " + format + ")"
+	if task.split {
+		where := fmt.Sprintf("ctid >= '(%d,0)'::tid", task.from)
+		if task.to >= 0 {
+			where += fmt.Sprintf(" and ctid < '(%d,0)'::tid", task.to)
+		}
+		sel := "*"
+		if tb.columns != "" {
+			sel = tb.columns
+		}
+		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " WHERE " + where + ") TO STDOUT (FORMAT " + format + ")"
+	}
+	dst := "COPY " + tb.name + cols + " FROM STDIN (FORMAT " + format
+	if !task.split {
+		// Rows written frozen: no hint-bit rewrite or anti-wraparound
+		// vacuum later. Needs the table truncated in the same transaction.
+		if err := shadow.PgConn().Exec(ctx, "BEGIN; TRUNCATE ONLY "+tb.name).Close(); err != nil {
+			return 0, err
+		}
+		dst += ", FREEZE"
+	}
+	dst += ")"
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := prod.PgConn().CopyTo(ctx, pw, src)
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	tag, err := shadow.PgConn().CopyFrom(ctx, pr, dst)
+	pr.CloseWithError(errors.New("the shadow stopped reading"))
+	if perr := <-errc; perr != nil && err == nil {
+		err = perr
+	}
+	if err != nil {
+		if !task.split {
+			shadow.PgConn().Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
+		}
+		return 0, err
+	}
+	if !task.split {
+		if err := shadow.PgConn().Exec(ctx, "COMMIT").Close(); err != nil {
+			return 0, err
+		}
+	}
+	return tag.RowsAffected(), nil
+}

@@ -1,0 +1,101 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+// The streaming method against what COPY makes hard: tables split into
+// page ranges, generated and dropped columns, partitions, materialized
+// views, triggers, unlogged tables, foreign keys between tables copied by
+// different workers. Both methods must give production's fingerprint.
+func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
+	defer postgres.SetSplitSize(64 << 10)() // split anything over 64 KiB
+	f := newFixture(t)
+	sqlExec(t, f.prod.DSN(f.prodDB),
+		`create table events (id bigint primary key, kind text, payload text, size int generated always as (length(payload)) stored, gone int)`,
+		`alter table events drop column gone`,
+		`insert into events select g, 'k' || (g % 7), repeat('x', g % 200) from generate_series(1, 20000) g`,
+		`create index events_kind_idx on events (kind)`,
+		`create table measurements (city int not null, at date not null, temp int) partition by range (at)`,
+		`create table measurements_2025 partition of measurements for values from ('2025-01-01') to ('2026-01-01')`,
+		`create table measurements_2026 partition of measurements for values from ('2026-01-01') to ('2027-01-01')`,
+		`create index measurements_city_idx on measurements (city)`,
+		`insert into measurements select g % 50, date '2025-06-01' + (g % 400), g % 40 from generate_series(1, 5000) g`,
+		`create materialized view order_counts as select user_id, count(*) as n from orders group by user_id`,
+		`create unique index order_counts_user on order_counts (user_id)`,
+		`create function touch() returns trigger language plpgsql as $$ begin new.note := coalesce(new.note, 'touched'); return new; end $$`,
+		`create trigger orders_touch before insert on orders for each row execute function touch()`,
+		`create unlogged table cache (k text primary key, v text)`,
+		`insert into cache select 'k' || g, 'v' || g from generate_series(1, 100) g`,
+		`create table event_tags (event_id bigint references events(id), tag text)`,
+		`insert into event_tags select g, 't' || (g % 3) from generate_series(1, 20000, 3) g`,
+		`analyze`,
+	)
+	prod := fingerprint(t, f.prod.DSN(f.prodDB))
+	log, err := run(t, refreshSteps(f.target), nil)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if d := diffPrints(prod, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+		t.Fatalf("streamed staging differs from production:\n%s\n%s", d, log)
+	}
+	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzing"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	var tables, streams int
+	if i := strings.Index(log, "data: "); i < 0 {
+		t.Errorf("log does not describe the copy:\n%s", log)
+	} else if _, err := fmt.Sscanf(log[i:], "data: %d tables", &tables); err != nil {
+		t.Errorf("log: %v", err)
+	} else if j := strings.Index(log[i:], "), "); j < 0 {
+		t.Errorf("log does not count the streams:\n%s", log)
+	} else if fmt.Sscanf(log[i+j+3:], "%d COPY streams", &streams); streams <= tables {
+		t.Errorf("%d COPY streams for %d tables: nothing was split\n%s", streams, tables, log)
+	}
+	stg := f.stg.DSN(f.stgDB)
+	for q, want := range map[string]string{
+		`select count(*) from order_counts`:                                 "3000",
+		`select count(*) from pg_trigger where tgname = 'orders_touch'`:     "1",
+		`select sum(size) from events`:                                      sqlValue(t, f.prod.DSN(f.prodDB), `select sum(size) from events`),
+		`select count(*) from pg_stats where tablename = 'events'`:          "4",
+		`select relpersistence::text from pg_class where relname = 'cache'`: "u",
+	} {
+		if got := sqlValue(t, stg, q); got != want {
+			t.Errorf("%s = %s, want %s", q, got, want)
+		}
+	}
+	// The dump method gives the same.
+	f.target.KeepPrevious = false
+	dump := refreshSteps(f.target)
+	dump[0].(*postgres.Refresh).Method = postgres.MethodDump
+	if log, err := run(t, dump, nil); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if d := diffPrints(prod, fingerprint(t, stg)); d != "" {
+		t.Fatalf("dumped staging differs from production:\n%s", d)
+	}
+}
+
+func sqlValue(t *testing.T, dsn, query string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v any
+	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return fmt.Sprint(v)
+}
