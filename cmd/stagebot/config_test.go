@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/stagebot/stagebot/runner/postgres"
+
 	"bytes"
 	"context"
 	"errors"
@@ -342,5 +344,24 @@ func TestConfig_SeveralSchedules(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("error = %v, want %q", err, tt.want)
 		}
+	}
+}
+
+func TestConfig_RefreshMethod(t *testing.T) {
+	base := "targets:\n  app:\n    database:\n      production: postgres://ro@prod:5432/app\n      staging: postgres://rw@stg:5432/app\n    pipelines:\n      default:\n        steps:\n"
+	for _, tt := range []struct{ step, want string }{
+		{"          - pg_refresh: {method: rsync}\n", `pg_refresh.method: "rsync": use stream`},
+		{"          - pg_refresh: {method: dump, from_file: /x.dump}\n", "pg_refresh.method: a method is for copying a live database"},
+	} {
+		if _, err := ParseConfig([]byte(base+tt.step), "c.yaml"); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("error = %v, want %q", err, tt.want)
+		}
+	}
+	cfg, err := ParseConfig([]byte(base+"          - pg_refresh: {method: dump}\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := cfg.botOptions().Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
+		t.Fatalf("step = %#v", cfg.botOptions().Targets[0].Pipelines["default"].Steps[0])
 	}
 }
