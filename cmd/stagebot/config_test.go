@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/stagebot/stagebot/runner/postgres"
-
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagebot/stagebot/runner/postgres"
 )
 
 func TestConfigExample_LoadsAndValidates(t *testing.T) {
