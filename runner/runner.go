@@ -40,7 +40,7 @@ type Env struct {
 	Target   string
 	Pipeline string
 	// Log receives the step's output; every line is already attributed to
-	// the step.
+	// the step. It is safe for concurrent use.
 	Log io.Writer
 	// Progress reports how far the step is.
 	Progress func(Progress)
@@ -291,14 +291,19 @@ func errSuffix(e string) string {
 	return ": " + e
 }
 
-// lineWriter prefixes every line written through it.
+// lineWriter prefixes every line written through it. Steps write from
+// several goroutines at once (parallel workers, a command's stdout and
+// stderr), so it is safe for concurrent use.
 type lineWriter struct {
+	mu      sync.Mutex
 	w       io.Writer
 	prefix  string
 	partial []byte
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	n := len(p)
 	l.partial = append(l.partial, p...)
 	for {
@@ -316,6 +321,8 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 
 // Flush writes a last line that had no newline.
 func (l *lineWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if len(l.partial) > 0 {
 		io.WriteString(l.w, l.prefix+string(l.partial)+"\n")
 		l.partial = nil

@@ -222,3 +222,30 @@ func TestExec_Hosts(t *testing.T) {
 		t.Fatalf("calls = %q, err = %v", got, err)
 	}
 }
+
+// Parallel writers into one step's log must never interleave inside a line.
+func TestLineWriter_ConcurrentWritersKeepLinesWhole(t *testing.T) {
+	var out bytes.Buffer
+	lw := &lineWriter{w: &out, prefix: "[s] "}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				lw.Write([]byte("worker " + strconv.Itoa(g) + " "))
+				lw.Write([]byte("line " + strconv.Itoa(i) + "\n"))
+			}
+		}(g)
+	}
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 8*200 {
+		t.Fatalf("got %d lines, want %d", len(lines), 8*200)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "[s] ") {
+			t.Fatalf("line without its prefix: %q", l)
+		}
+	}
+}

@@ -215,7 +215,7 @@ func TestGuards(t *testing.T) {
 		})
 	}
 	t.Run("database not made by stagebot", func(t *testing.T) {
-		sqlExec(t, f.stg.DSN("postgres"), "create database handmade", "")
+		sqlExec(t, f.stg.DSN("postgres"), "drop database if exists handmade", "create database handmade")
 		sqlExec(t, f.stg.DSN("handmade"), "create table precious (x int)")
 		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.stg.DSN("handmade")}
 		_, err := run(t, refreshSteps(tg), nil)
