@@ -5,7 +5,10 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: help build demo test fmt-check vet lint fuzz clean postgres
+SCALE       ?= 10
+RUNS        ?= 1
+
+.PHONY: help build demo test bench fmt-check vet lint fuzz clean postgres
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,6 +21,13 @@ demo: build postgres ## the console, with two throwaway PostgreSQL servers
 
 test: fmt-check vet lint postgres ## gofmt check, go vet, staticcheck, then every test with -race
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.4 GB)
+	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing pgcopydb (Debian's package) to compare against…"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
+	fi
+	$(GO) run ./cmd/stagebench -scale $(SCALE) -runs $(RUNS) -stagebot $(BIN)/stagebot
 
 # The tests and the demo start their own PostgreSQL servers from the system's
 # binaries: install Debian's postgresql package when they are missing.

@@ -192,8 +192,9 @@ func has(list []string, s string) bool {
 }
 
 type progressLog struct {
-	mu sync.Mutex
-	ps []runner.Progress
+	mu    sync.Mutex
+	ps    []runner.Progress
+	steps []int // the step each report came from
 }
 
 func (p *progressLog) StepStarted(int, store.StepResult)  {}
@@ -201,6 +202,7 @@ func (p *progressLog) StepFinished(int, store.StepResult) {}
 func (p *progressLog) StepProgress(i int, pr runner.Progress) {
 	p.mu.Lock()
 	p.ps = append(p.ps, pr)
+	p.steps = append(p.steps, i)
 	p.mu.Unlock()
 }
 

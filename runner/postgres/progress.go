@@ -125,9 +125,25 @@ func (p *progressPoller) poll(ctx context.Context, final bool) {
 	}
 }
 
-// final reports the finished state once.
-func (p *progressPoller) final(ctx context.Context) {
-	p.poll(ctx, true)
+// around polls while fn runs, with production's totals when live, and
+// reports the finished state once fn succeeds.
+func (p *progressPoller) around(ctx context.Context, live bool, fn func() error) error {
+	if live {
+		if err := p.totalsFromProduction(ctx); err != nil {
+			fmt.Fprintf(p.env.Log, "no progress totals: %v\n", err)
+		}
+	}
+	stop := p.start(ctx)
+	err := fn()
+	stop()
+	if err == nil {
+		p.poll(ctx, true)
+	}
+	return err
+}
+
+// logSize logs the shadow's size once it is complete.
+func (p *progressPoller) logSize(ctx context.Context) {
 	c, err := connect(ctx, p.t.StagingDSN, p.db, false)
 	if err != nil {
 		return

@@ -131,8 +131,6 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 
 type tools struct{ dump, restore, psql string }
 
-func (tl tools) vacuumdb() string { return filepath.Join(filepath.Dir(tl.dump), "vacuumdb") }
-
 func (t *Target) tools() (tools, error) {
 	dir := t.BinDir
 	if dir == "" {
@@ -166,30 +164,22 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 		return err
 	}
 	prog := newProgressPoller(t, next, env)
-	if r.live() {
-		if err := prog.totalsFromProduction(ctx); err != nil {
-			fmt.Fprintf(env.Log, "no progress totals: %v\n", err)
-		}
-		stop := prog.start(ctx)
-		if r.Method == MethodDump {
-			err = r.dumpRestore(ctx, env, tl, next)
-		} else {
-			err = r.stream(ctx, env, tl, next)
-		}
-		stop()
-	} else {
+	switch {
+	case r.live() && r.Method != MethodDump:
+		// The streamer reports its own progress.
+		err = r.stream(ctx, env, tl, next, prog)
+	case r.live():
+		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
+	default:
 		var f string
-		f, err = r.resolveFile()
-		if err == nil {
-			stop := prog.start(ctx)
-			err = r.restoreFile(ctx, env, tl, f, next, prog)
-			stop()
+		if f, err = r.resolveFile(); err == nil {
+			err = prog.around(ctx, false, func() error { return r.restoreFile(ctx, env, tl, f, next, prog) })
 		}
 	}
 	if err != nil {
 		return err
 	}
-	prog.final(ctx)
+	prog.logSize(ctx)
 	return nil
 }
 

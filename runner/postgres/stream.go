@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,6 +31,9 @@ const (
 	MethodDump = "dump"
 )
 
+// progressEvery is how often the streaming method reports progress.
+var progressEvery = time.Second
+
 // splitSize is the size above which a table is copied in several ranges.
 var splitSize int64 = 256 << 20
 
@@ -46,17 +51,24 @@ type streamTable struct {
 	size    int64
 	pages   int64
 	columns string // quoted, comma-separated; generated columns left out
+	tuples  int64  // production's estimate; < 0 when never analyzed
+
+	streamed atomic.Int64 // rows sent so far
+	copied   atomic.Bool  // every task done
 
 	mu      sync.Mutex
 	pending int // copy tasks not yet done
 	rows    int64
 	entries []postEntry // its indexes and constraints
+	unbuilt int         // entries not yet built
 }
 
 // postEntry is one object of pg_dump's post-data section.
 type postEntry struct {
 	name, kind, schema string
 	sql                string
+	table              *streamTable // the table an index or constraint is on
+	size               int64        // the index's size on production
 }
 
 var entryHeader = regexp.MustCompile(`(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?);.*\n--\n`)
@@ -99,6 +111,7 @@ type streamer struct {
 	next     string
 	binary   bool
 	preamble string
+	start    time.Time
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -108,6 +121,14 @@ type streamer struct {
 	err     error
 	tables  int
 	built   int
+
+	// Progress: what is done, against production's sizes.
+	totalData, totalIndex int64
+	totalRows             int64
+	all                   []*streamTable
+	indexes               int // entries built per table
+	tablesDone            atomic.Int64
+	indexDone             atomic.Int64
 }
 
 func majorVersion(c *pgx.Conn) int {
@@ -117,7 +138,7 @@ func majorVersion(c *pgx.Conn) int {
 }
 
 // stream copies live production into the shadow database next.
-func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next string) error {
+func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next string, prog *progressPoller) error {
 	t := r.Target
 	start := time.Now()
 	snapConn, err := t.production(ctx)
@@ -138,7 +159,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	}
 	if largeObjects > 0 {
 		fmt.Fprintf(env.Log, "production has %d large objects, which COPY does not carry: using pg_dump/pg_restore instead\n", largeObjects)
-		return r.dumpRestore(ctx, env, tl, next)
+		return prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
 	}
 	shadow, err := connect(ctx, t.StagingDSN, next, false)
 	if err != nil {
@@ -168,7 +189,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	}
 
 	// Schema before data, piped straight into the shadow.
-	fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s\n", next)
+	fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s (snapshot taken after %s)\n", next, time.Since(start).Round(time.Millisecond))
 	if err := pipeSchema(ctx, env, tl, penv, senv, dumpArgs("pre-data"), sconn); err != nil {
 		return err
 	}
@@ -186,7 +207,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err != nil {
 		return err
 	}
-	owners, err := entryTables(ctx, snapConn)
+	owners, sizes, err := entryTables(ctx, snapConn)
 	if err != nil {
 		return err
 	}
@@ -198,7 +219,10 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	for _, e := range entries {
 		if e.kind == "INDEX" || e.kind == "CONSTRAINT" {
 			if tb := byOID[owners[e.schema+"."+e.name]]; tb != nil {
+				e.table = tb
+				e.size = sizes[e.schema+"."+e.name]
 				tb.entries = append(tb.entries, e)
+				tb.unbuilt++
 				continue
 			}
 		}
@@ -209,11 +233,16 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return err
 	}
 
-	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble}
+	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start}
 	s.cond = sync.NewCond(&s.mu)
-	var totalBytes int64
+	s.all = tables
 	for _, tb := range tables {
-		totalBytes += tb.size
+		s.indexes += len(tb.entries)
+		s.totalData += tb.size
+		s.totalRows += max(tb.tuples, 0)
+		for _, e := range tb.entries {
+			s.totalIndex += e.size
+		}
 		parts := int64(1)
 		if tb.size > splitSize {
 			parts = min(int64(t.jobs())*2, (tb.size+splitSize-1)/splitSize)
@@ -234,9 +263,10 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		tb.pending = int(parts)
 	}
 	s.tables = len(tables)
-	fmt.Fprintf(env.Log, "data: %d tables (%s), %d COPY streams, %d indexes and constraints built as tables finish, %d workers, %s format\n",
-		len(tables), runner.Bytes(totalBytes), len(s.copies), len(entries)-len(rest), t.jobs(), map[bool]string{true: "binary", false: "text"}[binary])
+	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams, %d indexes and constraints built as tables finish, %d workers, %s format\n",
+		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), len(entries)-len(rest), t.jobs(), map[bool]string{true: "binary", false: "text"}[binary])
 
+	stopProgress := s.reportEvery(ctx, progressEvery)
 	var wg sync.WaitGroup
 	for range t.jobs() {
 		wg.Add(1)
@@ -246,9 +276,11 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		}()
 	}
 	wg.Wait()
+	stopProgress()
 	if s.err != nil {
 		return s.err
 	}
+	s.report(true)
 	fmt.Fprintf(env.Log, "data and %d indexes in after %s\n", s.built, time.Since(start).Round(time.Millisecond))
 
 	// The rest in dump order: foreign keys, triggers, views' data…
@@ -267,11 +299,24 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 			return fmt.Errorf("sequence %s: %w", sq.name, err)
 		}
 	}
-	fmt.Fprintf(env.Log, "%d other objects and %d sequences after %s; analyzing\n", len(rest), len(seqs), time.Since(start).Round(time.Millisecond))
-	analyze := tool(ctx, env, senv, tl.vacuumdb(), "--analyze-only", "--quiet", "-j", strconv.Itoa(t.jobs()), "-d", sconn)
-	if err := analyze.Run(); err != nil {
-		return fmt.Errorf("vacuumdb --analyze-only: %w", cmdErr(ctx, err))
+	// Tables were analyzed as they finished; materialized views and
+	// partitioned tables have their data only now.
+	rows, err := c.Query(ctx, `select format('%I.%I', n.nspname, c.relname) from pg_class c
+		join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('m', 'p')
+		and n.nspname not in ('pg_catalog', 'information_schema')`)
+	if err != nil {
+		return fmt.Errorf("shadow: %w", err)
 	}
+	others, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("shadow: %w", err)
+	}
+	for _, name := range others {
+		if _, err := c.Exec(ctx, "ANALYZE "+name); err != nil {
+			return fmt.Errorf("analyze %s: %w", name, err)
+		}
+	}
+	fmt.Fprintf(env.Log, "%d other objects, %d sequences and %d views and partitioned tables analyzed after %s\n", len(rest), len(seqs), len(others), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -305,7 +350,7 @@ func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args
 // first.
 func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 	rows, err := c.Query(ctx, `
-		select c.oid, format('%I.%I', n.nspname, c.relname), pg_relation_size(c.oid)::bigint, c.relpages::bigint,
+		select c.oid, format('%I.%I', n.nspname, c.relname), pg_relation_size(c.oid)::bigint, c.relpages::bigint, c.reltuples::bigint,
 		       coalesce((select string_agg(quote_ident(a.attname), ', ' order by a.attnum) from pg_attribute a
 		                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''), '')
 		from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -320,7 +365,7 @@ func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 	var out []*streamTable
 	for rows.Next() {
 		tb := &streamTable{}
-		if err := rows.Scan(&tb.oid, &tb.name, &tb.size, &tb.pages, &tb.columns); err != nil {
+		if err := rows.Scan(&tb.oid, &tb.name, &tb.size, &tb.pages, &tb.tuples, &tb.columns); err != nil {
 			return nil, err
 		}
 		out = append(out, tb)
@@ -329,28 +374,32 @@ func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 }
 
 // entryTables maps pg_dump's names of indexes ("schema.index") and
-// constraints ("schema.table constraint") to their table's OID.
-func entryTables(ctx context.Context, c *pgx.Conn) (map[string]uint32, error) {
+// constraints ("schema.table constraint") to their table's OID and to the
+// size of the index they build (0 for constraints without one).
+func entryTables(ctx context.Context, c *pgx.Conn) (map[string]uint32, map[string]int64, error) {
 	rows, err := c.Query(ctx, `
-		select n.nspname || '.' || ci.relname, i.indrelid from pg_index i
+		select n.nspname || '.' || ci.relname, i.indrelid, pg_relation_size(i.indexrelid) from pg_index i
 		  join pg_class ci on ci.oid = i.indexrelid join pg_namespace n on n.oid = ci.relnamespace
 		union all
-		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid from pg_constraint con
+		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid,
+		       case when con.conindid <> 0 then pg_relation_size(con.conindid) else 0 end
+		from pg_constraint con
 		  join pg_class t on t.oid = con.conrelid join pg_namespace n on n.oid = t.relnamespace`)
 	if err != nil {
-		return nil, fmt.Errorf("production: list indexes: %w", err)
+		return nil, nil, fmt.Errorf("production: list indexes: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]uint32{}
+	owners, sizes := map[string]uint32{}, map[string]int64{}
 	for rows.Next() {
 		var k string
 		var oid uint32
-		if err := rows.Scan(&k, &oid); err != nil {
-			return nil, err
+		var size int64
+		if err := rows.Scan(&k, &oid, &size); err != nil {
+			return nil, nil, err
 		}
-		out[k] = oid
+		owners[k], sizes[k] = oid, size
 	}
-	return out, rows.Err()
+	return owners, sizes, rows.Err()
 }
 
 type seqValue struct {
@@ -381,6 +430,11 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// analyzeEntry is the work item that gathers a table's statistics.
+func analyzeEntry(tb *streamTable) postEntry {
+	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name}
 }
 
 // shadowConn opens a session on the shadow set up for bulk work.
@@ -470,8 +524,17 @@ func (s *streamer) work(ctx context.Context) {
 				s.fail(fmt.Errorf("%s %s: %w", strings.ToLower(build.kind), build.name, err))
 				return
 			}
+			if build.kind == "ANALYZE" {
+				continue
+			}
+			s.indexDone.Add(build.size)
 			s.mu.Lock()
 			s.built++
+			if tb := build.table; tb != nil {
+				if tb.unbuilt--; tb.unbuilt == 0 {
+					s.builds = append(s.builds, analyzeEntry(tb))
+				}
+			}
 			s.mu.Unlock()
 			fmt.Fprintf(s.env.Log, "built %s %s in %s\n", strings.ToLower(build.kind), build.name, time.Since(t0).Round(time.Millisecond))
 			continue
@@ -493,18 +556,31 @@ func (s *streamer) work(ctx context.Context) {
 		tb.rows += n
 		done, rows := tb.pending == 0, tb.rows
 		tb.mu.Unlock()
+		if done {
+			tb.copied.Store(true)
+			s.tablesDone.Add(1)
+		}
 		s.mu.Lock()
 		s.pending--
 		if done {
+			// Its indexes now; statistics once they are built (an
+			// expression index has statistics of its own).
 			s.builds = append(s.builds, tb.entries...)
+			if len(tb.entries) == 0 {
+				s.builds = append(s.builds, analyzeEntry(tb))
+			}
 		}
 		s.mu.Unlock()
 		s.cond.Broadcast()
 		if done {
-			fmt.Fprintf(s.env.Log, "copied %s: %d rows\n", tb.name, rows)
+			fmt.Fprintf(s.env.Log, "copied %s: %d rows after %s\n", tb.name, rows, time.Since(s.start).Round(time.Millisecond))
 		}
 	}
 }
+
+// copyBuffer is how much of a COPY stream is batched into one message to
+// the shadow.
+const copyBuffer = 256 << 10
 
 // copy streams one task from production to the shadow and returns the
 // rows copied.
@@ -542,8 +618,17 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	dst += ")"
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
+	// Rows are counted as they go by; the count COPY returns replaces them.
+	var sent atomic.Int64
+	defer func() { tb.streamed.Add(-sent.Load()) }()
 	go func() {
-		_, err := prod.PgConn().CopyTo(ctx, pw, src)
+		// Production sends a message per row; batch them so the shadow
+		// gets large CopyData messages rather than a write per row.
+		bw := bufio.NewWriterSize(pw, copyBuffer)
+		_, err := prod.PgConn().CopyTo(ctx, rowCounter{bw, &sent, &tb.streamed}, src)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		errc <- err
 	}()
@@ -563,5 +648,74 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 			return 0, err
 		}
 	}
+	tb.streamed.Add(tag.RowsAffected())
 	return tag.RowsAffected(), nil
+}
+
+// rowCounter counts what production sends: a COPY message per row (and
+// one for the binary format's trailer).
+type rowCounter struct {
+	w           *bufio.Writer
+	task, table *atomic.Int64
+}
+
+func (c rowCounter) Write(p []byte) (int, error) {
+	c.task.Add(1)
+	c.table.Add(1)
+	return c.w.Write(p)
+}
+
+// reportEvery reports progress at the given interval until stopped.
+func (s *streamer) reportEvery(ctx context.Context, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				s.report(false)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// report sends one progress line: bytes of data copied and of indexes
+// built against production's sizes, rows, tables, indexes and an ETA from
+// the pace so far.
+func (s *streamer) report(final bool) {
+	if s.env.Progress == nil {
+		return
+	}
+	s.mu.Lock()
+	built := s.built
+	s.mu.Unlock()
+	var data, rows int64
+	for _, tb := range s.all {
+		n := tb.streamed.Load()
+		rows += n
+		switch {
+		case tb.copied.Load():
+			data += tb.size
+		case tb.tuples > 0:
+			data += min(tb.size, int64(float64(tb.size)*float64(n)/float64(tb.tuples)))
+		}
+	}
+	p := runner.Progress{Done: data + s.indexDone.Load(), Total: s.totalData + s.totalIndex, Unit: "bytes"}
+	rowsText := fmt.Sprintf("%d of ~%d rows", rows, s.totalRows)
+	if final {
+		rowsText = fmt.Sprintf("%d rows", rows)
+		p.Done = p.Total
+	}
+	p.Items = fmt.Sprintf("%s, %d/%d tables, %d/%d indexes", rowsText, s.tablesDone.Load(), len(s.all), built, s.indexes)
+	if !final && p.Done > 0 && p.Done < p.Total {
+		elapsed := time.Since(s.start)
+		p.ETA = time.Duration(float64(elapsed) * float64(p.Total-p.Done) / float64(p.Done))
+	}
+	s.env.Progress(p)
 }

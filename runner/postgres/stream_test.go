@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
@@ -46,15 +48,16 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	if d := diffPrints(prod, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
 		t.Fatalf("streamed staging differs from production:\n%s\n%s", d, log)
 	}
-	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzing"} {
+	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzed after"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
 	var tables, streams int
-	if i := strings.Index(log, "data: "); i < 0 {
+	if i := strings.Index(log, "data after "); i < 0 {
 		t.Errorf("log does not describe the copy:\n%s", log)
-	} else if _, err := fmt.Sscanf(log[i:], "data: %d tables", &tables); err != nil {
+	} else if i += strings.Index(log[i:], ": "); false {
+	} else if _, err := fmt.Sscanf(log[i:], ": %d tables", &tables); err != nil {
 		t.Errorf("log: %v", err)
 	} else if j := strings.Index(log[i:], "), "); j < 0 {
 		t.Errorf("log does not count the streams:\n%s", log)
@@ -98,4 +101,44 @@ func sqlValue(t *testing.T, dsn, query string) string {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return fmt.Sprint(v)
+}
+
+// Progress of the streaming method follows the copy: bytes of data and
+// indexes against production's sizes never go backwards, and the last
+// report counts every row, table and index.
+func TestRefresh_StreamProgress(t *testing.T) {
+	defer postgres.SetProgressEvery(2 * time.Millisecond)()
+	f := newFixture(t)
+	prodDSN := f.prod.DSN(f.prodDB)
+	sqlExec(t, prodDSN, `insert into audit select now(), 'row ' || g from generate_series(1, 50000) g`, `analyze`)
+	rep := &progressLog{}
+	log, err := run(t, refreshSteps(f.target), rep)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	rep.mu.Lock()
+	defer rep.mu.Unlock()
+	var refresh []runner.Progress // the swap step reports too
+	for i, p := range rep.ps {
+		if rep.steps[i] == 0 {
+			refresh = append(refresh, p)
+		}
+	}
+	if len(refresh) == 0 {
+		t.Fatalf("no progress reported\n%s", log)
+	}
+	var last int64
+	for _, p := range refresh {
+		if p.Unit != "bytes" || p.Total <= 0 || p.Done > p.Total || p.Done < last {
+			t.Fatalf("progress %+v after %d bytes: want bytes, growing, within the total", p, last)
+		}
+		last = p.Done
+	}
+	final := refresh[len(refresh)-1]
+	rows := sqlValue(t, prodDSN, `select (select count(*) from users) + (select count(*) from orders) + (select count(*) from audit)`)
+	indexes := sqlValue(t, prodDSN, `select count(*) from pg_indexes where schemaname = 'public'`)
+	want := fmt.Sprintf("%s rows, 3/3 tables, %s/%s indexes", rows, indexes, indexes)
+	if final.Done != final.Total || final.Items != want {
+		t.Errorf("last progress = %q (%d of %d bytes), want %q at 100%%", final.Items, final.Done, final.Total, want)
+	}
 }

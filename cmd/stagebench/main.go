@@ -1,0 +1,644 @@
+// Command stagebench times stagebot's refresh against the other ways teams
+// copy a production database into staging, on the same two PostgreSQL
+// servers, and checks that every way produced the same data.
+//
+//	make bench            # pgbench scale 10 plus an orders table (about 300 MB)
+//	make bench SCALE=50   # about 1.4 GB
+//
+// It starts two throwaway servers (production and staging), generates
+// production with pgbench and an orders table with four secondary indexes,
+// then replaces staging's copy with each method in turn. stagebot runs as a
+// real process (bin/stagebot run, console chat), so its wall time is what a
+// user waits for from `!stage resync … now` to the report, and its peak
+// memory is the bot process's high-water mark (VmHWM).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner/pgtest"
+)
+
+func main() {
+	scale := flag.Int("scale", 10, "pgbench scale of the generated production database (50 is about 1.4 GB)")
+	jobs := flag.Int("jobs", 2, "parallel jobs for stagebot and for pg_dump/pg_restore -j")
+	bin := flag.String("stagebot", "bin/stagebot", "the stagebot binary to time")
+	runs := flag.Int("runs", 1, "times to run each method (the table shows the median wall time)")
+	only := flag.String("methods", "", "comma-separated methods to run (default: all): "+strings.Join(methodNames(), ","))
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := bench(ctx, *scale, *jobs, *runs, *bin, *only); err != nil {
+		fmt.Fprintln(os.Stderr, "stagebench:", err)
+		os.Exit(1)
+	}
+}
+
+// A method replaces staging's database with production's.
+type method struct {
+	key, name string
+	run       func(b *env, ctx context.Context) (result, error)
+}
+
+type result struct {
+	wall        time.Duration
+	unavailable time.Duration
+	peakRSS     int64 // bytes; 0 when not measured
+}
+
+var methods = []method{
+	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream") }},
+	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump") }},
+	{"psql", "pg_dump | psql", (*env).dumpPsql},
+	{"dir", "pg_dump -Fd -j + pg_restore -j", (*env).dumpDir},
+	{"xz", "pg_dump | xz + xzcat | psql", (*env).dumpXz},
+	{"pgcopydb", "pgcopydb clone", (*env).pgcopydb},
+}
+
+func methodNamed(name string) method {
+	for _, m := range methods {
+		if m.name == name {
+			return m
+		}
+	}
+	panic("no method " + name)
+}
+
+func methodNames() []string {
+	var out []string
+	for _, m := range methods {
+		out = append(out, m.key)
+	}
+	return out
+}
+
+// env is one bench run: the servers, the tools and a scratch directory.
+type env struct {
+	prod, stg *pgtest.Server
+	binDir    string
+	stagebot  string
+	jobs      int
+	dir       string
+	log       io.Writer
+}
+
+const db = "bench"
+
+// verbose shows stagebot's chat and run log (STAGEBENCH_VERBOSE=1).
+var verbose = os.Getenv("STAGEBENCH_VERBOSE") != ""
+
+// serverSettings make the throwaway servers behave like real ones: durable
+// writes, WAL for a replica, room for checkpoints.
+var serverSettings = map[string]string{
+	"fsync":                            "on",
+	"synchronous_commit":               "on",
+	"full_page_writes":                 "on",
+	"wal_level":                        "replica",
+	"max_wal_senders":                  "10",
+	"shared_buffers":                   "512MB",
+	"max_wal_size":                     "4GB",
+	"checkpoint_timeout":               "15min",
+	"max_parallel_maintenance_workers": "2",
+}
+
+func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
+	stagebot, err := filepath.Abs(bin)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(stagebot); err != nil {
+		return fmt.Errorf("%s is missing: run make build first (make bench does)", bin)
+	}
+	binDir, err := pgtest.BinDir()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "stagebench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	b := &env{binDir: binDir, stagebot: stagebot, jobs: jobs, dir: dir, log: os.Stderr}
+	fmt.Fprintf(b.log, "starting production and staging servers…\n")
+	if b.prod, err = pgtest.Start(ctx, pgtest.Options{Settings: serverSettings}); err != nil {
+		return err
+	}
+	defer b.prod.Stop()
+	if b.stg, err = pgtest.Start(ctx, pgtest.Options{Settings: serverSettings}); err != nil {
+		return err
+	}
+	defer b.stg.Stop()
+
+	t0 := time.Now()
+	fmt.Fprintf(b.log, "generating production: pgbench scale %d plus orders…\n", scale)
+	if err := b.generate(ctx, scale); err != nil {
+		return fmt.Errorf("generate production: %w", err)
+	}
+	var size int64
+	if err := query(ctx, b.prod.DSN(db), "select pg_database_size(current_database())", &size); err != nil {
+		return err
+	}
+	want, err := fingerprint(ctx, b.prod.DSN(db))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.log, "production: %s in %s\n", mib(size), time.Since(t0).Round(time.Second))
+	// Staging has a database to replace, as it would in real life.
+	if err := sqlExec(ctx, b.stg.DSN("postgres"), "create database "+db); err != nil {
+		return err
+	}
+
+	selected := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			selected[n] = true
+		}
+	}
+	type row struct {
+		name  string
+		runs  []result
+		res   result // the median run's; memory: the worst run's
+		err   error
+		same  string
+	}
+	var rows []*row
+	for _, m := range methods {
+		if len(selected) > 0 && !selected[m.key] {
+			continue
+		}
+		if m.key == "pgcopydb" {
+			if _, err := exec.LookPath("pgcopydb"); err != nil {
+				fmt.Fprintf(b.log, "%s: not installed (Debian package pgcopydb), skipped\n", m.name)
+				continue
+			}
+		}
+		rows = append(rows, &row{name: m.name, same: "identical"})
+	}
+	// Rounds go through every method in turn, so slow drift (caches,
+	// checkpoints) spreads over all of them.
+	for round := 1; round <= runs; round++ {
+		for _, r := range rows {
+			if r.err != nil {
+				continue
+			}
+			m := methodNamed(r.name)
+			if err := b.settle(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(b.log, "%s (run %d of %d)…\n", m.name, round, runs)
+			res, err := m.run(b, ctx)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				r.err = err
+				fmt.Fprintf(b.log, "%s: %v\n", m.name, err)
+				continue
+			}
+			got, ferr := fingerprint(ctx, b.stg.DSN(db))
+			switch {
+			case ferr != nil:
+				r.same = "error: " + ferr.Error()
+			case got.equal(want) != "":
+				r.same = "DIFFERS: " + got.equal(want)
+			}
+			fmt.Fprintf(b.log, "%s: %s, staging unavailable %s, data %s\n", m.name, dur(res.wall), dur(res.unavailable), r.same)
+			r.runs = append(r.runs, res)
+		}
+	}
+	for _, r := range rows {
+		if len(r.runs) > 0 {
+			slices.SortFunc(r.runs, func(a, b result) int { return int(a.wall - b.wall) })
+			r.res = r.runs[len(r.runs)/2]
+			for _, x := range r.runs {
+				r.res.peakRSS = max(r.res.peakRSS, x.peakRSS)
+			}
+		}
+	}
+
+	var base time.Duration
+	for _, r := range rows {
+		if r.name == "stagebot stream" && r.err == nil {
+			base = r.res.wall
+		}
+	}
+	var version string
+	query(ctx, b.prod.DSN(db), "select current_setting('server_version')", &version)
+	fmt.Printf("\nProduction: pgbench scale %d plus orders, %s; PostgreSQL %s; %s.\n", scale, mib(size), version, machine())
+	if runs > 1 {
+		fmt.Printf("Each method ran %d times; the table shows the run with the median wall time, and the highest peak memory of all runs.\n", runs)
+	}
+	fmt.Println()
+	fmt.Println("| method | wall time | vs stagebot stream | staging unavailable | bot peak memory | data |")
+	fmt.Println("|---|---:|---:|---:|---:|---|")
+	failed := false
+	for _, r := range rows {
+		if r.err != nil {
+			failed = true
+			fmt.Printf("| %s | failed: %s | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
+			continue
+		}
+		if r.same != "identical" {
+			failed = true
+		}
+		ratio := "—"
+		if base > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.res.wall.Seconds()/base.Seconds())
+		}
+		mem := "—"
+		if r.res.peakRSS > 0 {
+			mem = mib(r.res.peakRSS)
+		}
+		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), ratio, dur(r.res.unavailable), mem, r.same)
+	}
+	if failed {
+		return errors.New("a method failed or produced different data")
+	}
+	return nil
+}
+
+// generate fills production: pgbench's tables with their keys, plus an
+// orders table with an identity key and four secondary indexes.
+func (b *env) generate(ctx context.Context, scale int) error {
+	if err := sqlExec(ctx, b.prod.DSN("postgres"), "create database "+db); err != nil {
+		return err
+	}
+	if err := b.shell(ctx, fmt.Sprintf("pgbench -i -q -I dtGvpf -s %d %q", scale, b.prod.DSN(db))); err != nil {
+		return err
+	}
+	return sqlExec(ctx, b.prod.DSN(db),
+		`create table orders (
+			id bigint generated always as identity primary key,
+			account_id int not null, branch_id int not null,
+			placed timestamptz not null, status text not null,
+			amount numeric(12,2) not null, note text)`,
+		fmt.Sprintf(`insert into orders (account_id, branch_id, placed, status, amount, note)
+			select 1 + (g::bigint * 7919) %% %d, 1 + g %% %d, timestamptz '2025-01-01' + g * interval '13 seconds',
+			       (array['new','paid','shipped','returned'])[1 + g %% 4], (g %% 100000) / 100.0, md5(g::text)
+			from generate_series(1, %d) g`, scale*100000, scale, scale*70000),
+		`create index orders_account_idx on orders (account_id)`,
+		`create index orders_placed_idx on orders (placed)`,
+		`create index orders_status_idx on orders (status, placed)`,
+		`create index orders_branch_idx on orders (branch_id, amount)`,
+		`vacuum analyze`,
+		`checkpoint`)
+}
+
+// runStagebot runs bin/stagebot with a console chat, asks it for a refresh now
+// and waits for the report.
+func (b *env) runStagebot(ctx context.Context, method string) (result, error) {
+	// A new store each time: every run is run 1.
+	work, err := os.MkdirTemp(b.dir, "stagebot-"+method+"-")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(work)
+	cfg := fmt.Sprintf(`timezone: UTC
+store:
+  path: %s
+access:
+  control_channels: [infra]
+  everyone: [stage]
+targets:
+  bench:
+    database:
+      production: %s
+      staging: %s
+      adopt: true
+      keep_previous: false
+      jobs: %d
+      work_dir: %s
+    pipelines:
+      default:
+        steps:
+          - name: copy production
+            pg_refresh:
+              method: %s
+`, filepath.Join(work, "stagebot.db"), b.prod.DSN(db), b.stg.DSN(db), b.jobs, work, method)
+	cfgPath := filepath.Join(work, "stagebot.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return result{}, err
+	}
+	cmd := exec.CommandContext(ctx, b.stagebot, "run", "-c", cfgPath, "--as", "bench")
+	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return result{}, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return result{}, err
+	}
+	logFile, err := os.Create(filepath.Join(work, "stagebot.log"))
+	if err != nil {
+		return result{}, err
+	}
+	defer logFile.Close()
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(logFile, sc.Text())
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	start := time.Now()
+	if _, err := io.WriteString(stdin, "!stage resync bench now\n"); err != nil {
+		return result{}, err
+	}
+	var res result
+	var report []string
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		case l, ok := <-lines:
+			if !ok {
+				return result{}, fmt.Errorf("stagebot exited before the run ended; see %s", logFile.Name())
+			}
+			report = append(report, l)
+			if verbose {
+				fmt.Fprintln(b.log, "  "+l)
+			}
+			if i := strings.Index(l, "unavailable for "); i >= 0 {
+				if d, err := time.ParseDuration(strings.TrimRight(strings.Fields(l[i+len("unavailable for "):])[0], ",;)")); err == nil {
+					res.unavailable = d
+				}
+			}
+			switch {
+			case strings.Contains(l, "Run 1 of bench/default: succeeded after"):
+				res.wall = time.Since(start)
+			case res.wall > 0 && strings.Contains(l, "✓ swap it into place"):
+				done = true // the report's last step
+			case strings.Contains(l, "Run 1 of bench/default failed"), strings.Contains(l, "Run 1 of bench/default: failed"):
+				return result{}, fmt.Errorf("stagebot's run failed:\n%s", strings.Join(report, "\n"))
+			}
+		}
+	}
+	res.peakRSS = vmHWM(cmd.Process.Pid)
+	if verbose {
+		io.WriteString(stdin, "!stage log 1\n")
+		for quiet := time.After(2 * time.Second); ; {
+			select {
+			case l := <-lines:
+				fmt.Fprintln(b.log, "  "+l)
+				continue
+			case <-quiet:
+			}
+			break
+		}
+	}
+	io.WriteString(stdin, "/quit\n")
+	stdin.Close()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case <-waited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+	}
+	return res, nil
+}
+
+// settle starts every method from the same state: dirty buffers and pages
+// of the previous one written out, so its writes are not charged to the
+// next.
+func (b *env) settle(ctx context.Context) error {
+	for _, dsn := range []string{b.prod.DSN("postgres"), b.stg.DSN("postgres")} {
+		if err := sqlExec(ctx, dsn, "checkpoint"); err != nil {
+			return err
+		}
+	}
+	syscall.Sync()
+	return nil
+}
+
+// replace drops staging's database, creates an empty one and runs restore
+// into it: staging is unavailable from the drop until restore ends.
+func (b *env) replace(ctx context.Context, restore string) (time.Duration, error) {
+	t0 := time.Now()
+	if err := sqlExec(ctx, b.stg.DSN("postgres"),
+		"drop database if exists "+db+" with (force)",
+		"drop database if exists "+db+"__stagebot_prev with (force)",
+		"create database "+db); err != nil {
+		return 0, err
+	}
+	if err := b.shell(ctx, restore); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+func (b *env) dumpPsql(ctx context.Context) (result, error) {
+	d, err := b.replace(ctx, fmt.Sprintf("pg_dump %q | psql -X -q -v ON_ERROR_STOP=1 -d %q", b.prod.DSN(db), b.stg.DSN(db)))
+	return result{wall: d, unavailable: d}, err
+}
+
+func (b *env) dumpDir(ctx context.Context) (result, error) {
+	out := filepath.Join(b.dir, "dump.d")
+	defer os.RemoveAll(out)
+	t0 := time.Now()
+	if err := b.shell(ctx, fmt.Sprintf("pg_dump -Fd -j %d -f %q %q", b.jobs, out, b.prod.DSN(db))); err != nil {
+		return result{}, err
+	}
+	d, err := b.replace(ctx, fmt.Sprintf("pg_restore -j %d --exit-on-error -d %q %q", b.jobs, b.stg.DSN(db), out))
+	return result{wall: time.Since(t0), unavailable: d}, err
+}
+
+func (b *env) dumpXz(ctx context.Context) (result, error) {
+	out := filepath.Join(b.dir, "dump.sql.xz")
+	defer os.Remove(out)
+	t0 := time.Now()
+	if err := b.shell(ctx, fmt.Sprintf("pg_dump %q | xz > %q", b.prod.DSN(db), out)); err != nil {
+		return result{}, err
+	}
+	d, err := b.replace(ctx, fmt.Sprintf("xzcat %q | psql -X -q -v ON_ERROR_STOP=1 -d %q", out, b.stg.DSN(db)))
+	return result{wall: time.Since(t0), unavailable: d}, err
+}
+
+// pgcopydb runs with its own defaults for table and index jobs.
+func (b *env) pgcopydb(ctx context.Context) (result, error) {
+	work := filepath.Join(b.dir, "pgcopydb")
+	defer os.RemoveAll(work)
+	d, err := b.replace(ctx, fmt.Sprintf("pgcopydb clone --source %q --target %q --dir %q", b.prod.DSN(db), b.stg.DSN(db), work))
+	return result{wall: d, unavailable: d}, err
+}
+
+// shell runs a bash pipeline with the servers' PostgreSQL tools first on
+// PATH; any failing part fails it.
+func (b *env) shell(ctx context.Context, script string) error {
+	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", script)
+	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w\n%s", script, err, lastLines(stderr.String(), 10))
+	}
+	return nil
+}
+
+// fp is a database's fingerprint: per table its row count and an
+// order-independent sum of row hashes, plus its indexes, constraints and
+// sequence positions.
+type fp map[string]string
+
+func (a fp) equal(b fp) string {
+	var diff []string
+	for k, v := range b {
+		if a[k] != v {
+			diff = append(diff, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			diff = append(diff, k)
+		}
+	}
+	return strings.Join(diff, ", ")
+}
+
+func fingerprint(ctx context.Context, dsn string) (fp, error) {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, `select format('%I.%I', schemaname, tablename) from pg_tables
+		where schemaname not in ('pg_catalog', 'information_schema') order by 1`)
+	if err != nil {
+		return nil, err
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	out := fp{}
+	for _, t := range tables {
+		var n int64
+		var sum string
+		if err := c.QueryRow(ctx, "select count(*), coalesce(sum(hashtext(t::text)::bigint), 0)::text from only "+t+" t").Scan(&n, &sum); err != nil {
+			return nil, err
+		}
+		out["table "+t] = fmt.Sprintf("%d rows, %s", n, sum)
+	}
+	for k, q := range map[string]string{
+		"indexes":     `select coalesce(string_agg(indexdef, '; ' order by indexdef), '') from pg_indexes where schemaname = 'public'`,
+		"constraints": `select coalesce(string_agg(conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid), '; ' order by conrelid::regclass::text, conname), '') from pg_constraint where connamespace = 'public'::regnamespace`,
+		"sequences":   `select coalesce(string_agg(sequencename || '=' || coalesce(last_value::text, 'unset'), '; ' order by sequencename), '') from pg_sequences where schemaname = 'public'`,
+	} {
+		var v string
+		if err := c.QueryRow(ctx, q).Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func sqlExec(ctx context.Context, dsn string, sql ...string) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	for _, s := range sql {
+		if _, err := c.Exec(ctx, s); err != nil {
+			return fmt.Errorf("%s: %w", strings.Fields(s)[0], err)
+		}
+	}
+	return nil
+}
+
+func query(ctx context.Context, dsn, q string, dst any) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(ctx)
+	return c.QueryRow(ctx, q).Scan(dst)
+}
+
+// vmHWM is a process's peak resident memory in bytes.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func machine() string {
+	cpu := runtime.GOARCH
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	mem := ""
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(string(data)); len(f) > 1 {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			mem = fmt.Sprintf(", %.0f GB RAM", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%d cores (%s)%s", runtime.NumCPU(), cpu, mem)
+}
+
+func mib(n int64) string {
+	if n >= 1<<30 {
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+}
+
+func dur(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(100 * time.Millisecond).String()
+}
+
+// cell escapes a Markdown table cell.
+func cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
