@@ -173,11 +173,11 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 		}
 	}
 	type row struct {
-		name  string
-		runs  []result
-		res   result // the median run's; memory: the worst run's
-		err   error
-		same  string
+		name string
+		runs []result
+		res  result // the median run's; memory: the worst run's
+		err  error
+		same string
 	}
 	var rows []*row
 	for _, m := range methods {
