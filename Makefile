@@ -6,7 +6,7 @@ STATICCHECK := $(BIN)/staticcheck
 STATICCHECK_VERSION := v0.8.2
 
 SCALE       ?= 10
-RUNS        ?= 1
+RUNS        ?= 3
 
 .PHONY: help build demo test bench fmt-check vet lint fuzz clean postgres
 

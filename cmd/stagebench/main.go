@@ -45,7 +45,8 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := bench(ctx, *scale, *jobs, *runs, *bin, *only); err != nil {
+	o := options{scale: *scale, jobs: *jobs, runs: *runs, stagebot: *bin, methods: *only, out: os.Stdout, log: os.Stderr}
+	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(1)
 	}
@@ -55,6 +56,7 @@ func main() {
 type method struct {
 	key, name string
 	run       func(b *env, ctx context.Context) (result, error)
+	once      bool // minutes long and never close: one run is enough
 }
 
 type result struct {
@@ -64,12 +66,12 @@ type result struct {
 }
 
 var methods = []method{
-	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream") }},
-	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump") }},
-	{"psql", "pg_dump | psql", (*env).dumpPsql},
-	{"dir", "pg_dump -Fd -j + pg_restore -j", (*env).dumpDir},
-	{"xz", "pg_dump | xz + xzcat | psql", (*env).dumpXz},
-	{"pgcopydb", "pgcopydb clone", (*env).pgcopydb},
+	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream") }, false},
+	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump") }, false},
+	{"psql", "pg_dump | psql", (*env).dumpPsql, false},
+	{"dir", "pg_dump -Fd -j + pg_restore -j", (*env).dumpDir, false},
+	{"xz", "pg_dump | xz + xzcat | psql", (*env).dumpXz, true},
+	{"pgcopydb", "pgcopydb clone", (*env).pgcopydb, false},
 }
 
 func methodNamed(name string) method {
@@ -118,7 +120,16 @@ var serverSettings = map[string]string{
 	"max_parallel_maintenance_workers": "2",
 }
 
-func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
+// options are the command line's.
+type options struct {
+	scale, jobs, runs int
+	stagebot          string // the binary
+	methods           string // comma-separated keys; empty: all
+	out, log          io.Writer
+}
+
+func bench(ctx context.Context, o options) error {
+	scale, jobs, runs, bin, only := o.scale, o.jobs, o.runs, o.stagebot, o.methods
 	stagebot, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -136,7 +147,7 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
-	b := &env{binDir: binDir, stagebot: stagebot, jobs: jobs, dir: dir, log: os.Stderr}
+	b := &env{binDir: binDir, stagebot: stagebot, jobs: jobs, dir: dir, log: o.log}
 	fmt.Fprintf(b.log, "starting production and staging servers…\n")
 	if b.prod, err = pgtest.Start(ctx, pgtest.Options{Settings: serverSettings}); err != nil {
 		return err
@@ -192,6 +203,13 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 		}
 		rows = append(rows, &row{name: m.name, same: "identical"})
 	}
+	// A first copy nobody times: a new server creates and zero-fills its
+	// WAL segments as it goes, later copies recycle them, and whichever
+	// method ran first would pay for that alone.
+	fmt.Fprintf(b.log, "warming up staging (pg_dump | psql, not timed)…\n")
+	if _, err := b.dumpPsql(ctx); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
 	// Rounds go through every method in turn, so slow drift (caches,
 	// checkpoints) spreads over all of them.
 	for round := 1; round <= runs; round++ {
@@ -200,6 +218,9 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 				continue
 			}
 			m := methodNamed(r.name)
+			if m.once && round > 1 {
+				continue
+			}
 			if err := b.settle(ctx); err != nil {
 				return err
 			}
@@ -242,18 +263,18 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 	}
 	var version string
 	query(ctx, b.prod.DSN(db), "select current_setting('server_version')", &version)
-	fmt.Printf("\nProduction: pgbench scale %d plus orders, %s; PostgreSQL %s; %s.\n", scale, mib(size), version, machine())
+	fmt.Fprintf(o.out, "\nProduction: pgbench scale %d plus orders, %s; PostgreSQL %s; %s.\n", scale, mib(size), version, machine())
 	if runs > 1 {
-		fmt.Printf("Each method ran %d times; the table shows the run with the median wall time, and the highest peak memory of all runs.\n", runs)
+		fmt.Fprintf(o.out, "Each method ran %d times (pg_dump | xz once); the table shows the run with the median wall time, and the highest peak memory of all runs.\n", runs)
 	}
-	fmt.Println()
-	fmt.Println("| method | wall time | vs stagebot stream | staging unavailable | bot peak memory | data |")
-	fmt.Println("|---|---:|---:|---:|---:|---|")
+	fmt.Fprintln(o.out)
+	fmt.Fprintln(o.out, "| method | wall time | vs stagebot stream | staging unavailable | bot peak memory | data |")
+	fmt.Fprintln(o.out, "|---|---:|---:|---:|---:|---|")
 	failed := false
 	for _, r := range rows {
 		if r.err != nil {
 			failed = true
-			fmt.Printf("| %s | failed: %s | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
+			fmt.Fprintf(o.out, "| %s | failed: %s | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
 			continue
 		}
 		if r.same != "identical" {
@@ -267,7 +288,7 @@ func bench(ctx context.Context, scale, jobs, runs int, bin, only string) error {
 		if r.res.peakRSS > 0 {
 			mem = mib(r.res.peakRSS)
 		}
-		fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), ratio, dur(r.res.unavailable), mem, r.same)
+		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), ratio, dur(r.res.unavailable), mem, r.same)
 	}
 	if failed {
 		return errors.New("a method failed or produced different data")
@@ -496,6 +517,9 @@ func (b *env) shell(ctx context.Context, script string) error {
 	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if verbose {
+		cmd.Stdout, cmd.Stderr = b.log, io.MultiWriter(&stderr, b.log)
+	}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w\n%s", script, err, lastLines(stderr.String(), 10))
 	}

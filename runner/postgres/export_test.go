@@ -2,12 +2,12 @@ package postgres
 
 import "time"
 
-// SetSplitSize changes the size above which tables are copied in ranges,
-// and returns a function that puts it back.
+// SetSplitSize splits every table over n bytes into ranges, and returns a
+// function that puts things back.
 func SetSplitSize(n int64) (restore func()) {
 	old := splitSize
-	splitSize = n
-	return func() { splitSize = old }
+	splitSize, splitAlways = n, true
+	return func() { splitSize, splitAlways = old, false }
 }
 
 // SetProgressEvery changes how often the streaming method reports progress.

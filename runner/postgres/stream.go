@@ -1,14 +1,15 @@
 package postgres
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,8 +35,24 @@ const (
 // progressEvery is how often the streaming method reports progress.
 var progressEvery = time.Second
 
-// splitSize is the size above which a table is copied in several ranges.
-var splitSize int64 = 256 << 20
+// splitSize is the size above which a table may be copied in several
+// ranges; splitAlways (for tests) splits every such table.
+var (
+	splitSize   int64 = 256 << 20
+	splitAlways       = false
+)
+
+// splitParts says in how many page ranges to copy a table of size bytes out
+// of total. A range cannot be written FREEZE (that needs the one
+// transaction that truncated the table), so every later reader pays for
+// hint bits: a table is split only when, whole, it would keep one worker
+// busy more than one and a half times as long as an even share of the work.
+func splitParts(size, total int64, jobs int) int64 {
+	if size <= splitSize || (!splitAlways && 2*size*int64(jobs) <= 3*total) {
+		return 1
+	}
+	return min(int64(jobs)*2, (size+splitSize-1)/splitSize)
+}
 
 // copyTask is one COPY: a whole table, or one range of its pages.
 type copyTask struct {
@@ -113,14 +130,15 @@ type streamer struct {
 	preamble string
 	start    time.Time
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	copies  []copyTask
-	builds  []postEntry
-	pending int // copy tasks handed out but not finished
-	err     error
-	tables  int
-	built   int
+	mu       sync.Mutex
+	cond     *sync.Cond
+	copies   []copyTask
+	builds   []postEntry
+	pending  int // copy tasks handed out but not finished
+	building int // builds handed out but not finished
+	err      error
+	tables   int
+	built    int
 
 	// Progress: what is done, against production's sizes.
 	totalData, totalIndex int64
@@ -236,6 +254,10 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start}
 	s.cond = sync.NewCond(&s.mu)
 	s.all = tables
+	var allData int64
+	for _, tb := range tables {
+		allData += tb.size
+	}
 	for _, tb := range tables {
 		s.indexes += len(tb.entries)
 		s.totalData += tb.size
@@ -243,10 +265,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		for _, e := range tb.entries {
 			s.totalIndex += e.size
 		}
-		parts := int64(1)
-		if tb.size > splitSize {
-			parts = min(int64(t.jobs())*2, (tb.size+splitSize-1)/splitSize)
-		}
+		parts := splitParts(tb.size, allData, t.jobs())
 		if parts <= 1 || tb.pages < parts {
 			tb.pending = 1
 			s.copies = append(s.copies, copyTask{table: tb, to: -1})
@@ -263,17 +282,19 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		tb.pending = int(parts)
 	}
 	s.tables = len(tables)
-	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams, %d indexes and constraints built as tables finish, %d workers, %s format\n",
-		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), len(entries)-len(rest), t.jobs(), map[bool]string{true: "binary", false: "text"}[binary])
+	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built by %d more as tables finish\n",
+		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), map[bool]string{true: "binary", false: "text"}[binary], t.jobs(), len(entries)-len(rest), t.jobs())
 
 	stopProgress := s.reportEvery(ctx, progressEvery)
 	var wg sync.WaitGroup
-	for range t.jobs() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.work(ctx)
-		}()
+	for _, r := range []role{copier, builder} {
+		for range t.jobs() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.work(ctx, r)
+			}()
+		}
 	}
 	wg.Wait()
 	stopProgress()
@@ -432,6 +453,13 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
 	return out, nil
 }
 
+// queue adds index builds (with s.mu held), biggest first: the longest
+// build should not be the one left running alone at the end.
+func (s *streamer) queue(e ...postEntry) {
+	s.builds = append(s.builds, e...)
+	slices.SortStableFunc(s.builds, func(a, b postEntry) int { return cmp.Compare(b.size, a.size) })
+}
+
 // analyzeEntry is the work item that gathers a table's statistics.
 func analyzeEntry(tb *streamTable) postEntry {
 	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name}
@@ -443,7 +471,9 @@ func (s *streamer) shadowConn(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	setup := s.preamble + "\nSET synchronous_commit = off; SET maintenance_work_mem = '256MB';"
+	// Index builds are parallel already, one per builder: PostgreSQL's own
+	// parallel workers on top of them only fight for the same cores.
+	setup := s.preamble + "\nSET synchronous_commit = off; SET maintenance_work_mem = '256MB'; SET max_parallel_maintenance_workers = 0;"
 	if err := c.PgConn().Exec(ctx, setup).Close(); err != nil {
 		c.Close(ctx)
 		return nil, fmt.Errorf("shadow session: %w", err)
@@ -465,28 +495,40 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// next hands out work: index builds first (they wait on nothing), then
-// copies. ok is false when there is nothing left to do.
-func (s *streamer) take() (c *copyTask, b *postEntry, ok bool) {
+// A worker either copies tables or builds indexes: copies never wait
+// behind builds, and builds start the moment a table is in.
+type role int
+
+const (
+	copier role = iota
+	builder
+)
+
+// take hands a worker its next piece of work. ok is false when there is
+// nothing left for it to do.
+func (s *streamer) take(r role) (c *copyTask, b *postEntry, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		switch {
 		case s.err != nil:
 			return nil, nil, false
-		case len(s.builds) > 0:
+		case r == builder && len(s.builds) > 0:
 			e := s.builds[0]
 			s.builds = s.builds[1:]
+			s.building++
 			return nil, &e, true
-		case len(s.copies) > 0:
+		case r == copier && len(s.copies) > 0:
 			t := s.copies[0]
 			s.copies = s.copies[1:]
 			s.pending++
 			return &t, nil, true
-		case s.pending == 0:
+		case r == copier:
+			return nil, nil, false
+		case len(s.copies) == 0 && s.pending == 0 && s.building == 0:
 			return nil, nil, false
 		}
-		s.cond.Wait() // a copy in flight may yet release index builds
+		s.cond.Wait() // a copy or build in flight may yet queue builds
 	}
 }
 
@@ -499,7 +541,7 @@ func (s *streamer) fail(err error) {
 	s.cond.Broadcast()
 }
 
-func (s *streamer) work(ctx context.Context) {
+func (s *streamer) work(ctx context.Context, r role) {
 	var prod, shadow *pgx.Conn
 	defer func() {
 		for _, c := range []*pgx.Conn{prod, shadow} {
@@ -514,7 +556,7 @@ func (s *streamer) work(ctx context.Context) {
 		return
 	}
 	for {
-		task, build, ok := s.take()
+		task, build, ok := s.take(r)
 		if !ok {
 			return
 		}
@@ -524,18 +566,22 @@ func (s *streamer) work(ctx context.Context) {
 				s.fail(fmt.Errorf("%s %s: %w", strings.ToLower(build.kind), build.name, err))
 				return
 			}
+			s.mu.Lock()
+			s.building--
+			if build.kind != "ANALYZE" {
+				s.built++
+				if tb := build.table; tb != nil {
+					if tb.unbuilt--; tb.unbuilt == 0 {
+						s.queue(analyzeEntry(tb))
+					}
+				}
+			}
+			s.mu.Unlock()
+			s.cond.Broadcast()
 			if build.kind == "ANALYZE" {
 				continue
 			}
 			s.indexDone.Add(build.size)
-			s.mu.Lock()
-			s.built++
-			if tb := build.table; tb != nil {
-				if tb.unbuilt--; tb.unbuilt == 0 {
-					s.builds = append(s.builds, analyzeEntry(tb))
-				}
-			}
-			s.mu.Unlock()
 			fmt.Fprintf(s.env.Log, "built %s %s in %s\n", strings.ToLower(build.kind), build.name, time.Since(t0).Round(time.Millisecond))
 			continue
 		}
@@ -565,9 +611,9 @@ func (s *streamer) work(ctx context.Context) {
 		if done {
 			// Its indexes now; statistics once they are built (an
 			// expression index has statistics of its own).
-			s.builds = append(s.builds, tb.entries...)
+			s.queue(tb.entries...)
 			if len(tb.entries) == 0 {
-				s.builds = append(s.builds, analyzeEntry(tb))
+				s.queue(analyzeEntry(tb))
 			}
 		}
 		s.mu.Unlock()
@@ -578,9 +624,100 @@ func (s *streamer) work(ctx context.Context) {
 	}
 }
 
-// copyBuffer is how much of a COPY stream is batched into one message to
-// the shadow.
-const copyBuffer = 256 << 10
+// A COPY stream goes from production to the shadow in copyChunks buffers
+// of copyBuffer bytes: production sends a message per row, the shadow gets
+// them batched, and neither side waits for the other's every write.
+const (
+	copyBuffer = 256 << 10
+	copyChunks = 4
+)
+
+// chunkPipe is a pipe with a few buffers between its ends. Memory is
+// chunks × size whatever is streamed.
+type chunkPipe struct {
+	full, free chan []byte
+	stop       chan struct{} // closed by the reader
+	stopOnce   sync.Once
+	cur        []byte // the writer's chunk
+	rd, rdBuf  []byte // the reader's chunk, and what is left of it
+	err        error  // set before full is closed
+}
+
+func newChunkPipe(chunks, size int) *chunkPipe {
+	p := &chunkPipe{full: make(chan []byte, chunks), free: make(chan []byte, chunks+1), stop: make(chan struct{})}
+	for range chunks + 1 {
+		p.free <- make([]byte, 0, size)
+	}
+	p.cur = <-p.free
+	return p
+}
+
+var errReaderGone = errors.New("the shadow stopped reading")
+
+func (p *chunkPipe) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		room := cap(p.cur) - len(p.cur)
+		if room == 0 {
+			if err := p.send(); err != nil {
+				return n - len(b), err
+			}
+			continue
+		}
+		k := min(room, len(b))
+		p.cur = append(p.cur, b[:k]...)
+		b = b[k:]
+	}
+	return n, nil
+}
+
+// send hands the writer's chunk to the reader and takes an empty one.
+func (p *chunkPipe) send() error {
+	select {
+	case p.full <- p.cur:
+	case <-p.stop:
+		return errReaderGone
+	}
+	select {
+	case p.cur = <-p.free:
+		p.cur = p.cur[:0]
+	case <-p.stop:
+		return errReaderGone
+	}
+	return nil
+}
+
+// CloseWrite sends what is buffered and ends the stream with err (nil: EOF).
+func (p *chunkPipe) CloseWrite(err error) {
+	if err == nil && len(p.cur) > 0 {
+		err = p.send()
+	}
+	p.err = err
+	close(p.full)
+}
+
+func (p *chunkPipe) Read(b []byte) (int, error) {
+	for len(p.rd) == 0 {
+		if p.rdBuf != nil {
+			p.free <- p.rdBuf
+			p.rdBuf = nil
+		}
+		c, ok := <-p.full
+		if !ok {
+			if p.err != nil {
+				return 0, p.err
+			}
+			return 0, io.EOF
+		}
+		p.rdBuf, p.rd = c, c
+	}
+	n := copy(b, p.rd)
+	p.rd = p.rd[n:]
+	return n, nil
+}
+
+// CloseRead tells the writer nobody reads any more.
+func (p *chunkPipe) CloseRead() { p.stopOnce.Do(func() { close(p.stop) }) }
 
 // copy streams one task from production to the shadow and returns the
 // rows copied.
@@ -616,24 +753,18 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 		dst += ", FREEZE"
 	}
 	dst += ")"
-	pr, pw := io.Pipe()
+	pipe := newChunkPipe(copyChunks, copyBuffer)
 	errc := make(chan error, 1)
 	// Rows are counted as they go by; the count COPY returns replaces them.
 	var sent atomic.Int64
 	defer func() { tb.streamed.Add(-sent.Load()) }()
 	go func() {
-		// Production sends a message per row; batch them so the shadow
-		// gets large CopyData messages rather than a write per row.
-		bw := bufio.NewWriterSize(pw, copyBuffer)
-		_, err := prod.PgConn().CopyTo(ctx, rowCounter{bw, &sent, &tb.streamed}, src)
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
+		_, err := prod.PgConn().CopyTo(ctx, rowCounter{pipe, &sent, &tb.streamed}, src)
+		pipe.CloseWrite(err)
 		errc <- err
 	}()
-	tag, err := shadow.PgConn().CopyFrom(ctx, pr, dst)
-	pr.CloseWithError(errors.New("the shadow stopped reading"))
+	tag, err := shadow.PgConn().CopyFrom(ctx, pipe, dst)
+	pipe.CloseRead()
 	if perr := <-errc; perr != nil && err == nil {
 		err = perr
 	}
@@ -655,7 +786,7 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 // rowCounter counts what production sends: a COPY message per row (and
 // one for the binary format's trailer).
 type rowCounter struct {
-	w           *bufio.Writer
+	w           io.Writer
 	task, table *atomic.Int64
 }
 

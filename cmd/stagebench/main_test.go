@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stagebot/stagebot/runner/pgtest"
+)
+
+// The bench itself, at the smallest scale: every method it runs produces
+// production's data, and the table says so.
+func TestBench_SmallScale(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "stagebot")
+	// -race reuses what go test -race already compiled.
+	if out, err := exec.Command("go", "build", "-race", "-o", bin, "../stagebot").CombinedOutput(); err != nil {
+		t.Fatalf("build stagebot: %v\n%s", err, out)
+	}
+	var out, log strings.Builder
+	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, stagebot: bin, methods: "stream,dump,psql", out: &out, log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`\| stagebot stream \| [0-9.]+m?s \| 1\.00× \| [0-9.]+m?s \| [0-9.]+ MiB \| identical \|`),
+		regexp.MustCompile(`\| stagebot dump \| [0-9.]+m?s \| [0-9.]+× \| [0-9.]+m?s \| [0-9.]+ MiB \| identical \|`),
+		regexp.MustCompile(`\| pg_dump \\\| psql \| [0-9.]+m?s \| [0-9.]+× \| [0-9.]+m?s \| — \| identical \|`),
+	} {
+		if !want.MatchString(out.String()) {
+			t.Errorf("table lacks %s:\n%s", want, out.String())
+		}
+	}
+}
+
+// The data check sees a single changed row.
+func TestFingerprint_SeesOneChangedRow(t *testing.T) {
+	s := pgtest.New(t)
+	ctx := context.Background()
+	dsn := s.DSN("postgres")
+	if err := sqlExec(ctx, dsn, "create table t (id int primary key, v text)", "insert into t select g, 'v' || g from generate_series(1, 1000) g"); err != nil {
+		t.Fatal(err)
+	}
+	before, err := fingerprint(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlExec(ctx, dsn, "update t set v = 'changed' where id = 500"); err != nil {
+		t.Fatal(err)
+	}
+	after, err := fingerprint(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after.equal(before); d != "table public.t" {
+		t.Errorf("differences = %q, want the changed table", d)
+	}
+	if d := before.equal(before); d != "" {
+		t.Errorf("a database differs from itself: %q", d)
+	}
+}
