@@ -206,29 +206,42 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return a
 	}
 
-	// Schema before data, piped straight into the shadow.
+	// Schema before data, piped straight into the shadow; meanwhile the
+	// post-data section (indexes, constraints, triggers… only DDL, kept in
+	// memory) is dumped and production's catalog read.
 	fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s (snapshot taken after %s)\n", next, time.Since(start).Round(time.Millisecond))
-	if err := pipeSchema(ctx, env, tl, penv, senv, dumpArgs("pre-data"), sconn); err != nil {
-		return err
-	}
-	// Indexes, constraints, triggers… kept in memory (it is only DDL).
+	schemaCtx, cancelSchema := context.WithCancel(ctx)
+	defer cancelSchema()
+	schemaErr := make(chan error, 1)
+	go func() { schemaErr <- pipeSchema(schemaCtx, env, tl, penv, senv, dumpArgs("pre-data"), sconn) }()
 	var post bytes.Buffer
-	cmd := exec.CommandContext(ctx, tl.dump, dumpArgs("post-data")...)
+	cmd := exec.CommandContext(schemaCtx, tl.dump, dumpArgs("post-data")...)
 	cmd.Env = append(cmd.Environ(), penv...)
 	cmd.Stdout, cmd.Stderr = &post, env.Log
-	if err := cmd.Run(); err != nil {
+	postErr := make(chan error, 1)
+	go func() { postErr <- cmd.Run() }()
+	tables, err := streamTables(ctx, snapConn)
+	var owners map[string]uint32
+	var sizes map[string]int64
+	if err == nil {
+		owners, sizes, err = entryTables(ctx, snapConn)
+	}
+	if err != nil {
+		cancelSchema()
+		<-schemaErr
+		<-postErr
+		return err
+	}
+	if err := <-schemaErr; err != nil {
+		cancelSchema()
+		<-postErr
+		return err
+	}
+	if err := <-postErr; err != nil {
 		return fmt.Errorf("pg_dump --section=post-data: %w", cmdErr(ctx, err))
 	}
 	preamble, entries := splitPostData(post.String())
 
-	tables, err := streamTables(ctx, snapConn)
-	if err != nil {
-		return err
-	}
-	owners, sizes, err := entryTables(ctx, snapConn)
-	if err != nil {
-		return err
-	}
 	byOID := map[uint32]*streamTable{}
 	for _, tb := range tables {
 		byOID[tb.oid] = tb
