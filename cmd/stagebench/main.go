@@ -130,6 +130,26 @@ type options struct {
 
 func bench(ctx context.Context, o options) error {
 	scale, jobs, runs, bin, only := o.scale, o.jobs, o.runs, o.stagebot, o.methods
+	switch {
+	case scale < 1:
+		return fmt.Errorf("-scale %d: give a pgbench scale of 1 or more (SCALE=50 is about 1.4 GB)", scale)
+	case jobs < 1:
+		return fmt.Errorf("-jobs %d: give 1 or more", jobs)
+	case runs < 1:
+		return fmt.Errorf("-runs %d: give 1 or more", runs)
+	}
+	// Checked before anything starts: a typo must not cost a generated
+	// database.
+	selected := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if !slices.Contains(methodNames(), n) {
+			return fmt.Errorf("-methods: no method %q; pick from %s", n, strings.Join(methodNames(), ","))
+		}
+		selected[n] = true
+	}
 	stagebot, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -177,12 +197,6 @@ func bench(ctx context.Context, o options) error {
 		return err
 	}
 
-	selected := map[string]bool{}
-	for _, n := range strings.Split(only, ",") {
-		if n = strings.TrimSpace(n); n != "" {
-			selected[n] = true
-		}
-	}
 	type row struct {
 		name string
 		runs []result

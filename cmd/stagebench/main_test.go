@@ -61,3 +61,21 @@ func TestFingerprint_SeesOneChangedRow(t *testing.T) {
 		t.Errorf("a database differs from itself: %q", d)
 	}
 }
+
+// Bad flags stop the bench before it starts anything, saying what to give.
+func TestBench_RefusesBadFlags(t *testing.T) {
+	for _, tt := range []struct {
+		o    options
+		want string
+	}{
+		{options{scale: 0, jobs: 2, runs: 1}, "-scale 0: give a pgbench scale of 1 or more"},
+		{options{scale: 1, jobs: 0, runs: 1}, "-jobs 0: give 1 or more"},
+		{options{scale: 1, jobs: 2, runs: 0}, "-runs 0: give 1 or more"},
+		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,dump,psql,dir,xz,pgcopydb`},
+	} {
+		err := bench(context.Background(), tt.o)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: error = %v, want %q", tt.o, err, tt.want)
+		}
+	}
+}

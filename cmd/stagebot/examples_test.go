@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
@@ -175,46 +172,16 @@ func (e *example) wantCalls(want ...string) {
 	}
 }
 
-func sqlExec(t *testing.T, dsn string, stmts ...string) {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	for _, s := range stmts {
-		if _, err := c.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
-func sqlValue(t *testing.T, dsn, query string) string {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	var v any
-	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return fmt.Sprint(v)
-}
-
 // freshDB drops and creates database name on a server.
 func freshDB(t *testing.T, s *pgtest.Server, name string) {
 	t.Helper()
-	sqlExec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)", "CREATE DATABASE "+name)
+	pgtest.Exec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)", "CREATE DATABASE "+name)
 }
 
 func dropDB(t *testing.T, s *pgtest.Server, names ...string) {
 	t.Helper()
 	for _, n := range names {
-		sqlExec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
+		pgtest.Exec(t, s.DSN("postgres"), "DROP DATABASE IF EXISTS "+n+" WITH (FORCE)")
 	}
 }
 
@@ -222,7 +189,7 @@ func TestExample_FedoraFAS(t *testing.T) {
 	e := newExample(t)
 	freshDB(t, e.prod, "fas2")
 	dropDB(t, e.stg, "fas2", "fas2__stagebot_next", "fas2__stagebot_prev")
-	sqlExec(t, e.prod.DSN("fas2"),
+	pgtest.Exec(t, e.prod.DSN("fas2"),
 		`CREATE TABLE people (id int PRIMARY KEY, username text NOT NULL, email text, password text)`,
 		`INSERT INTO people SELECT g, 'user' || g, 'user' || g || '@fedoraproject.org', md5(g::text) FROM generate_series(1, 500) g`,
 		`CREATE TABLE sessions (id text PRIMARY KEY, person int REFERENCES people)`,
@@ -255,13 +222,13 @@ func TestExample_FedoraFAS(t *testing.T) {
 		"ssh "+hosts[0]+" sudo systemctl stop httpd", "ssh "+hosts[1]+" sudo systemctl stop httpd",
 		"ssh "+hosts[0]+" sudo systemctl start httpd", "ssh "+hosts[1]+" sudo systemctl start httpd")
 	stg := e.stg.DSN("fas2")
-	if got := sqlValue(t, stg, `SELECT count(*) FILTER (WHERE email LIKE '%@example.invalid' AND password IS NULL) || '/' || count(*) FROM people`); got != "500/500" {
+	if got := pgtest.Value(t, stg, `SELECT count(*) FILTER (WHERE email LIKE '%@example.invalid' AND password IS NULL) || '/' || count(*) FROM people`); got != "500/500" {
 		t.Fatalf("sanitised people on staging: %s", got)
 	}
-	if got := sqlValue(t, stg, `SELECT count(*) FROM sessions`); got != "0" {
+	if got := pgtest.Value(t, stg, `SELECT count(*) FROM sessions`); got != "0" {
 		t.Fatalf("sessions on staging: %s", got)
 	}
-	if got := sqlValue(t, e.prod.DSN("fas2"), `SELECT count(*) FROM people WHERE password IS NOT NULL`); got != "500" {
+	if got := pgtest.Value(t, e.prod.DSN("fas2"), `SELECT count(*) FROM people WHERE password IS NOT NULL`); got != "500" {
 		t.Fatalf("production changed: %s people with passwords", got)
 	}
 }
@@ -269,7 +236,7 @@ func TestExample_FedoraFAS(t *testing.T) {
 func TestExample_FedoraFAS_RefusesStagingOnProduction(t *testing.T) {
 	e := newExample(t)
 	freshDB(t, e.prod, "fas2")
-	sqlExec(t, e.prod.DSN("fas2"), `CREATE TABLE people (id int PRIMARY KEY, email text, password text)`, `INSERT INTO people VALUES (1, 'a@fedoraproject.org', 'x')`)
+	pgtest.Exec(t, e.prod.DSN("fas2"), `CREATE TABLE people (id int PRIMARY KEY, email text, password text)`, `INSERT INTO people VALUES (1, 'a@fedoraproject.org', 'x')`)
 	e.fake("ssh", "")
 	t.Setenv("FAS2_PRODUCTION_DSN", e.prod.DSN("fas2"))
 	// Copy-paste slips: staging is production itself, spelt differently;
@@ -287,7 +254,7 @@ func TestExample_FedoraFAS_RefusesStagingOnProduction(t *testing.T) {
 	if calls := e.recorded(); len(calls) != 0 {
 		t.Fatalf("commands ran: %v", calls)
 	}
-	if got := sqlValue(t, e.prod.DSN("fas2"), `SELECT email || password FROM people`); got != "a@fedoraproject.orgx" {
+	if got := pgtest.Value(t, e.prod.DSN("fas2"), `SELECT email || password FROM people`); got != "a@fedoraproject.orgx" {
 		t.Fatalf("production changed: %s", got)
 	}
 }
@@ -313,11 +280,11 @@ func TestExample_Launchpad(t *testing.T) {
 	prod := e.prod.DSN("launchpad_prod")
 	backups := filepath.Join(t.TempDir(), "backups")
 	os.Mkdir(backups, 0o755)
-	sqlExec(t, prod, `CREATE TABLE person (id int PRIMARY KEY, name text)`, `INSERT INTO person SELECT g, 'p' || g FROM generate_series(1, 300) g`,
+	pgtest.Exec(t, prod, `CREATE TABLE person (id int PRIMARY KEY, name text)`, `INSERT INTO person SELECT g, 'p' || g FROM generate_series(1, 300) g`,
 		`CREATE TABLE launchpaddatabaserevision (major int, minor int, patch int)`, `INSERT INTO launchpaddatabaserevision VALUES (2210, 1, 0)`)
 	// Two nights of backups: the newest one has 301 people.
 	pgDump(t, e.prod, "launchpad_prod", filepath.Join(backups, "launchpad_prod_20261121.dump"))
-	sqlExec(t, prod, `INSERT INTO person VALUES (301, 'newcomer')`)
+	pgtest.Exec(t, prod, `INSERT INTO person VALUES (301, 'newcomer')`)
 	pgDump(t, e.prod, "launchpad_prod", filepath.Join(backups, "launchpad_prod_20261122.dump"))
 	old := time.Now().Add(-24 * time.Hour)
 	os.Chtimes(filepath.Join(backups, "launchpad_prod_20261121.dump"), old, old)
@@ -379,10 +346,10 @@ esac`)
 	}
 	for _, db := range []string{"lpmain_staging", "lpmain_qastaging"} {
 		dsn := e.stg.DSN(db)
-		if got := sqlValue(t, dsn, `SELECT count(*) || ' ' || max(name) FILTER (WHERE id = 301) FROM person`); got != "301 newcomer" {
+		if got := pgtest.Value(t, dsn, `SELECT count(*) || ' ' || max(name) FILTER (WHERE id = 301) FROM person`); got != "301 newcomer" {
 			t.Errorf("%s: people %q, want the newest backup's", db, got)
 		}
-		if got := sqlValue(t, dsn, `SELECT max(minor) FROM launchpaddatabaserevision`); got != "2" {
+		if got := pgtest.Value(t, dsn, `SELECT max(minor) FROM launchpaddatabaserevision`); got != "2" {
 			t.Errorf("%s: schema revision minor %s, want the upgraded 2", db, got)
 		}
 	}
@@ -403,9 +370,9 @@ func TestExample_Fragalysis(t *testing.T) {
 	freshDB(t, e.stg, "frag") // made by the stack's installer, not by stagebot
 	dropDB(t, e.stg, "frag__stagebot_next", "frag__stagebot_prev")
 	prod, stg := e.prod.DSN("frag"), e.stg.DSN("frag")
-	sqlExec(t, prod, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.1')`,
+	pgtest.Exec(t, prod, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.1')`,
 		`CREATE TABLE target (id int PRIMARY KEY, title text)`, `INSERT INTO target SELECT g, 'Mpro-x' || g FROM generate_series(1, 200) g`)
-	sqlExec(t, stg, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.0')`,
+	pgtest.Exec(t, stg, `CREATE TABLE stack_settings (key text PRIMARY KEY, value text)`, `INSERT INTO stack_settings VALUES ('image_tag', '2.4.0')`,
 		`CREATE TABLE target (id int PRIMARY KEY, title text)`, `INSERT INTO target VALUES (1, 'someone''s experiment')`)
 	root := t.TempDir()
 	backups, mediaBackup, media := filepath.Join(root, "backups"), filepath.Join(root, "media-backup"), filepath.Join(root, "staging-media")
@@ -437,18 +404,18 @@ func TestExample_Fragalysis(t *testing.T) {
 	e.sc.WaitRun(1, store.RunFailed)
 	e.expect(`Step "staging runs production's image" failed: staging and production differ: staging has "2.4.0", production has "2.4.1"`)
 	e.wantCalls(scaleUp) // the finally step starts the stack regardless
-	if got := sqlValue(t, stg, `SELECT title FROM target`); got != "someone's experiment" {
+	if got := pgtest.Value(t, stg, `SELECT title FROM target`); got != "someone's experiment" {
 		t.Fatalf("staging changed: %s", got)
 	}
 
 	// Staging is upgraded to production's tag; now the full replica runs.
-	sqlExec(t, stg, `UPDATE stack_settings SET value = '2.4.1'`)
+	pgtest.Exec(t, stg, `UPDATE stack_settings SET value = '2.4.1'`)
 	os.Remove(e.calls)
 	e.say("alan", "!stage resync fragalysis full now")
 	e.say("tim", "!stage approve 2")
 	e.sc.WaitRun(2, store.RunSucceeded)
 	e.wantCalls(scaleDown, "rsync -a --delete "+mediaBackup+"/ "+media+"/", scaleUp)
-	if got := sqlValue(t, stg, `SELECT count(*) FROM target`); got != "200" {
+	if got := pgtest.Value(t, stg, `SELECT count(*) FROM target`); got != "200" {
 		t.Fatalf("staging has %s targets, want production's 200", got)
 	}
 	if data, err := os.ReadFile(filepath.Join(media, "targets", "Mpro.zip")); err != nil || string(data) != "structures" {
@@ -471,13 +438,13 @@ func TestExample_Fragalysis(t *testing.T) {
 	e.say("tim", "!stage approve 4")
 	e.sc.WaitRun(4, store.RunSucceeded)
 	e.wantCalls(scaleDown)
-	if got := sqlValue(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'frag%'`); got != "0" {
+	if got := pgtest.Value(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'frag%'`); got != "0" {
 		t.Fatalf("%s staging database(s) left after wipe", got)
 	}
 	if _, err := os.Stat(media); !os.IsNotExist(err) {
 		t.Fatalf("media directory left after wipe: %v", err)
 	}
-	if got := sqlValue(t, prod, `SELECT count(*) FROM target`); got != "200" {
+	if got := pgtest.Value(t, prod, `SELECT count(*) FROM target`); got != "200" {
 		t.Fatalf("production changed: %s targets", got)
 	}
 }
@@ -486,7 +453,7 @@ func TestExample_Jimdo(t *testing.T) {
 	e := newExample(t)
 	freshDB(t, e.prod, "cms")
 	dropDB(t, e.stg, "cms", "cms__stagebot_next", "cms__stagebot_prev")
-	sqlExec(t, e.prod.DSN("cms"), `CREATE TABLE websites (id int PRIMARY KEY, domain text, owner_email text)`,
+	pgtest.Exec(t, e.prod.DSN("cms"), `CREATE TABLE websites (id int PRIMARY KEY, domain text, owner_email text)`,
 		`INSERT INTO websites SELECT g, 'site' || g || '.jimdosite.com', 'owner' || g || '@gmail.com' FROM generate_series(1, 1000) g`)
 	infra := t.TempDir()
 	e.fake("make", "")
@@ -496,7 +463,7 @@ func TestExample_Jimdo(t *testing.T) {
 	berlin, _ := time.LoadLocation("Europe/Berlin")
 	e.start("jimdo.yaml", time.Date(2026, 11, 23, 3, 0, 0, 0, berlin)) // a Monday, before the rebuild
 	stagingDBs := func() string {
-		return sqlValue(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'cms%'`)
+		return pgtest.Value(t, e.stg.DSN("postgres"), `SELECT count(*) FROM pg_database WHERE datname LIKE 'cms%'`)
 	}
 	build := []string{"make -C " + infra + " stage-network", "make -C " + infra + " stage-workers", "make -C " + infra + " stage-app"}
 	teardown := []string{"make -C " + infra + " destroy-stage-app", "make -C " + infra + " destroy-stage-workers", "make -C " + infra + " destroy-stage-network"}
@@ -505,7 +472,7 @@ func TestExample_Jimdo(t *testing.T) {
 	e.advanceBy(3*time.Hour, 5*time.Minute)
 	e.sc.WaitRun(1, store.RunSucceeded)
 	e.wantCalls(build...)
-	if got := sqlValue(t, e.stg.DSN("cms"), `SELECT count(*) FILTER (WHERE owner_email LIKE '%@example.invalid') FROM websites`); got != "1000" {
+	if got := pgtest.Value(t, e.stg.DSN("cms"), `SELECT count(*) FILTER (WHERE owner_email LIKE '%@example.invalid') FROM websites`); got != "1000" {
 		t.Fatalf("sanitised websites on staging: %s", got)
 	}
 	// Friday 22:00: torn down in reverse order.
@@ -535,7 +502,7 @@ func TestExample_Blockerbugs(t *testing.T) {
 	freshDB(t, e.prod, "blockerbugs")
 	freshDB(t, e.stg, "blockerbugs")
 	stg := e.stg.DSN("blockerbugs")
-	sqlExec(t, stg, `CREATE TABLE bug (id int PRIMARY KEY, summary text)`, `INSERT INTO bug VALUES (2240001, 'anaconda crashes')`,
+	pgtest.Exec(t, stg, `CREATE TABLE bug (id int PRIMARY KEY, summary text)`, `INSERT INTO bug VALUES (2240001, 'anaconda crashes')`,
 		`CREATE TABLE alembic_version (version_num text)`, `INSERT INTO alembic_version VALUES ('3a1b')`)
 	tree := t.TempDir()
 	// alembic applies the tree's migration to the database libpq points at.
@@ -565,7 +532,7 @@ func TestExample_Blockerbugs(t *testing.T) {
 	e.sc.WaitRun(1, store.RunSucceeded)
 	e.wantCalls(calls(on("sudo systemctl stop httpd"), on("sudo dnf -y update blockerbugs"),
 		[]string{"alembic -c alembic.ini upgrade head", "ssh " + nodes[0] + " sudo blockerbugs sync"}, on("sudo systemctl start httpd"))...)
-	if got := sqlValue(t, stg, `SELECT version_num FROM alembic_version`); got != "4c2d" {
+	if got := pgtest.Value(t, stg, `SELECT version_num FROM alembic_version`); got != "4c2d" {
 		t.Fatalf("staging schema version %s, want 4c2d", got)
 	}
 

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Server is one running PostgreSQL server.
@@ -192,4 +194,37 @@ func New(tb testing.TB) *Server {
 	}
 	tb.Cleanup(s.Stop)
 	return s
+}
+
+// Exec runs statements on dsn in order and fails the test at the first
+// that fails.
+func Exec(tb testing.TB, dsn string, sql ...string) {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range sql {
+		if _, err := c.Exec(ctx, s); err != nil {
+			tb.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// Value runs a query that returns one value and gives it as text.
+func Value(tb testing.TB, dsn, query string) string {
+	tb.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var v any
+	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return fmt.Sprint(v)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
@@ -118,7 +119,7 @@ func TestRefresh_CorruptBackupsFailBeforeTheSwap(t *testing.T) {
 	dsn := f.prod.DSN(f.prodDB)
 	// Big enough that damage past the first compressed blocks is only found
 	// while restoring, not when the file is first looked at.
-	sqlExec(t, dsn, "insert into audit select now(), md5(g::text) || md5((g*7)::text) from generate_series(1, 60000) g")
+	pgtest.Exec(t, dsn, "insert into audit select now(), md5(g::text) || md5((g*7)::text) from generate_series(1, 60000) g")
 	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatal(err)
 	}

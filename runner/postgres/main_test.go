@@ -55,21 +55,6 @@ func pair(t *testing.T) (prod, stg *pgtest.Server) {
 	return servers.prod, servers.stg
 }
 
-func sqlExec(t *testing.T, dsn string, sql ...string) {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	for _, s := range sql {
-		if _, err := c.Exec(ctx, s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-}
-
 // fixture is a production database with one of everything, and the
 // target that refreshes a staging database from it.
 type fixture struct {
@@ -82,8 +67,8 @@ func newFixture(t *testing.T) *fixture {
 	prod, stg := pair(t)
 	n := dbSeq.Add(1)
 	f := &fixture{prodDB: fmt.Sprintf("app%d", n), stgDB: fmt.Sprintf("app%d_stg", n), prod: prod, stg: stg}
-	sqlExec(t, prod.DSN("postgres"), "create database "+f.prodDB, "alter database "+f.prodDB+" set work_mem = '12MB'", "alter database "+f.prodDB+" set statement_timeout = '45s'")
-	sqlExec(t, prod.DSN(f.prodDB), seedSQL...)
+	pgtest.Exec(t, prod.DSN("postgres"), "create database "+f.prodDB, "alter database "+f.prodDB+" set work_mem = '12MB'", "alter database "+f.prodDB+" set statement_timeout = '45s'")
+	pgtest.Exec(t, prod.DSN(f.prodDB), seedSQL...)
 	f.target = &postgres.Target{Name: "app", ProductionDSN: prod.DSN(f.prodDB), StagingDSN: stg.DSN(f.stgDB), KeepPrevious: true, Jobs: 2}
 	return f
 }

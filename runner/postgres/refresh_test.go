@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
@@ -57,7 +58,7 @@ func TestRefresh_LiveCopiesEverythingAndRollsBack(t *testing.T) {
 	}
 
 	// Production changes; the next refresh keeps the first copy as prev.
-	sqlExec(t, f.prod.DSN(f.prodDB), "insert into users (email) values ('late@example.org')")
+	pgtest.Exec(t, f.prod.DSN(f.prodDB), "insert into users (email) values ('late@example.org')")
 	prodNow := fingerprint(t, f.prod.DSN(f.prodDB))
 	if log, err = run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatal(err)
@@ -96,7 +97,7 @@ func TestRefresh_FailureBeforeSwapLeavesStagingUntouched(t *testing.T) {
 	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatal(err)
 	}
-	sqlExec(t, f.stg.DSN(f.stgDB), "insert into audit values (now(), 'work in staging')")
+	pgtest.Exec(t, f.stg.DSN(f.stgDB), "insert into audit values (now(), 'work in staging')")
 	before := fingerprint(t, f.stg.DSN(f.stgDB))
 	_, err := run(t, refreshSteps(f.target,
 		&postgres.SQL{StepName: "sanitise", Target: f.target, On: postgres.OnShadow, Script: "update users set email = 'x'"}, // breaks the unique index
@@ -190,7 +191,7 @@ func TestRefresh_ClientKeepsWorkingUntilTheSwap(t *testing.T) {
 		t.Fatalf("unavailable for %v (%v)", d, err)
 	}
 	// A new session works on the new copy.
-	sqlExec(t, f.stg.DSN(f.stgDB), "select 1")
+	pgtest.Exec(t, f.stg.DSN(f.stgDB), "select 1")
 }
 
 func TestGuards(t *testing.T) {
@@ -215,8 +216,8 @@ func TestGuards(t *testing.T) {
 		})
 	}
 	t.Run("database not made by stagebot", func(t *testing.T) {
-		sqlExec(t, f.stg.DSN("postgres"), "drop database if exists handmade", "create database handmade")
-		sqlExec(t, f.stg.DSN("handmade"), "create table precious (x int)")
+		pgtest.Exec(t, f.stg.DSN("postgres"), "drop database if exists handmade", "create database handmade")
+		pgtest.Exec(t, f.stg.DSN("handmade"), "create table precious (x int)")
 		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.stg.DSN("handmade")}
 		_, err := run(t, refreshSteps(tg), nil)
 		if err == nil || !strings.Contains(err.Error(), "was not created by stagebot; set adopt: true") {
@@ -237,8 +238,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestMissingRoles(t *testing.T) {
 	f := newFixture(t)
 	role := "owner_" + f.prodDB
-	sqlExec(t, f.prod.DSN("postgres"), "create role "+role)
-	sqlExec(t, f.prod.DSN(f.prodDB), "alter table audit owner to "+role, "create role reader_"+f.prodDB, "grant select on users to reader_"+f.prodDB)
+	pgtest.Exec(t, f.prod.DSN("postgres"), "create role "+role)
+	pgtest.Exec(t, f.prod.DSN(f.prodDB), "alter table audit owner to "+role, "create role reader_"+f.prodDB, "grant select on users to reader_"+f.prodDB)
 	_, err := run(t, refreshSteps(f.target), nil)
 	if err == nil || !strings.Contains(err.Error(), "staging lacks roles production uses: "+role+" (owns objects), reader_"+f.prodDB+" (has privileges)") {
 		t.Fatalf("error = %v", err)
@@ -256,7 +257,7 @@ func TestRecover(t *testing.T) {
 	}
 	// What a crash can leave: a half-restored shadow, and staging refusing
 	// connections (blocked for a swap that never committed).
-	sqlExec(t, f.stg.DSN("postgres"), "create database "+f.stgDB+postgres.NextSuffix, "alter database "+f.stgDB+" with allow_connections false")
+	pgtest.Exec(t, f.stg.DSN("postgres"), "create database "+f.stgDB+postgres.NextSuffix, "alter database "+f.stgDB+" with allow_connections false")
 	did, err := f.target.Recover(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -264,13 +265,13 @@ func TestRecover(t *testing.T) {
 	if !strings.Contains(did, "dropped the unfinished copy") || !strings.Contains(did, "let connections into "+f.stgDB+" again") {
 		t.Fatalf("recover said %q", did)
 	}
-	sqlExec(t, f.stg.DSN(f.stgDB), "select 1")
+	pgtest.Exec(t, f.stg.DSN(f.stgDB), "select 1")
 	// Staging missing but a previous copy there: it is put back.
-	sqlExec(t, f.stg.DSN("postgres"), "alter database "+f.stgDB+" rename to "+f.stgDB+postgres.PrevSuffix)
+	pgtest.Exec(t, f.stg.DSN("postgres"), "alter database "+f.stgDB+" rename to "+f.stgDB+postgres.PrevSuffix)
 	if did, err = f.target.Recover(context.Background()); err != nil || !strings.Contains(did, "put the previous copy back") {
 		t.Fatalf("recover: %q %v", did, err)
 	}
-	sqlExec(t, f.stg.DSN(f.stgDB), "select count(*) from users")
+	pgtest.Exec(t, f.stg.DSN(f.stgDB), "select count(*) from users")
 	if did, _ := f.target.Recover(context.Background()); did != "" {
 		t.Fatalf("recover of a healthy target did %q", did)
 	}

@@ -1,15 +1,13 @@
 package postgres_test
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
@@ -20,7 +18,7 @@ import (
 func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	defer postgres.SetSplitSize(64 << 10)() // split anything over 64 KiB
 	f := newFixture(t)
-	sqlExec(t, f.prod.DSN(f.prodDB),
+	pgtest.Exec(t, f.prod.DSN(f.prodDB),
 		`create table events (id bigint primary key, kind text, payload text, size int generated always as (length(payload)) stored, gone int)`,
 		`alter table events drop column gone`,
 		`insert into events select g, 'k' || (g % 7), repeat('x', g % 200) from generate_series(1, 20000) g`,
@@ -68,11 +66,11 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	for q, want := range map[string]string{
 		`select count(*) from order_counts`:                                 "3000",
 		`select count(*) from pg_trigger where tgname = 'orders_touch'`:     "1",
-		`select sum(size) from events`:                                      sqlValue(t, f.prod.DSN(f.prodDB), `select sum(size) from events`),
+		`select sum(size) from events`:                                      pgtest.Value(t, f.prod.DSN(f.prodDB), `select sum(size) from events`),
 		`select count(*) from pg_stats where tablename = 'events'`:          "4",
 		`select relpersistence::text from pg_class where relname = 'cache'`: "u",
 	} {
-		if got := sqlValue(t, stg, q); got != want {
+		if got := pgtest.Value(t, stg, q); got != want {
 			t.Errorf("%s = %s, want %s", q, got, want)
 		}
 	}
@@ -88,21 +86,6 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	}
 }
 
-func sqlValue(t *testing.T, dsn, query string) string {
-	t.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	var v any
-	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return fmt.Sprint(v)
-}
-
 // Progress of the streaming method follows the copy: bytes of data and
 // indexes against production's sizes never go backwards, and the last
 // report counts every row, table and index.
@@ -110,7 +93,7 @@ func TestRefresh_StreamProgress(t *testing.T) {
 	defer postgres.SetProgressEvery(2 * time.Millisecond)()
 	f := newFixture(t)
 	prodDSN := f.prod.DSN(f.prodDB)
-	sqlExec(t, prodDSN, `insert into audit select now(), 'row ' || g from generate_series(1, 50000) g`, `analyze`)
+	pgtest.Exec(t, prodDSN, `insert into audit select now(), 'row ' || g from generate_series(1, 50000) g`, `analyze`)
 	rep := &progressLog{}
 	log, err := run(t, refreshSteps(f.target), rep)
 	if err != nil {
@@ -135,8 +118,8 @@ func TestRefresh_StreamProgress(t *testing.T) {
 		last = p.Done
 	}
 	final := refresh[len(refresh)-1]
-	rows := sqlValue(t, prodDSN, `select (select count(*) from users) + (select count(*) from orders) + (select count(*) from audit)`)
-	indexes := sqlValue(t, prodDSN, `select count(*) from pg_indexes where schemaname = 'public'`)
+	rows := pgtest.Value(t, prodDSN, `select (select count(*) from users) + (select count(*) from orders) + (select count(*) from audit)`)
+	indexes := pgtest.Value(t, prodDSN, `select count(*) from pg_indexes where schemaname = 'public'`)
 	want := fmt.Sprintf("%s rows, 3/3 tables, %s/%s indexes", rows, indexes, indexes)
 	if final.Done != final.Total || final.Items != want {
 		t.Errorf("last progress = %q (%d of %d bytes), want %q at 100%%", final.Items, final.Done, final.Total, want)
