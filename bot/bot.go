@@ -40,6 +40,10 @@ type Target struct {
 	// Recover, when set, repairs what a crash left (a half-made copy, a
 	// database left refusing connections) and says what it did.
 	Recover func(ctx context.Context) (string, error)
+	// Wait, when set, waits for what the target still does after a run
+	// (dropping a replaced copy in the background); the bot calls it
+	// before it stops.
+	Wait func()
 }
 
 // Schedule creates runs of Pipeline at the times of Cron.
@@ -158,6 +162,11 @@ func (b *Bot) Run(ctx context.Context) error {
 	stop()
 	wg.Wait()
 	b.runs.Wait()
+	for _, t := range b.targets {
+		if t.Wait != nil {
+			t.Wait()
+		}
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -628,4 +629,35 @@ func TestFailureBeforeSwap_SaysStagingIsUnchanged(t *testing.T) {
 	e.say(alice, "!stage resync fas2 now")
 	e.b.Wait()
 	wantText(t, e.a.Since(0), "Staging is as it was: the run stopped before the swap.")
+}
+
+// The bot does not stop before its targets' background work (dropping a
+// replaced copy) is over.
+func TestRun_WaitsForTargetsBeforeStopping(t *testing.T) {
+	tg := fas2()
+	release := make(chan struct{})
+	var waited atomic.Bool
+	tg.Wait = func() {
+		<-release
+		waited.Store(true)
+	}
+	e := newEnv(t, tg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.b.Run(ctx) }()
+	e.a.Type(ctx, "infra", alice, "!stage status")
+	waitFor(t, func() bool { return e.a.Len() > 0 })
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned (%v) while the target was still busy", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !waited.Load() {
+		t.Fatal("Run returned without waiting for the target")
+	}
 }

@@ -15,6 +15,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -437,6 +438,7 @@ targets:
 	}
 	res.peakRSS = vmHWM(cmd.Process.Pid)
 	if verbose {
+		fmt.Fprintf(b.log, "  stagebot used %s of CPU\n", cpuTime(cmd.Process.Pid))
 		io.WriteString(stdin, "!stage log 1\n")
 		for quiet := time.After(2 * time.Second); ; {
 			select {
@@ -480,6 +482,7 @@ func (b *env) replace(ctx context.Context, restore string) (time.Duration, error
 	if err := sqlExec(ctx, b.stg.DSN("postgres"),
 		"drop database if exists "+db+" with (force)",
 		"drop database if exists "+db+"__stagebot_prev with (force)",
+		"drop database if exists "+db+"__stagebot_old with (force)",
 		"create database "+db); err != nil {
 		return 0, err
 	}
@@ -634,6 +637,22 @@ func vmHWM(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime is the user and system CPU time a process has used so far.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command's name, which is in parentheses.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 func machine() string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/xhit/go-str2duration/v2"
 	"go.yaml.in/yaml/v3"
 )
@@ -687,8 +688,10 @@ func (c *Config) validateDatabase(f string, d *DatabaseConfig, bad func(string, 
 		if cfg.Password != "" {
 			c.secrets = append(c.secrets, cfg.Password)
 		}
-		if field == "staging" && (cfg.Database == "" || cfg.Database == "postgres" || strings.HasPrefix(cfg.Database, "template")) {
-			bad(f+".staging", "the DSN must name the staging database (it names %q)", cfg.Database)
+		if field == "staging" {
+			if _, err := (&postgres.Target{StagingDSN: dsn}).StagingDB(); err != nil {
+				bad(f+".staging", "%s", err)
+			}
 		}
 	}
 	check("production", d.Production, false)

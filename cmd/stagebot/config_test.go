@@ -22,7 +22,7 @@ func TestConfigExample_LoadsAndValidates(t *testing.T) {
 	if len(tg.schedules) != 1 || tg.Notice.D() != 30*time.Minute || tg.Approvals.Manual.Group != "dba" {
 		t.Fatalf("example not read as documented: %+v", tg)
 	}
-	o := cfg.botOptions()
+	o := cfg.botOptions(nil)
 	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 2 || o.Targets[0].Rollback == nil {
 		t.Fatalf("options: %+v", o.Targets)
 	}
@@ -120,7 +120,7 @@ targets:
 	if cfg.Store.Path != "/srv/stage/bot.db" || step.Env["PGPASSWORD"] != "s3cr3t-pw" || step.Dir != "/tmp" {
 		t.Fatalf("expansion: %q %q %q", cfg.Store.Path, step.Env["PGPASSWORD"], step.Dir)
 	}
-	redact := cfg.botOptions().Redact
+	redact := cfg.botOptions(nil).Redact
 	if got := redact("password is s3cr3t-pw, dir /srv/stage"); got != "password is ***, dir /srv/stage" {
 		t.Fatalf("redacted: %q", got)
 	}
@@ -206,7 +206,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 	}
 	// The sanitising SQL and the check run on the shadow, and a swap follows.
 	var kinds []string
-	for _, s := range cfg.botOptions().Targets[0].Pipelines["default"].Steps {
+	for _, s := range cfg.botOptions(nil).Targets[0].Pipelines["default"].Steps {
 		kinds = append(kinds, s.Kind())
 	}
 	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
@@ -251,9 +251,15 @@ func TestConfig_DatabaseSteps(t *testing.T) {
 			}
 		})
 	}
+	t.Run("staging name too long for its copies", func(t *testing.T) {
+		_, err := ParseConfig([]byte("targets:\n  app:\n    database:\n      staging: postgres://stg:5432/"+strings.Repeat("x", 60)+"\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {from_file: /x}\n"), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), "targets.app.database.staging: the staging database's name") || !strings.Contains(err.Error(), "use a shorter name") {
+			t.Fatalf("error = %v", err)
+		}
+	})
 	t.Run("staging must name a database", func(t *testing.T) {
 		_, err := ParseConfig([]byte("targets:\n  app:\n    database:\n      staging: postgres://rw:hunter22@stg:5432/postgres\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {from_file: /x}\n"), "c.yaml")
-		if err == nil || !strings.Contains(err.Error(), "targets.app.database.staging: the DSN must name the staging database") || strings.Contains(err.Error(), "hunter22") {
+		if err == nil || !strings.Contains(err.Error(), "targets.app.database.staging: the staging DSN must name the staging database") || strings.Contains(err.Error(), "hunter22") {
 			t.Fatalf("error = %v", err)
 		}
 	})
@@ -262,7 +268,7 @@ func TestConfig_DatabaseSteps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := cfg.botOptions()
+		o := cfg.botOptions(nil)
 		if got := o.Redact("connect to postgres://rw:hunter22@stg"); strings.Contains(got, "hunter22") {
 			t.Fatalf("not redacted: %s", got)
 		}
@@ -286,7 +292,7 @@ func TestConfig_Slack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.botOptions().Redact("tokens xapp-1-secret and xoxb-2-secret"); got != "tokens *** and ***" {
+	if got := cfg.botOptions(nil).Redact("tokens xapp-1-secret and xoxb-2-secret"); got != "tokens *** and ***" {
 		t.Fatalf("tokens not redacted: %q", got)
 	}
 	if _, err := ParseConfig([]byte("chat:\n  platform: teams\n"+base), "c.yaml"); err == nil || !strings.Contains(err.Error(), `"teams" is not a chat platform`) {
@@ -310,7 +316,7 @@ func TestConfig_Discord(t *testing.T) {
 	if got := cfg.Chat.Discord.Channels; len(got) != 1 || got[0] != "1234567890123456789" {
 		t.Fatalf("channels = %q", got)
 	}
-	if got := cfg.botOptions().Redact("token MTIz.secret-part"); got != "token ***" {
+	if got := cfg.botOptions(nil).Redact("token MTIz.secret-part"); got != "token ***" {
 		t.Fatalf("token not redacted: %q", got)
 	}
 }
@@ -361,7 +367,7 @@ func TestConfig_RefreshMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := cfg.botOptions().Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
-		t.Fatalf("step = %#v", cfg.botOptions().Targets[0].Pipelines["default"].Steps[0])
+	if r, ok := cfg.botOptions(nil).Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
+		t.Fatalf("step = %#v", cfg.botOptions(nil).Targets[0].Pipelines["default"].Steps[0])
 	}
 }

@@ -14,9 +14,11 @@ import (
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
-// botOptions turns a validated config into the bot's typed options.
-func (c *Config) botOptions() bot.Options {
+// botOptions turns a validated config into the bot's typed options; logger
+// (nil: discarded) is the bot's and its targets'.
+func (c *Config) botOptions(logger *slog.Logger) bot.Options {
 	o := bot.Options{
+		Logger:   logger,
 		Prefix:   c.Prefix,
 		Location: c.location,
 		Access: bot.Access{
@@ -37,12 +39,12 @@ func (c *Config) botOptions() bot.Options {
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}
 	}
 	for _, name := range sortedKeys(c.Targets) {
-		o.Targets = append(o.Targets, c.target(name))
+		o.Targets = append(o.Targets, c.target(name, logger))
 	}
 	return o
 }
 
-func (c *Config) target(name string) *bot.Target {
+func (c *Config) target(name string, logger *slog.Logger) *bot.Target {
 	tc := c.Targets[name]
 	t := &bot.Target{
 		Name: name, Description: tc.Description, Channel: tc.Channel,
@@ -62,8 +64,10 @@ func (c *Config) target(name string) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
+			Logger: logger,
 		}
 		t.Recover = pg.Recover
+		t.Wait = pg.Wait
 		if pg.KeepPrevious {
 			t.Rollback = pg.Rollback
 		}

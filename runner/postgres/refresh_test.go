@@ -276,3 +276,88 @@ func TestRecover(t *testing.T) {
 		t.Fatalf("recover of a healthy target did %q", did)
 	}
 }
+
+func TestSwap_ReplacedCopiesAreDroppedInTheBackground(t *testing.T) {
+	f := newFixture(t)
+	oid := func(name string) string {
+		return pgtest.Value(t, f.stg.DSN("postgres"), "select coalesce((select oid::text from pg_database where datname = '"+name+"'), 'none')")
+	}
+	db, prev, old := f.stgDB, f.stgDB+postgres.PrevSuffix, f.stgDB+postgres.OldSuffix
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	first := oid(db)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.target.Wait()
+	if got := oid(prev); got != first {
+		t.Fatalf("after the second refresh the previous copy is %s, want the first copy %s", got, first)
+	}
+	// The third refresh retires the first copy: it is renamed out of the
+	// way in the swap and dropped once staging is back.
+	second := oid(db)
+	log, err := run(t, refreshSteps(f.target), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log, "the replaced copy ("+old+") is dropped in the background") {
+		t.Errorf("the swap does not say it drops the replaced copy:\n%s", log)
+	}
+	f.target.Wait()
+	if got := oid(prev); got != second {
+		t.Fatalf("the previous copy is %s, want the second copy %s", got, second)
+	}
+	if got := oid(old); got != "none" {
+		t.Fatalf("%s is still there after Wait (oid %s)", old, got)
+	}
+	if d := diffPrints(fingerprint(t, f.prod.DSN(f.prodDB)), fingerprint(t, f.stg.DSN(db))); d != "" {
+		t.Fatalf("staging differs from production:\n%s", d)
+	}
+
+	// Without keep_previous the replaced copy goes, and so does a previous
+	// copy kept before.
+	f.target.KeepPrevious = false
+	third := oid(db)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.target.Wait()
+	for _, name := range []string{prev, old} {
+		if got := oid(name); got != "none" {
+			t.Errorf("%s is still there (oid %s)", name, got)
+		}
+	}
+	if oid(db) == third {
+		t.Fatal("staging was not replaced")
+	}
+
+	// A replaced copy whose drop never finished (the bot stopped first) is
+	// dropped on the next start, and by the next swap.
+	pgtest.Exec(t, f.stg.DSN("postgres"), "create database "+old)
+	did, err := f.target.Recover(context.Background())
+	if err != nil || !strings.Contains(did, "dropped the replaced copy "+old) || oid(old) != "none" {
+		t.Fatalf("recover: %q %v; %s oid %s", did, err, old, oid(old))
+	}
+	pgtest.Exec(t, f.stg.DSN("postgres"), "create database "+old)
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	f.target.Wait()
+	if got := oid(old); got != "none" {
+		t.Fatalf("%s left over from before is still there after a swap (oid %s)", old, got)
+	}
+}
+
+func TestTarget_RefusesStagingNamesTooLongForItsCopies(t *testing.T) {
+	long := strings.Repeat("s", 49)
+	tg := &postgres.Target{Name: "app", StagingDSN: "postgres://127.0.0.1/" + long}
+	_, err := tg.StagingDB()
+	if err == nil || !strings.Contains(err.Error(), "at most 48") || !strings.Contains(err.Error(), "use a shorter name") {
+		t.Fatalf("error = %v", err)
+	}
+	tg.StagingDSN = "postgres://127.0.0.1/" + long[:48]
+	if _, err := tg.StagingDB(); err != nil {
+		t.Fatalf("a 48-byte name: %v", err)
+	}
+}

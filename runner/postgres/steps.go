@@ -255,7 +255,7 @@ func (s *Drop) Run(ctx context.Context, env *runner.Env) error {
 		return err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	for _, name := range []string{next, db, prev} {
+	for _, name := range []string{next, db, prev, db + OldSuffix} {
 		if err := dropDatabase(ctx, c, name); err != nil {
 			return err
 		}

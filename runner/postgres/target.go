@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +22,11 @@ import (
 const (
 	NextSuffix = "__stagebot_next"
 	PrevSuffix = "__stagebot_prev"
+	// OldSuffix names a replaced copy on its way out: it is dropped in the
+	// background once staging is back.
+	OldSuffix = "__stagebot_old"
+	// swapSuffix names staging for a moment during a rollback.
+	swapSuffix = "__stagebot_swap"
 	// commentPrefix marks databases stagebot created.
 	commentPrefix = "stagebot:"
 )
@@ -45,8 +51,12 @@ type Target struct {
 	WorkDir string
 	// BinDir holds pg_dump, pg_restore and psql (default: found).
 	BinDir string
+	// Logger reports what happens after a step has ended: the background
+	// drop of a replaced copy. Default: discarded.
+	Logger *slog.Logger
 
-	mu sync.Mutex // one swap at a time
+	mu sync.Mutex     // one swap (or drop of a replaced copy) at a time
+	bg sync.WaitGroup // background drops
 }
 
 func (t *Target) jobs() int {
@@ -63,7 +73,12 @@ func (t *Target) StagingDB() (string, error) {
 		return "", fmt.Errorf("staging dsn: %w", err)
 	}
 	if cfg.Database == "" || cfg.Database == "postgres" || strings.HasPrefix(cfg.Database, "template") {
-		return "", fmt.Errorf("the staging dsn must name the staging database (not %q)", cfg.Database)
+		return "", fmt.Errorf("the staging DSN must name the staging database (not %q)", cfg.Database)
+	}
+	// PostgreSQL cuts names at 63 bytes: the shadow's and the previous
+	// copy's names must stay whole and distinct.
+	if n := len(cfg.Database) + len(swapSuffix); n > 63 {
+		return "", fmt.Errorf("the staging database's name %q is %d bytes; stagebot needs at most %d, to name its shadow %q: use a shorter name", cfg.Database, len(cfg.Database), 63-len(swapSuffix), cfg.Database+NextSuffix)
 	}
 	return cfg.Database, nil
 }
@@ -71,6 +86,13 @@ func (t *Target) StagingDB() (string, error) {
 func (t *Target) names() (db, next, prev string, err error) {
 	db, err = t.StagingDB()
 	return db, db + NextSuffix, db + PrevSuffix, err
+}
+
+func (t *Target) logger() *slog.Logger {
+	if t.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return t.Logger
 }
 
 // connect opens a connection to dsn with its database replaced by db ("" to
@@ -330,9 +352,11 @@ func swapPause() {
 }
 
 // exchange puts database in into staging's place, moving staging to out,
-// in one transaction. Staging refuses new connections and its sessions are
-// ended first. It returns how long staging was unavailable.
-func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out string, log io.Writer) (time.Duration, error) {
+// in one transaction; retire, when given, is renamed to old in the same
+// transaction, making room for out. Staging refuses new connections and the
+// sessions on all of them are ended first. It returns how long staging was
+// unavailable.
+func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire, old string, log io.Writer) (time.Duration, error) {
 	cur, err := database(ctx, c, db)
 	if err != nil {
 		return 0, err
@@ -353,11 +377,17 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out string, 
 			fmt.Fprintf(log, "could not allow connections to %s again: %v\n", db, err)
 		}
 	}
+	if retire != "" {
+		if _, err := c.Exec(ctx, "alter database "+quoteIdent(retire)+" with allow_connections false"); err != nil {
+			restore()
+			return 0, fmt.Errorf("block connections to %s: %w", retire, err)
+		}
+	}
 	// End the sessions still open on staging and on the incoming copy.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var n int
-		err := c.QueryRow(ctx, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname in ($1, $2) and pid <> pg_backend_pid()`, db, in).Scan(&n)
+		err := c.QueryRow(ctx, `select count(pg_terminate_backend(pid)) from pg_stat_activity where datname in ($1, $2, $3) and pid <> pg_backend_pid()`, db, in, retire).Scan(&n)
 		if err != nil {
 			restore()
 			return 0, fmt.Errorf("end sessions on %s: %w", db, err)
@@ -378,15 +408,19 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out string, 
 		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(db)+" rename to "+quoteIdent(out)); err != nil {
-		restore()
-		return 0, fmt.Errorf("rename %s to %s: %w", db, out, err)
+	renames := [][2]string{{db, out}, {in, db}}
+	if retire != "" {
+		renames = append([][2]string{{retire, old}}, renames...)
 	}
-	swapPause()
-	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(in)+" rename to "+quoteIdent(db)); err != nil {
-		tx.Rollback(context.WithoutCancel(ctx))
-		restore()
-		return 0, fmt.Errorf("rename %s to %s: %w", in, db, err)
+	for i, rn := range renames {
+		if i == len(renames)-1 {
+			swapPause()
+		}
+		if _, err := tx.Exec(ctx, "alter database "+quoteIdent(rn[0])+" rename to "+quoteIdent(rn[1])); err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+			restore()
+			return 0, fmt.Errorf("rename %s to %s: %w", rn[0], rn[1], err)
+		}
 	}
 	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
 		tx.Rollback(context.WithoutCancel(ctx))
@@ -400,8 +434,12 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out string, 
 	return time.Since(start), nil
 }
 
-// Swap puts the shadow into staging's place and keeps (or drops) the
-// replaced copy. It returns how long staging was unavailable.
+// Swap puts the shadow into staging's place. The replaced copy becomes the
+// previous one (KeepPrevious), or goes; so does the previous copy it
+// replaces. Dropping a database makes PostgreSQL write out everything the
+// refresh wrote (a checkpoint), which can take seconds: that happens in
+// the background once staging is back, and Wait waits for it. It returns
+// how long staging was unavailable.
 func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -409,6 +447,7 @@ func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error)
 	if err != nil {
 		return 0, err
 	}
+	old := db + OldSuffix
 	c, err := t.maintenance(ctx)
 	if err != nil {
 		return 0, err
@@ -421,20 +460,60 @@ func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error)
 	if !shadow.exists {
 		return 0, fmt.Errorf("there is no %s to swap in: a pg_refresh step must run first", next)
 	}
-	if err := dropDatabase(ctx, c, prev); err != nil {
+	// Left by a background drop the bot did not live to finish.
+	if err := dropDatabase(ctx, c, old); err != nil {
 		return 0, err
 	}
-	took, err := t.exchange(ctx, c, db, next, prev, log)
+	out, retire := old, ""
+	if t.KeepPrevious {
+		p, err := database(ctx, c, prev)
+		if err != nil {
+			return 0, err
+		}
+		out = prev
+		if p.exists {
+			retire = prev
+		}
+	} else if err := dropDatabase(ctx, c, prev); err != nil { // kept before keep_previous was turned off
+		return 0, err
+	}
+	took, err := t.exchange(ctx, c, db, next, out, retire, old, log)
 	if err != nil {
 		return 0, err
 	}
-	if !t.KeepPrevious {
-		if err := dropDatabase(ctx, c, prev); err != nil {
-			return took, err
-		}
+	if ex, err := database(ctx, c, old); err == nil && ex.exists {
+		fmt.Fprintf(log, "the replaced copy (%s) is dropped in the background\n", old)
+		t.dropLater(old)
 	}
 	return took, nil
 }
+
+// dropLater drops name in the background, after the swap that retired it.
+// If it fails (or the bot stops first), the next swap or start drops it.
+func (t *Target) dropLater(name string) {
+	t.bg.Add(1)
+	go func() {
+		defer t.bg.Done()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		start := time.Now()
+		c, err := t.maintenance(ctx)
+		if err == nil {
+			err = dropDatabase(ctx, c, name)
+			c.Close(ctx)
+		}
+		if err != nil {
+			t.logger().Warn("could not drop a replaced staging copy; the next refresh drops it", "target", t.Name, "database", name, "err", err)
+			return
+		}
+		t.logger().Info("dropped the replaced staging copy", "target", t.Name, "database", name, "took", time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+// Wait waits for background drops of replaced copies to end.
+func (t *Target) Wait() { t.bg.Wait() }
 
 // Rollback swaps the previous copy back into place; the copy it replaces
 // becomes the previous one, so a second rollback undoes the first.
@@ -457,14 +536,14 @@ func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
 	if !p.exists {
 		return "", fmt.Errorf("there is no previous copy (%s) to roll back to", prev)
 	}
-	tmp := db + "__stagebot_swap"
+	tmp := db + swapSuffix
 	if err := dropDatabase(ctx, c, tmp); err != nil {
 		return "", err
 	}
 	if _, err := c.Exec(ctx, "alter database "+quoteIdent(prev)+" with allow_connections true"); err != nil {
 		return "", err
 	}
-	took, err := t.exchange(ctx, c, db, prev, tmp, log)
+	took, err := t.exchange(ctx, c, db, prev, tmp, "", "", log)
 	if err != nil {
 		return "", err
 	}
@@ -474,9 +553,10 @@ func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
 	return fmt.Sprintf("%s is back to the copy the last refresh replaced (unavailable for %s); the replaced copy is kept as %s", db, took.Round(time.Millisecond), prev), nil
 }
 
-// Recover repairs what a crash left: it drops the shadow, puts the previous
-// copy back if staging is missing, and lets connections into staging again.
-// It returns what it did ("" when nothing was needed).
+// Recover repairs what a crash left: it drops the shadow and any replaced
+// copy whose background drop did not finish, puts the previous copy back if
+// staging is missing, and lets connections into staging again. It returns
+// what it did ("" when nothing was needed).
 func (t *Target) Recover(ctx context.Context) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -497,6 +577,14 @@ func (t *Target) Recover(ctx context.Context) (string, error) {
 			return "", err
 		}
 		did = append(did, "dropped the unfinished copy "+next)
+	}
+	if o, err := database(ctx, c, db+OldSuffix); err != nil {
+		return "", err
+	} else if o.exists {
+		if err := dropDatabase(ctx, c, db+OldSuffix); err != nil {
+			return "", err
+		}
+		did = append(did, "dropped the replaced copy "+db+OldSuffix)
 	}
 	cur, err := database(ctx, c, db)
 	if err != nil {
