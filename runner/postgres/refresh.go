@@ -160,14 +160,20 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
+	prog := newProgressPoller(t, next, env)
+	if r.live() && r.Method != MethodDump {
+		// The streamer creates the shadow while it reads production, and
+		// reports its own progress.
+		if err := r.stream(ctx, env, tl, next, prog); err != nil {
+			return err
+		}
+		prog.logSize(ctx)
+		return nil
+	}
 	if err := t.createShadow(ctx, env); err != nil {
 		return err
 	}
-	prog := newProgressPoller(t, next, env)
 	switch {
-	case r.live() && r.Method != MethodDump:
-		// The streamer reports its own progress.
-		err = r.stream(ctx, env, tl, next, prog)
 	case r.live():
 		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
 	default:

@@ -71,6 +71,7 @@ type streamTable struct {
 
 	streamed atomic.Int64 // rows sent so far
 	copied   atomic.Bool  // every task done
+	indexed  bool         // copied and every entry built (streamer.mu)
 
 	mu      sync.Mutex
 	pending int // copy tasks not yet done
@@ -85,6 +86,8 @@ type postEntry struct {
 	sql                string
 	table              *streamTable // the table an index or constraint is on
 	size               int64        // the index's size on production
+	ref                *streamTable // a foreign key's referenced table
+	queued             bool         // a foreign key handed to the builders
 }
 
 var entryHeader = regexp.MustCompile(`(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?);.*\n--\n`)
@@ -138,6 +141,7 @@ type streamer struct {
 	err      error
 	tables   int
 	built    int
+	fks      []*postEntry // foreign keys checked as their tables are ready
 
 	// Progress: what is done, against production's sizes.
 	totalData, totalIndex int64
@@ -158,6 +162,17 @@ func majorVersion(c *pgx.Conn) int {
 func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next string, prog *progressPoller) error {
 	t := r.Target
 	start := time.Now()
+	// The shadow is created while production is read; nothing goes into it
+	// before created says so.
+	created := make(chan error, 1)
+	go func() { created <- t.createShadow(ctx, env) }()
+	var shadowOnce sync.Once
+	var shadowErr error
+	waitShadow := func() error {
+		shadowOnce.Do(func() { shadowErr = <-created })
+		return shadowErr
+	}
+	defer waitShadow()
 	snapConn, err := t.production(ctx)
 	if err != nil {
 		return err
@@ -175,15 +190,12 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return fmt.Errorf("production: %w", err)
 	}
 	if largeObjects > 0 {
+		if err := waitShadow(); err != nil {
+			return err
+		}
 		fmt.Fprintf(env.Log, "production has %d large objects, which COPY does not carry: using pg_dump/pg_restore instead\n", largeObjects)
 		return prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
 	}
-	shadow, err := connect(ctx, t.StagingDSN, next, false)
-	if err != nil {
-		return err
-	}
-	binary := majorVersion(snapConn) == majorVersion(shadow)
-	shadow.Close(ctx)
 
 	pconn, penv, err := libpq(t.ProductionDSN, "")
 	if err != nil {
@@ -205,25 +217,39 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return a
 	}
 
-	// Schema before data, piped straight into the shadow; meanwhile the
-	// post-data section (indexes, constraints, triggers… only DDL, kept in
-	// memory) is dumped and production's catalog read.
-	fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s (snapshot taken after %s)\n", next, time.Since(start).Round(time.Millisecond))
+	// The post-data section (indexes, constraints, triggers… only DDL,
+	// kept in memory) is dumped and production's catalog read while the
+	// shadow is created and the schema goes into it, straight from pg_dump
+	// --section=pre-data.
 	schemaCtx, cancelSchema := context.WithCancel(ctx)
 	defer cancelSchema()
-	schemaErr := make(chan error, 1)
-	go func() { schemaErr <- pipeSchema(schemaCtx, env, tl, penv, senv, dumpArgs("pre-data"), sconn) }()
 	var post bytes.Buffer
 	cmd := exec.CommandContext(schemaCtx, tl.dump, dumpArgs("post-data")...)
 	cmd.Env = append(cmd.Environ(), penv...)
 	cmd.Stdout, cmd.Stderr = &post, env.Log
 	postErr := make(chan error, 1)
 	go func() { postErr <- cmd.Run() }()
+	schemaErr := make(chan error, 1)
+	prodMajor, binary := majorVersion(snapConn), false
+	go func() {
+		schemaErr <- pipeSchema(schemaCtx, env, tl, penv, senv, dumpArgs("pre-data"), sconn, func() error {
+			if err := waitShadow(); err != nil {
+				return err
+			}
+			shadow, err := connect(schemaCtx, t.StagingDSN, next, false)
+			if err != nil {
+				return err
+			}
+			binary = prodMajor == majorVersion(shadow)
+			shadow.Close(schemaCtx)
+			fmt.Fprintf(env.Log, "schema: pg_dump --section=pre-data | psql into %s, created after %s\n", next, time.Since(start).Round(time.Millisecond))
+			return nil
+		})
+	}()
 	tables, err := streamTables(ctx, snapConn)
-	var owners map[string]uint32
-	var sizes map[string]int64
+	var info map[string]entryInfo
 	if err == nil {
-		owners, sizes, err = entryTables(ctx, snapConn)
+		info, err = entryTables(ctx, snapConn)
 	}
 	if err != nil {
 		cancelSchema()
@@ -245,25 +271,39 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	for _, tb := range tables {
 		byOID[tb.oid] = tb
 	}
-	var rest []postEntry
+	// Indexes and constraints are built as soon as their table is in; a
+	// foreign key is checked as soon as both its tables are in and indexed
+	// (the unique index it needs among the referenced table's). The rest
+	// waits for the end, in dump order.
+	builds := map[uint32]*streamTable{} // index OID → the table whose entry builds it
 	for _, e := range entries {
-		if e.kind == "INDEX" || e.kind == "CONSTRAINT" {
-			if tb := byOID[owners[e.schema+"."+e.name]]; tb != nil {
-				e.table = tb
-				e.size = sizes[e.schema+"."+e.name]
-				tb.entries = append(tb.entries, e)
-				tb.unbuilt++
-				continue
-			}
+		in := info[e.schema+"."+e.name]
+		if tb := byOID[in.table]; tb != nil && (e.kind == "INDEX" || e.kind == "CONSTRAINT") {
+			builds[in.index] = tb
 		}
-		rest = append(rest, e)
+	}
+	var rest []postEntry
+	var fks []*postEntry
+	for _, e := range entries {
+		in := info[e.schema+"."+e.name]
+		switch tb, ref := byOID[in.table], byOID[in.ref]; {
+		case tb != nil && (e.kind == "INDEX" || e.kind == "CONSTRAINT"):
+			e.table, e.size = tb, in.size
+			tb.entries = append(tb.entries, e)
+			tb.unbuilt++
+		case tb != nil && e.kind == "FK CONSTRAINT" && ref != nil && builds[in.index] == ref:
+			e.table, e.ref = tb, ref
+			fks = append(fks, &e)
+		default:
+			rest = append(rest, e)
+		}
 	}
 	seqs, err := sequenceValues(ctx, snapConn)
 	if err != nil {
 		return err
 	}
 
-	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start}
+	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start, fks: fks}
 	s.cond = sync.NewCond(&s.mu)
 	s.all = tables
 	var allData int64
@@ -294,8 +334,8 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		tb.pending = int(parts)
 	}
 	s.tables = len(tables)
-	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built by %d more as tables finish\n",
-		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), map[bool]string{true: "binary", false: "text"}[binary], t.jobs(), len(entries)-len(rest), t.jobs())
+	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built and %d foreign keys checked by %d more as tables finish\n",
+		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), map[bool]string{true: "binary", false: "text"}[binary], t.jobs(), len(entries)-len(rest)-len(fks), len(fks), t.jobs())
 
 	stopProgress := s.reportEvery(ctx, progressEvery)
 	var wg sync.WaitGroup
@@ -353,8 +393,10 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	return nil
 }
 
-// pipeSchema runs pg_dump args | psql into the shadow.
-func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args []string, sconn string) error {
+// pipeSchema runs pg_dump args | psql into the shadow. pg_dump starts at
+// once (it reads the whole catalog before it writes a line); psql once
+// ready says the shadow is there.
+func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args []string, sconn string, ready func() error) error {
 	dump := exec.CommandContext(ctx, tl.dump, args...)
 	dump.Env = append(dump.Environ(), penv...)
 	dump.Stderr = env.Log
@@ -362,12 +404,17 @@ func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args
 	if err != nil {
 		return err
 	}
-	psql := tool(ctx, env, senv, tl.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d", sconn)
-	psql.Stdin = out
-	psql.Stdout = io.Discard
 	if err := dump.Start(); err != nil {
 		return fmt.Errorf("pg_dump: %w", err)
 	}
+	if err := ready(); err != nil {
+		dump.Process.Kill()
+		dump.Wait()
+		return err
+	}
+	psql := tool(ctx, env, senv, tl.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-d", sconn)
+	psql.Stdin = out
+	psql.Stdout = io.Discard
 	perr := psql.Run()
 	derr := dump.Wait()
 	if derr != nil {
@@ -406,33 +453,39 @@ func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 	return out, rows.Err()
 }
 
+// entryInfo is what production's catalog says of one post-data entry.
+type entryInfo struct {
+	table uint32 // the table it is on
+	index uint32 // the index it builds; for a foreign key, the one it needs
+	ref   uint32 // for a foreign key: the table it references
+	size  int64  // the size of the index it builds (0 for other constraints)
+}
+
 // entryTables maps pg_dump's names of indexes ("schema.index") and
-// constraints ("schema.table constraint") to their table's OID and to the
-// size of the index they build (0 for constraints without one).
-func entryTables(ctx context.Context, c *pgx.Conn) (map[string]uint32, map[string]int64, error) {
+// constraints ("schema.table constraint") to their tables and indexes.
+func entryTables(ctx context.Context, c *pgx.Conn) (map[string]entryInfo, error) {
 	rows, err := c.Query(ctx, `
-		select n.nspname || '.' || ci.relname, i.indrelid, pg_relation_size(i.indexrelid) from pg_index i
+		select n.nspname || '.' || ci.relname, i.indrelid, i.indexrelid, 0::oid, pg_relation_size(i.indexrelid) from pg_index i
 		  join pg_class ci on ci.oid = i.indexrelid join pg_namespace n on n.oid = ci.relnamespace
 		union all
-		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid,
-		       case when con.conindid <> 0 then pg_relation_size(con.conindid) else 0 end
+		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid, con.conindid, con.confrelid,
+		       case when con.contype <> 'f' and con.conindid <> 0 then pg_relation_size(con.conindid) else 0 end
 		from pg_constraint con
 		  join pg_class t on t.oid = con.conrelid join pg_namespace n on n.oid = t.relnamespace`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("production: list indexes: %w", err)
+		return nil, fmt.Errorf("production: list indexes: %w", err)
 	}
 	defer rows.Close()
-	owners, sizes := map[string]uint32{}, map[string]int64{}
+	out := map[string]entryInfo{}
 	for rows.Next() {
 		var k string
-		var oid uint32
-		var size int64
-		if err := rows.Scan(&k, &oid, &size); err != nil {
-			return nil, nil, err
+		var e entryInfo
+		if err := rows.Scan(&k, &e.table, &e.index, &e.ref, &e.size); err != nil {
+			return nil, err
 		}
-		owners[k], sizes[k] = oid, size
+		out[k] = e
 	}
-	return owners, sizes, rows.Err()
+	return out, rows.Err()
 }
 
 type seqValue struct {
@@ -470,6 +523,20 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
 func (s *streamer) queue(e ...postEntry) {
 	s.builds = append(s.builds, e...)
 	slices.SortStableFunc(s.builds, func(a, b postEntry) int { return cmp.Compare(b.size, a.size) })
+}
+
+// indexed marks a table copied and indexed (with s.mu held): its
+// statistics are gathered next, and the foreign keys between it and other
+// such tables are checked.
+func (s *streamer) indexed(tb *streamTable) {
+	tb.indexed = true
+	s.queue(analyzeEntry(tb))
+	for _, fk := range s.fks {
+		if !fk.queued && fk.table.indexed && fk.ref.indexed {
+			fk.queued = true
+			s.queue(*fk)
+		}
+	}
 }
 
 // analyzeEntry is the work item that gathers a table's statistics.
@@ -578,19 +645,24 @@ func (s *streamer) work(ctx context.Context, r role) {
 				s.fail(fmt.Errorf("%s %s: %w", strings.ToLower(build.kind), build.name, err))
 				return
 			}
+			index := build.kind == "INDEX" || build.kind == "CONSTRAINT"
 			s.mu.Lock()
 			s.building--
-			if build.kind != "ANALYZE" {
+			if index {
 				s.built++
 				if tb := build.table; tb != nil {
 					if tb.unbuilt--; tb.unbuilt == 0 {
-						s.queue(analyzeEntry(tb))
+						s.indexed(tb)
 					}
 				}
 			}
 			s.mu.Unlock()
 			s.cond.Broadcast()
-			if build.kind == "ANALYZE" {
+			switch build.kind {
+			case "ANALYZE":
+				continue
+			case "FK CONSTRAINT":
+				fmt.Fprintf(s.env.Log, "checked foreign key %s in %s\n", build.name, time.Since(t0).Round(time.Millisecond))
 				continue
 			}
 			s.indexDone.Add(build.size)
@@ -625,7 +697,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 			// expression index has statistics of its own).
 			s.queue(tb.entries...)
 			if len(tb.entries) == 0 {
-				s.queue(analyzeEntry(tb))
+				s.indexed(tb)
 			}
 		}
 		s.mu.Unlock()

@@ -36,6 +36,20 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 		`insert into cache select 'k' || g, 'v' || g from generate_series(1, 100) g`,
 		`create table event_tags (event_id bigint references events(id), tag text)`,
 		`insert into event_tags select g, 't' || (g % 3) from generate_series(1, 20000, 3) g`,
+		// Foreign keys to the same table, to a unique index rather than a
+		// constraint, and to a partitioned table (checked at the end).
+		`create table nodes (id int primary key, parent int references nodes (id))`,
+		`insert into nodes select g, nullif(g / 2, 0) from generate_series(1, 1000) g`,
+		`create table codes (code text not null)`,
+		`create unique index codes_code on codes (code)`,
+		`insert into codes select 'c' || g from generate_series(1, 100) g`,
+		`create table code_uses (code text references codes (code))`,
+		`insert into code_uses select 'c' || (1 + g % 100) from generate_series(1, 1000) g`,
+		`create table regions (id int, part int, primary key (id, part)) partition by list (part)`,
+		`create table regions_1 partition of regions for values in (1)`,
+		`insert into regions select g, 1 from generate_series(1, 10) g`,
+		`create table sites (region int, part int, foreign key (region, part) references regions)`,
+		`insert into sites select 1 + g % 10, 1 from generate_series(1, 100) g`,
 		`analyze`,
 	)
 	prod := fingerprint(t, f.prod.DSN(f.prodDB))
@@ -46,10 +60,14 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	if d := diffPrints(prod, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
 		t.Fatalf("streamed staging differs from production:\n%s\n%s", d, log)
 	}
-	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzed after"} {
+	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzed after",
+		"checked foreign key event_tags event_tags_event_id_fkey", "checked foreign key nodes nodes_parent_fkey", "checked foreign key code_uses code_uses_code_fkey"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
+	}
+	if strings.Contains(log, "checked foreign key sites") {
+		t.Errorf("the foreign key to a partitioned table was checked before its partitions were indexed:\n%s", log)
 	}
 	var tables, streams int
 	if i := strings.Index(log, "data after "); i < 0 {
