@@ -86,6 +86,7 @@ type postEntry struct {
 	sql                string
 	table              *streamTable // the table an index or constraint is on
 	size               int64        // the index's size on production
+	cost               int64        // a guess at the work it takes (buildCost)
 	ref                *streamTable // a foreign key's referenced table
 	queued             bool         // a foreign key handed to the builders
 }
@@ -288,11 +289,12 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		in := info[e.schema+"."+e.name]
 		switch tb, ref := byOID[in.table], byOID[in.ref]; {
 		case tb != nil && (e.kind == "INDEX" || e.kind == "CONSTRAINT"):
-			e.table, e.size = tb, in.size
+			e.table, e.size, e.cost = tb, in.size, buildCost(in)
 			tb.entries = append(tb.entries, e)
 			tb.unbuilt++
 		case tb != nil && e.kind == "FK CONSTRAINT" && ref != nil && builds[in.index] == ref:
-			e.table, e.ref = tb, ref
+			// Checking it reads the whole referencing table once.
+			e.table, e.ref, e.cost = tb, ref, tb.size/8
 			fks = append(fks, &e)
 		default:
 			rest = append(rest, e)
@@ -459,19 +461,40 @@ type entryInfo struct {
 	index uint32 // the index it builds; for a foreign key, the one it needs
 	ref   uint32 // for a foreign key: the table it references
 	size  int64  // the size of the index it builds (0 for other constraints)
+	// For an index: whether the table is in the order of its first key
+	// (production's statistics say so), and whether a key compares
+	// slowly (text in a collation other than C, numeric, expressions…).
+	sorted, slow bool
 }
 
 // entryTables maps pg_dump's names of indexes ("schema.index") and
 // constraints ("schema.table constraint") to their tables and indexes.
 func entryTables(ctx context.Context, c *pgx.Conn) (map[string]entryInfo, error) {
 	rows, err := c.Query(ctx, `
-		select n.nspname || '.' || ci.relname, i.indrelid, i.indexrelid, 0::oid, pg_relation_size(i.indexrelid) from pg_index i
-		  join pg_class ci on ci.oid = i.indexrelid join pg_namespace n on n.oid = ci.relnamespace
+		with ix as (
+		  select i.indexrelid, i.indrelid, pg_relation_size(i.indexrelid) as size,
+		         coalesce((select abs(st.correlation) > 0.9 from pg_attribute a
+		                     join pg_class t on t.oid = a.attrelid join pg_namespace tn on tn.oid = t.relnamespace
+		                     join pg_stats st on st.schemaname = tn.nspname and st.tablename = t.relname and st.attname = a.attname
+		                   where a.attrelid = i.indrelid and a.attnum = i.indkey[0] and not st.inherited), false) as sorted,
+		         exists (select from generate_series(0, i.indnkeyatts - 1) k
+		                   left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[k]
+		                 where a.atttypid is null
+		                    or not (a.atttypid = any ('{int2,int4,int8,oid,float4,float8,bool,date,time,timestamp,timestamptz,uuid}'::regtype[])
+		                            or i.indcollation[k] in (950, 951) -- C, POSIX
+		                            or i.indcollation[k] = 100 and (select datcollate in ('C', 'POSIX') from pg_database where datname = current_database()))) as slow
+		  from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace cn on cn.oid = c.relnamespace
+		  where cn.nspname not in ('pg_catalog', 'information_schema') and cn.nspname not like 'pg\_toast%')
+		select n.nspname || '.' || ci.relname, ix.indrelid, ix.indexrelid, 0::oid, ix.size, ix.sorted, ix.slow
+		from ix join pg_class ci on ci.oid = ix.indexrelid join pg_namespace n on n.oid = ci.relnamespace
 		union all
 		select n.nspname || '.' || t.relname || ' ' || con.conname, con.conrelid, con.conindid, con.confrelid,
-		       case when con.contype <> 'f' and con.conindid <> 0 then pg_relation_size(con.conindid) else 0 end
+		       case when con.contype <> 'f' then coalesce(ix.size, 0) else 0 end,
+		       coalesce(ix.sorted and con.contype <> 'f', false), coalesce(ix.slow and con.contype <> 'f', false)
 		from pg_constraint con
-		  join pg_class t on t.oid = con.conrelid join pg_namespace n on n.oid = t.relnamespace`)
+		  join pg_class t on t.oid = con.conrelid join pg_namespace n on n.oid = t.relnamespace
+		  left join ix on ix.indexrelid = con.conindid
+		where n.nspname not in ('pg_catalog', 'information_schema')`)
 	if err != nil {
 		return nil, fmt.Errorf("production: list indexes: %w", err)
 	}
@@ -480,12 +503,29 @@ func entryTables(ctx context.Context, c *pgx.Conn) (map[string]entryInfo, error)
 	for rows.Next() {
 		var k string
 		var e entryInfo
-		if err := rows.Scan(&k, &e.table, &e.index, &e.ref, &e.size); err != nil {
+		if err := rows.Scan(&k, &e.table, &e.index, &e.ref, &e.size, &e.sorted, &e.slow); err != nil {
 			return nil, err
 		}
 		out[k] = e
 	}
 	return out, rows.Err()
+}
+
+// buildCost guesses how long an index takes to build, in units of one byte
+// of an index on a presorted integer: sorting is the work, and it is
+// cheapest on rows already in order and on keys that compare as machine
+// words. Measured on PostgreSQL 15: an unsorted integer key costs about 1.6
+// times a sorted one, a text (non-C collation) or numeric key about 2.5
+// times more.
+func buildCost(in entryInfo) int64 {
+	c := float64(in.size)
+	if !in.sorted {
+		c *= 1.6
+	}
+	if in.slow {
+		c *= 2.5
+	}
+	return int64(c)
 }
 
 type seqValue struct {
@@ -518,12 +558,24 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
 	return out, nil
 }
 
-// queue adds index builds (with s.mu held), biggest first: the longest
-// build should not be the one left running alone at the end.
+// queue adds builds (with s.mu held): the ones that take no time first
+// (they let foreign keys be checked), then the longest: the longest build
+// should not be the one left running alone at the end.
 func (s *streamer) queue(e ...postEntry) {
 	s.builds = append(s.builds, e...)
-	slices.SortStableFunc(s.builds, func(a, b postEntry) int { return cmp.Compare(b.size, a.size) })
+	slices.SortStableFunc(s.builds, func(a, b postEntry) int {
+		if ta, tb := a.cost < tinyBuild, b.cost < tinyBuild; ta != tb {
+			if ta {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(b.cost, a.cost)
+	})
 }
+
+// tinyBuild is the cost under which a build is done in an instant.
+const tinyBuild = 1 << 20
 
 // indexed marks a table copied and indexed (with s.mu held): its
 // statistics are gathered next, and the foreign keys between it and other
@@ -541,7 +593,9 @@ func (s *streamer) indexed(tb *streamTable) {
 
 // analyzeEntry is the work item that gathers a table's statistics.
 func analyzeEntry(tb *streamTable) postEntry {
-	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name}
+	// It reads a sample of at most 30,000 pages (the default statistics
+	// target).
+	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name, cost: min(tb.size, 30000*8192) / 32}
 }
 
 // shadowConn opens a session on the shadow set up for bulk work.

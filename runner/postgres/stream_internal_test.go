@@ -1,6 +1,9 @@
 package postgres
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestSplitParts(t *testing.T) {
 	const mb = 1 << 20
@@ -18,5 +21,28 @@ func TestSplitParts(t *testing.T) {
 		if got := splitParts(tt.size, tt.total, tt.jobs); got != tt.want {
 			t.Errorf("splitParts(%d MB of %d MB, %d jobs) = %d, want %d", tt.size/mb, tt.total/mb, tt.jobs, got, tt.want)
 		}
+	}
+}
+
+// Builds that take no time go first (foreign keys wait for them), then the
+// costliest, however big: a slow key on unsorted rows beats a bigger index
+// on presorted integers.
+func TestQueueOrder(t *testing.T) {
+	const mb = 1 << 20
+	s := &streamer{}
+	s.queue(
+		postEntry{name: "pkey", cost: buildCost(entryInfo{size: 100 * mb, sorted: true})},
+		postEntry{name: "tiny pkey", cost: buildCost(entryInfo{size: 16 << 10, sorted: true})},
+		postEntry{name: "status", cost: buildCost(entryInfo{size: 70 * mb, slow: true})},
+		postEntry{name: "account", cost: buildCost(entryInfo{size: 70 * mb})},
+	)
+	s.queue(analyzeEntry(&streamTable{name: "empty"}), analyzeEntry(&streamTable{name: "big", size: 4000 * mb}))
+	var got []string
+	for _, e := range s.builds {
+		got = append(got, e.name)
+	}
+	want := []string{"tiny pkey", "empty", "status", "account", "pkey", "big"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("order %v, want %v", got, want)
 	}
 }
