@@ -260,6 +260,27 @@ func bench(ctx context.Context, o options) error {
 			r.runs = append(r.runs, res)
 		}
 	}
+	// Round by round, against stagebot's streaming refresh in the same
+	// round: slow drift on a shared machine hits both alike.
+	var stream *row
+	for _, r := range rows {
+		if r.name == "stagebot stream" && r.err == nil {
+			stream = r
+		}
+	}
+	wins := map[*row]string{}
+	for _, r := range rows {
+		if stream == nil || r == stream || r.err != nil {
+			continue
+		}
+		n, won := min(len(r.runs), len(stream.runs)), 0
+		for i := range n {
+			if stream.runs[i].wall < r.runs[i].wall {
+				won++
+			}
+		}
+		wins[r] = fmt.Sprintf("%d of %d", won, n)
+	}
 	for _, r := range rows {
 		if len(r.runs) > 0 {
 			slices.SortFunc(r.runs, func(a, b result) int { return int(a.wall - b.wall) })
@@ -280,16 +301,16 @@ func bench(ctx context.Context, o options) error {
 	query(ctx, b.prod.DSN(db), "select current_setting('server_version')", &version)
 	fmt.Fprintf(o.out, "\nProduction: pgbench scale %d plus orders, %s; PostgreSQL %s; %s.\n", scale, mib(size), version, machine())
 	if runs > 1 {
-		fmt.Fprintf(o.out, "Each method ran %d times (pg_dump | xz once); the table shows the run with the median wall time, and the highest peak memory of all runs.\n", runs)
+		fmt.Fprintf(o.out, "Each method ran %d times (pg_dump | xz once); the table shows the run with the median wall time, the fastest and slowest runs, in how many rounds stagebot's streaming refresh was faster than the method's run in the same round, and the highest peak memory of all runs.\n", runs)
 	}
 	fmt.Fprintln(o.out)
-	fmt.Fprintln(o.out, "| method | wall time | vs stagebot stream | staging unavailable | bot peak memory | data |")
-	fmt.Fprintln(o.out, "|---|---:|---:|---:|---:|---|")
+	fmt.Fprintln(o.out, "| method | wall time | fastest–slowest | vs stagebot stream | stagebot faster in | staging unavailable | bot peak memory | data |")
+	fmt.Fprintln(o.out, "|---|---:|---:|---:|---:|---:|---:|---|")
 	failed := false
 	for _, r := range rows {
 		if r.err != nil {
 			failed = true
-			fmt.Fprintf(o.out, "| %s | failed: %s | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
+			fmt.Fprintf(o.out, "| %s | failed: %s | | | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
 			continue
 		}
 		if r.same != "identical" {
@@ -303,7 +324,15 @@ func bench(ctx context.Context, o options) error {
 		if r.res.peakRSS > 0 {
 			mem = mib(r.res.peakRSS)
 		}
-		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), ratio, dur(r.res.unavailable), mem, r.same)
+		spread := dur(r.runs[0].wall)
+		if len(r.runs) > 1 {
+			spread += "–" + dur(r.runs[len(r.runs)-1].wall)
+		}
+		won := "—"
+		if w, ok := wins[r]; ok {
+			won = w + " rounds"
+		}
+		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), spread, ratio, won, dur(r.res.unavailable), mem, r.same)
 	}
 	if failed {
 		return errors.New("a method failed or produced different data")

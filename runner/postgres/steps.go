@@ -249,6 +249,9 @@ func (s *Drop) Run(ctx context.Context, env *runner.Env) error {
 	if err := s.Target.Guard(ctx); err != nil {
 		return err
 	}
+	// Not while a swap, or the background drop of a replaced copy, is on.
+	s.Target.mu.Lock()
+	defer s.Target.mu.Unlock()
 	db, next, prev, _ := s.Target.names()
 	c, err := s.Target.maintenance(ctx)
 	if err != nil {
