@@ -27,6 +27,9 @@ type Server struct {
 	BinDir string
 	runAs  *user.User
 	once   sync.Once
+	// postgres is the server binary: BinDir's, or a link to it in a
+	// private installation with extra extensions.
+	postgres string
 }
 
 // BinDir finds the directory of the PostgreSQL server binaries.
@@ -56,6 +59,11 @@ func version(dir string) int {
 type Options struct {
 	// Settings are extra postgresql.conf settings (name → value).
 	Settings map[string]string
+	// Extensions are extra files for the server's extension directory
+	// (name → content: a .control file and its scripts), for extensions
+	// the system has not installed. The server then runs from a private
+	// installation that links to the system's.
+	Extensions map[string]string
 }
 
 // Start initialises and starts a server. Stop it with Stop.
@@ -68,7 +76,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: dir, BinDir: bin}
+	s := &Server{Dir: dir, BinDir: bin, postgres: filepath.Join(bin, "postgres")}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {
@@ -82,6 +90,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 		if err := os.Chown(dir, uid, gid); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	if len(o.Extensions) > 0 {
+		if s.postgres, err = install(bin, filepath.Join(dir, "install"), o.Extensions); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -131,7 +145,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 			uid, _ := strconv.Atoi(s.runAs.Uid)
 			os.Chown(filepath.Join(data, "postgresql.auto.conf"), uid, -1)
 		}
-		out, err := s.command(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start").CombinedOutput()
+		out, err := s.command(ctx, "pg_ctl", "-p", s.postgres, "-D", data, "-l", filepath.Join(dir, "server.log"), "-w", "-t", "60", "start").CombinedOutput()
 		if err == nil {
 			return s, nil
 		}
@@ -142,6 +156,72 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("start postgres: %w\n%s\n%s", err, out, logText)
 	}
+}
+
+// install makes a private installation under dir for a server with extra
+// extension files: PostgreSQL finds its share directory relative to its
+// binary, so the server binary is linked in Debian's layout
+// (lib/postgresql/N/bin beside share/postgresql/N), the share and library
+// directories are links to the system's, and the extension directory holds
+// links to the system's extensions plus the extra files. It returns the
+// server binary to run.
+func install(bin, dir string, files map[string]string) (string, error) {
+	major := filepath.Base(filepath.Dir(bin))
+	share := filepath.Join("/usr/share/postgresql", major)
+	if _, err := os.Stat(filepath.Join(share, "extension")); err != nil || filepath.Dir(filepath.Dir(filepath.Dir(bin))) != "/usr/lib" {
+		return "", fmt.Errorf("extra extensions need Debian's layout of PostgreSQL (/usr/lib/postgresql/N/bin, /usr/share/postgresql/N), not %s", bin)
+	}
+	ibin := filepath.Join(dir, "lib/postgresql", major, "bin")
+	ishare := filepath.Join(dir, "share/postgresql", major)
+	iext := filepath.Join(ishare, "extension")
+	for _, d := range []string{ibin, iext} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	// The binary itself must be a file there, not a symbolic link (which
+	// PostgreSQL resolves): a hard link, or a copy across file systems.
+	postgres := filepath.Join(ibin, "postgres")
+	if err := os.Link(filepath.Join(bin, "postgres"), postgres); err != nil {
+		data, err := os.ReadFile(filepath.Join(bin, "postgres"))
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(postgres, data, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Symlink(filepath.Join(filepath.Dir(bin), "lib"), filepath.Join(filepath.Dir(ibin), "lib")); err != nil {
+		return "", err
+	}
+	link := func(from, into string, skip string) error {
+		entries, err := os.ReadDir(from)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.Name() == skip {
+				continue
+			}
+			if err := os.Symlink(filepath.Join(from, e.Name()), filepath.Join(into, e.Name())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := link(share, ishare, "extension"); err != nil {
+		return "", err
+	}
+	if err := link(filepath.Join(share, "extension"), iext, ""); err != nil {
+		return "", err
+	}
+	for name, content := range files {
+		os.Remove(filepath.Join(iext, name)) // a link to the system's file of that name: never write through it
+		if err := os.WriteFile(filepath.Join(iext, name), []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return postgres, nil
 }
 
 func (s *Server) command(ctx context.Context, name string, args ...string) *exec.Cmd {

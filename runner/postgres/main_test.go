@@ -44,15 +44,31 @@ func pair(t *testing.T) (prod, stg *pgtest.Server) {
 	once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		servers.prod, serverErr = pgtest.Start(ctx, pgtest.Options{})
+		o := pgtest.Options{Extensions: configExtension}
+		servers.prod, serverErr = pgtest.Start(ctx, o)
 		if serverErr == nil {
-			servers.stg, serverErr = pgtest.Start(ctx, pgtest.Options{})
+			servers.stg, serverErr = pgtest.Start(ctx, o)
 		}
 	})
 	if serverErr != nil {
 		t.Fatal(serverErr)
 	}
 	return servers.prod, servers.stg
+}
+
+// configExtension is an extension with a configuration table and
+// sequence, as PostGIS and pg_cron have: CREATE EXTENSION puts a row in the
+// table, and a dump carries the rows added since (the ones its filter
+// selects) and the sequence's position.
+var configExtension = map[string]string{
+	"stagebot_cfg.control": "default_version = '1.0'\nrelocatable = false\n",
+	"stagebot_cfg--1.0.sql": `
+create table stagebot_cfg (k text primary key, v text, builtin bool not null default false);
+insert into stagebot_cfg values ('shipped', 'with the extension', true);
+select pg_catalog.pg_extension_config_dump('stagebot_cfg', 'WHERE NOT builtin');
+create sequence stagebot_cfg_seq;
+select pg_catalog.pg_extension_config_dump('stagebot_cfg_seq', '');
+`,
 }
 
 // fixture is a production database with one of everything, and the

@@ -68,6 +68,11 @@ type streamTable struct {
 	pages   int64
 	columns string // quoted, comma-separated; generated columns left out
 	tuples  int64  // production's estimate; < 0 when never analyzed
+	// config: an extension's configuration table, whose rows CREATE
+	// EXTENSION has already put in the shadow; filter (a WHERE clause, or
+	// empty) selects the rows production has beyond those.
+	config bool
+	filter string
 
 	streamed atomic.Int64 // rows sent so far
 	copied   atomic.Bool  // every task done
@@ -320,7 +325,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 			s.totalIndex += e.size
 		}
 		parts := splitParts(tb.size, allData, t.jobs())
-		if parts <= 1 || tb.pages < parts {
+		if parts <= 1 || tb.pages < parts || tb.config {
 			tb.pending = 1
 			s.copies = append(s.copies, copyTask{table: tb, to: -1})
 			continue
@@ -429,16 +434,21 @@ func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args
 }
 
 // streamTables lists the tables whose data pg_dump would dump, largest
-// first.
+// first: every table outside extensions, and extensions' configuration
+// tables (the rows their filter selects: the others come with CREATE
+// EXTENSION).
 func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 	rows, err := c.Query(ctx, `
 		select c.oid, format('%I.%I', n.nspname, c.relname), pg_relation_size(c.oid)::bigint, c.relpages::bigint, c.reltuples::bigint,
 		       coalesce((select string_agg(quote_ident(a.attname), ', ' order by a.attnum) from pg_attribute a
-		                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''), '')
+		                 where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''), ''),
+		       x.extcondition[array_position(x.extconfig, c.oid)] is not null, coalesce(x.extcondition[array_position(x.extconfig, c.oid)], '')
 		from pg_class c join pg_namespace n on n.oid = c.relnamespace
+		  left join pg_extension x on c.oid = any (x.extconfig)
 		where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema')
 		  and n.nspname not like 'pg\_toast%' and n.nspname not like 'pg\_temp%'
-		  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
+		  and (x.oid is not null
+		       or not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'))
 		order by 3 desc, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("production: list tables: %w", err)
@@ -447,7 +457,7 @@ func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 	var out []*streamTable
 	for rows.Next() {
 		tb := &streamTable{}
-		if err := rows.Scan(&tb.oid, &tb.name, &tb.size, &tb.pages, &tb.tuples, &tb.columns); err != nil {
+		if err := rows.Scan(&tb.oid, &tb.name, &tb.size, &tb.pages, &tb.tuples, &tb.columns, &tb.config, &tb.filter); err != nil {
 			return nil, err
 		}
 		out = append(out, tb)
@@ -539,7 +549,8 @@ func sequenceValues(ctx context.Context, c *pgx.Conn) ([]seqValue, error) {
 	rows, err := c.Query(ctx, `
 		select format('%I.%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace
 		where c.relkind = 'S' and n.nspname not in ('pg_catalog', 'information_schema')
-		  and not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')`)
+		  and (c.oid in (select unnest(extconfig) from pg_extension)
+		       or not exists (select 1 from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e'))`)
 	if err != nil {
 		return nil, fmt.Errorf("production: list sequences: %w", err)
 	}
@@ -775,19 +786,25 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 		format = "binary"
 	}
 	src := "COPY " + tb.name + cols + " TO STDOUT (FORMAT " + format + ")"
+	sel := "*"
+	if tb.columns != "" {
+		sel = tb.columns
+	}
+	if tb.config {
+		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " " + tb.filter + ") TO STDOUT (FORMAT " + format + ")"
+	}
 	if task.split {
 		where := fmt.Sprintf("ctid >= '(%d,0)'::tid", task.from)
 		if task.to >= 0 {
 			where += fmt.Sprintf(" and ctid < '(%d,0)'::tid", task.to)
 		}
-		sel := "*"
-		if tb.columns != "" {
-			sel = tb.columns
-		}
 		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " WHERE " + where + ") TO STDOUT (FORMAT " + format + ")"
 	}
+	// A configuration table keeps the rows CREATE EXTENSION put there, so
+	// it is neither truncated nor written FREEZE.
+	whole := !task.split && !tb.config
 	dst := "COPY " + tb.name + cols + " FROM STDIN (FORMAT " + format
-	if !task.split {
+	if whole {
 		// Rows written frozen: no hint-bit rewrite or anti-wraparound
 		// vacuum later. Needs the table truncated in the same transaction.
 		if err := shadow.PgConn().Exec(ctx, "BEGIN; TRUNCATE ONLY "+tb.name).Close(); err != nil {
@@ -812,12 +829,12 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 		err = perr
 	}
 	if err != nil {
-		if !task.split {
+		if whole {
 			shadow.PgConn().Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
 		}
 		return 0, err
 	}
-	if !task.split {
+	if whole {
 		if err := shadow.PgConn().Exec(ctx, "COMMIT").Close(); err != nil {
 			return 0, err
 		}

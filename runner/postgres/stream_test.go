@@ -50,6 +50,11 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 		`insert into regions select g, 1 from generate_series(1, 10) g`,
 		`create table sites (region int, part int, foreign key (region, part) references regions)`,
 		`insert into sites select 1 + g % 10, 1 from generate_series(1, 100) g`,
+		// An extension's configuration table: the row its script inserts
+		// comes with CREATE EXTENSION, the ones added since with the data.
+		`create extension stagebot_cfg`,
+		`insert into stagebot_cfg (k, v) values ('site', 'production'), ('mode', 'live')`,
+		`select setval('stagebot_cfg_seq', 77)`,
 		`analyze`,
 	)
 	prod := fingerprint(t, f.prod.DSN(f.prodDB))
