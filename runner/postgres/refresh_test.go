@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -296,6 +297,8 @@ func TestSwap_ReplacedCopiesAreDroppedInTheBackground(t *testing.T) {
 	}
 	// The third refresh retires the first copy: it is renamed out of the
 	// way in the swap and dropped once staging is back.
+	var logged strings.Builder
+	f.target.Logger = slog.New(slog.NewTextHandler(&logged, nil))
 	second := oid(db)
 	log, err := run(t, refreshSteps(f.target), nil)
 	if err != nil {
@@ -305,6 +308,9 @@ func TestSwap_ReplacedCopiesAreDroppedInTheBackground(t *testing.T) {
 		t.Errorf("the swap does not say it drops the replaced copy:\n%s", log)
 	}
 	f.target.Wait()
+	if !strings.Contains(logged.String(), "dropped the replaced staging copy") || !strings.Contains(logged.String(), old) {
+		t.Errorf("the background drop was not logged: %q", logged.String())
+	}
 	if got := oid(prev); got != second {
 		t.Fatalf("the previous copy is %s, want the second copy %s", got, second)
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,8 +56,9 @@ type Target struct {
 	// drop of a replaced copy. Default: discarded.
 	Logger *slog.Logger
 
-	mu sync.Mutex     // one swap (or drop of a replaced copy) at a time
-	bg sync.WaitGroup // background drops
+	mu      sync.Mutex     // one swap (or drop of a replaced copy) at a time
+	bg      sync.WaitGroup // background drops
+	dropped atomic.Int64   // background drops not yet over
 }
 
 func (t *Target) jobs() int {
@@ -492,8 +494,10 @@ func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error)
 // If it fails (or the bot stops first), the next swap or start drops it.
 func (t *Target) dropLater(name string) {
 	t.bg.Add(1)
+	t.dropped.Add(1)
 	go func() {
 		defer t.bg.Done()
+		defer t.dropped.Add(-1)
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
@@ -513,7 +517,12 @@ func (t *Target) dropLater(name string) {
 }
 
 // Wait waits for background drops of replaced copies to end.
-func (t *Target) Wait() { t.bg.Wait() }
+func (t *Target) Wait() {
+	if n := t.dropped.Load(); n > 0 {
+		t.logger().Info("waiting for a replaced staging copy to be dropped", "target", t.Name, "drops", n)
+	}
+	t.bg.Wait()
+}
 
 // Rollback swaps the previous copy back into place; the copy it replaces
 // becomes the previous one, so a second rollback undoes the first.
