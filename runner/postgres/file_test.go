@@ -163,3 +163,41 @@ func TestRefresh_CorruptBackupsFailBeforeTheSwap(t *testing.T) {
 		})
 	}
 }
+
+// A backup whose objects belong to or are granted to roles staging lacks is
+// refused when the run is planned (before anything is stopped), for every
+// archive format; plain SQL is caught by the restore itself.
+func TestRefresh_BackupRolesCheckedAtPlan(t *testing.T) {
+	f := newFixture(t)
+	owner, reader := "owner_"+f.prodDB, `Reader "`+f.prodDB+`"`
+	pgtest.Exec(t, f.prod.DSN("postgres"), "create role "+owner, `create role "Reader ""`+f.prodDB+`"""`)
+	pgtest.Exec(t, f.prod.DSN(f.prodDB), "alter table audit owner to "+owner, `grant select on users to "Reader ""`+f.prodDB+`"""`)
+	dsn := f.prod.DSN(f.prodDB)
+	dir := t.TempDir()
+	custom := pgDump(t, dsn, "-Fc")
+	files := map[string][]byte{"custom.dump": custom, "custom.dump.xz": compress(t, custom, "xz")}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgDump(t, dsn, "-Fd", "-f", filepath.Join(dir, "backup.d"))
+	for _, name := range []string{"custom.dump", "custom.dump.xz", "backup.d"} {
+		t.Run(name, func(t *testing.T) {
+			f.target.NoOwner, f.target.NoACL = false, false
+			_, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), nil)
+			want := "plan: restore: staging lacks roles the backup uses: " + reader + " (has privileges), " + owner + " (owns objects)"
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("error = %v, want %q", err, want)
+			}
+			f.target.NoOwner = true
+			if _, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), nil); err == nil || strings.Contains(err.Error(), owner) || !strings.Contains(err.Error(), reader+" (has privileges)") {
+				t.Fatalf("with no_owner: error = %v", err)
+			}
+			f.target.NoACL = true
+			if log, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), nil); err != nil {
+				t.Fatalf("with no_owner and no_acl: %v\n%s", err, log)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,7 +113,8 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		}
 		desc = fmt.Sprintf("restore %s (%s) into %s on %s, then swap", f, format, next, Describe(t.StagingDSN))
 	}
-	if _, err := t.tools(); err != nil {
+	tl, err := t.tools()
+	if err != nil {
 		return desc, err
 	}
 	if err := t.Guard(ctx); err != nil {
@@ -125,8 +128,90 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		if len(missing) > 0 {
 			return desc, fmt.Errorf("staging lacks roles production uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
 		}
+		return desc, nil
+	}
+	f, _ := r.resolveFile()
+	missing, err := r.fileRoles(ctx, tl, f)
+	if err != nil {
+		return desc, err
+	}
+	if len(missing) > 0 {
+		return desc, fmt.Errorf("staging lacks roles the backup uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
 	}
 	return desc, nil
+}
+
+// archiveRole finds the role in pg_restore's statements that give an
+// object an owner or privileges.
+var archiveRole = regexp.MustCompile(`^(?:ALTER .* OWNER TO|GRANT .* TO) ("(?:[^"]|"")+"|[^ ;]+)(?: WITH GRANT OPTION)?;$`)
+
+// fileRoles lists the roles a pg_dump archive (custom or directory format)
+// gives objects to or grants privileges to that staging lacks, from the
+// archive's schema alone. Plain SQL files are checked as they are restored:
+// reading a whole file (data and all) to plan would take as long as the
+// restore.
+func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string) ([]string, error) {
+	t := r.Target
+	if t.NoOwner && t.NoACL {
+		return nil, nil
+	}
+	fm, err := sniff(path)
+	if err != nil || !(fm.dir || fm.custom) {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, tl.restore, "--schema-only", "-f", "-")
+	var src io.Reader
+	if fm.compression == "" {
+		cmd.Args = append(cmd.Args, path)
+	} else {
+		// The schema is at the head of the archive: pg_restore stops
+		// reading once it has it.
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if src, err = decompress(f, fm.compression); err != nil {
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+		cmd.Stdin = src
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pg_restore: %w", err)
+	}
+	want := map[string]string{}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		m := archiveRole.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		role := m[1]
+		if strings.HasPrefix(role, `"`) {
+			role = strings.ReplaceAll(role[1:len(role)-1], `""`, `"`)
+		}
+		switch owner := strings.HasPrefix(sc.Text(), "ALTER "); {
+		case role == "PUBLIC":
+		case owner && !t.NoOwner:
+			want[role] = "owns objects"
+		case !owner && !t.NoACL:
+			if _, ok := want[role]; !ok {
+				want[role] = "has privileges"
+			}
+		}
+	}
+	io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("read the schema of %s (pg_restore --schema-only): %w: %s", filepath.Base(path), err, strings.TrimSpace(stderr.String()))
+	}
+	return t.lacking(ctx, want)
 }
 
 type tools struct{ dump, restore, psql string }

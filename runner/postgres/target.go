@@ -291,6 +291,15 @@ func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
+	return t.lacking(ctx, want)
+}
+
+// lacking lists the roles of want (role → why it is needed) that staging's
+// server does not have, as "role (why)", sorted.
+func (t *Target) lacking(ctx context.Context, want map[string]string) ([]string, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
 	stg, err := t.maintenance(ctx)
 	if err != nil {
 		return nil, err
