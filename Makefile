@@ -22,7 +22,7 @@ demo: build postgres ## the console, with two throwaway PostgreSQL servers
 test: fmt-check vet lint postgres ## gofmt check, go vet, staticcheck, then every test with -race
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.4 GB)
+bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.5 GB)
 	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing pgcopydb (Debian's package) to compare against…"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \

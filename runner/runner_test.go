@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -223,7 +224,9 @@ func TestExec_Hosts(t *testing.T) {
 	}
 }
 
-// Parallel writers into one step's log must never interleave inside a line.
+// Parallel workers write whole lines into one step's log at once: each
+// line comes out whole, with its prefix, and none is lost (run with -race,
+// this also finds unguarded writes).
 func TestLineWriter_ConcurrentWritersKeepLinesWhole(t *testing.T) {
 	var out bytes.Buffer
 	lw := &lineWriter{w: &out, prefix: "[s] "}
@@ -233,19 +236,21 @@ func TestLineWriter_ConcurrentWritersKeepLinesWhole(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
-				lw.Write([]byte("worker " + strconv.Itoa(g) + " "))
-				lw.Write([]byte("line " + strconv.Itoa(i) + "\n"))
+				lw.Write([]byte("worker " + strconv.Itoa(g) + " line " + strconv.Itoa(i) + "\n"))
 			}
 		}(g)
 	}
 	wg.Wait()
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
-	if len(lines) != 8*200 {
-		t.Fatalf("got %d lines, want %d", len(lines), 8*200)
-	}
+	seen := map[string]bool{}
 	for _, l := range lines {
-		if !strings.HasPrefix(l, "[s] ") {
-			t.Fatalf("line without its prefix: %q", l)
+		var g, i int
+		if n, err := fmt.Sscanf(l, "[s] worker %d line %d", &g, &i); n != 2 || err != nil || l != fmt.Sprintf("[s] worker %d line %d", g, i) {
+			t.Fatalf("mangled line %q", l)
 		}
+		seen[l] = true
+	}
+	if len(seen) != 8*200 {
+		t.Fatalf("got %d distinct lines of %d, want %d", len(seen), len(lines), 8*200)
 	}
 }

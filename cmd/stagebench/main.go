@@ -3,7 +3,7 @@
 // servers, and checks that every way produced the same data.
 //
 //	make bench            # pgbench scale 10 plus an orders table (about 300 MB)
-//	make bench SCALE=50   # about 1.4 GB
+//	make bench SCALE=50   # about 1.5 GB
 //
 // It starts two throwaway servers (production and staging), generates
 // production with pgbench and an orders table with four secondary indexes,
@@ -38,7 +38,7 @@ import (
 )
 
 func main() {
-	scale := flag.Int("scale", 10, "pgbench scale of the generated production database (50 is about 1.4 GB)")
+	scale := flag.Int("scale", 10, "pgbench scale of the generated production database (50 is about 1.5 GB)")
 	jobs := flag.Int("jobs", 2, "parallel jobs for stagebot and for pg_dump/pg_restore -j")
 	bin := flag.String("stagebot", "bin/stagebot", "the stagebot binary to time")
 	runs := flag.Int("runs", 1, "times to run each method (the table shows the median wall time)")
@@ -133,7 +133,7 @@ func bench(ctx context.Context, o options) error {
 	scale, jobs, runs, bin, only := o.scale, o.jobs, o.runs, o.stagebot, o.methods
 	switch {
 	case scale < 1:
-		return fmt.Errorf("-scale %d: give a pgbench scale of 1 or more (SCALE=50 is about 1.4 GB)", scale)
+		return fmt.Errorf("-scale %d: give a pgbench scale of 1 or more (SCALE=50 is about 1.5 GB)", scale)
 	case jobs < 1:
 		return fmt.Errorf("-jobs %d: give 1 or more", jobs)
 	case runs < 1:

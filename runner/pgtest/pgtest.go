@@ -276,18 +276,25 @@ func New(tb testing.TB) *Server {
 	return s
 }
 
+// Connect opens a connection to dsn, failing the test if it cannot; the
+// caller closes it.
+func Connect(tb testing.TB, dsn string) *pgx.Conn {
+	tb.Helper()
+	c, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 // Exec runs statements on dsn in order and fails the test at the first
 // that fails.
 func Exec(tb testing.TB, dsn string, sql ...string) {
 	tb.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := Connect(tb, dsn)
+	defer c.Close(context.Background())
 	for _, s := range sql {
-		if _, err := c.Exec(ctx, s); err != nil {
+		if _, err := c.Exec(context.Background(), s); err != nil {
 			tb.Fatalf("%s: %v", s, err)
 		}
 	}
@@ -296,14 +303,10 @@ func Exec(tb testing.TB, dsn string, sql ...string) {
 // Value runs a query that returns one value and gives it as text.
 func Value(tb testing.TB, dsn, query string) string {
 	tb.Helper()
-	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close(ctx)
+	c := Connect(tb, dsn)
+	defer c.Close(context.Background())
 	var v any
-	if err := c.QueryRow(ctx, query).Scan(&v); err != nil {
+	if err := c.QueryRow(context.Background(), query).Scan(&v); err != nil {
 		tb.Fatalf("%s: %v", query, err)
 	}
 	return fmt.Sprint(v)

@@ -110,10 +110,7 @@ var seedSQL = []string{
 func fingerprint(t *testing.T, dsn string) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := pgtest.Connect(t, dsn)
 	defer c.Close(ctx)
 	out := map[string]string{}
 	rows, _ := c.Query(ctx, `select tablename from pg_tables where schemaname = 'public'`)
@@ -173,13 +170,13 @@ func diffPrints(a, b map[string]string) string {
 func databases(t *testing.T, s *pgtest.Server) []string {
 	t.Helper()
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, s.DSN("postgres"))
+	c := pgtest.Connect(t, s.DSN("postgres"))
+	defer c.Close(ctx)
+	rows, _ := c.Query(ctx, "select datname from pg_database order by 1")
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close(ctx)
-	rows, _ := c.Query(ctx, "select datname from pg_database order by 1")
-	out, _ := pgx.CollectRows(rows, pgx.RowTo[string])
 	return out
 }
 

@@ -53,20 +53,21 @@ func (p *progressPoller) fileRead(n, total int64) {
 	p.mu.Unlock()
 }
 
-// start polls every second until the returned stop is called.
-func (p *progressPoller) start(ctx context.Context) (stop func()) {
+// every calls fn at each interval, with a context that ends when stop is
+// called; stop returns once fn is no longer running.
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
-				p.poll(ctx, false)
+				fn(ctx)
 			}
 		}
 	}()
@@ -133,7 +134,7 @@ func (p *progressPoller) around(ctx context.Context, live bool, fn func() error)
 			fmt.Fprintf(p.env.Log, "no progress totals: %v\n", err)
 		}
 	}
-	stop := p.start(ctx)
+	stop := every(ctx, time.Second, func(ctx context.Context) { p.poll(ctx, false) })
 	err := fn()
 	stop()
 	if err == nil {

@@ -95,7 +95,8 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 	if err != nil {
 		return "refresh staging", err
 	}
-	var desc string
+	var desc, file string
+	var fm format
 	if r.live() {
 		how := "streamed server to server"
 		if r.Method == MethodDump {
@@ -103,15 +104,13 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		}
 		desc = fmt.Sprintf("copy production %s into %s on %s (%s, %d jobs), then swap", Describe(t.ProductionDSN), next, Describe(t.StagingDSN), how, t.jobs())
 	} else {
-		f, err := r.resolveFile()
-		if err != nil {
+		if file, err = r.resolveFile(); err != nil {
 			return "restore a backup into " + next, err
 		}
-		format, err := sniff(f)
-		if err != nil {
-			return "restore " + f + " into " + next, err
+		if fm, err = sniff(file); err != nil {
+			return "restore " + file + " into " + next, err
 		}
-		desc = fmt.Sprintf("restore %s (%s) into %s on %s, then swap", f, format, next, Describe(t.StagingDSN))
+		desc = fmt.Sprintf("restore %s (%s) into %s on %s, then swap", file, fm, next, Describe(t.StagingDSN))
 	}
 	tl, err := t.tools()
 	if err != nil {
@@ -130,8 +129,7 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		}
 		return desc, nil
 	}
-	f, _ := r.resolveFile()
-	missing, err := r.fileRoles(ctx, tl, f)
+	missing, err := r.fileRoles(ctx, tl, file, fm)
 	if err != nil {
 		return desc, err
 	}
@@ -150,14 +148,10 @@ var archiveRole = regexp.MustCompile(`^(?:ALTER .* OWNER TO|GRANT .* TO) ("(?:[^
 // archive's schema alone. Plain SQL files are checked as they are restored:
 // reading a whole file (data and all) to plan would take as long as the
 // restore.
-func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string) ([]string, error) {
+func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string, fm format) ([]string, error) {
 	t := r.Target
-	if t.NoOwner && t.NoACL {
+	if t.NoOwner && t.NoACL || !(fm.dir || fm.custom) {
 		return nil, nil
-	}
-	fm, err := sniff(path)
-	if err != nil || !(fm.dir || fm.custom) {
-		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, tl.restore, "--schema-only", "-f", "-")
 	var src io.Reader

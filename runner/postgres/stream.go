@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -230,9 +229,8 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	schemaCtx, cancelSchema := context.WithCancel(ctx)
 	defer cancelSchema()
 	var post bytes.Buffer
-	cmd := exec.CommandContext(schemaCtx, tl.dump, dumpArgs("post-data")...)
-	cmd.Env = append(cmd.Environ(), penv...)
-	cmd.Stdout, cmd.Stderr = &post, env.Log
+	cmd := tool(schemaCtx, env, penv, tl.dump, dumpArgs("post-data")...)
+	cmd.Stdout = &post
 	postErr := make(chan error, 1)
 	go func() { postErr <- cmd.Run() }()
 	schemaErr := make(chan error, 1)
@@ -344,7 +342,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	fmt.Fprintf(env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built and %d foreign keys checked by %d more as tables finish\n",
 		time.Since(start).Round(time.Millisecond), len(tables), runner.Bytes(s.totalData), len(s.copies), map[bool]string{true: "binary", false: "text"}[binary], t.jobs(), len(entries)-len(rest)-len(fks), len(fks), t.jobs())
 
-	stopProgress := s.reportEvery(ctx, progressEvery)
+	stopProgress := every(ctx, progressEvery, func(context.Context) { s.report(false) })
 	var wg sync.WaitGroup
 	for _, r := range []role{copier, builder} {
 		for range t.jobs() {
@@ -404,9 +402,8 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 // once (it reads the whole catalog before it writes a line); psql once
 // ready says the shadow is there.
 func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args []string, sconn string, ready func() error) error {
-	dump := exec.CommandContext(ctx, tl.dump, args...)
-	dump.Env = append(dump.Environ(), penv...)
-	dump.Stderr = env.Log
+	dump := tool(ctx, env, penv, tl.dump, args...)
+	dump.Stdout = nil // piped into psql
 	out, err := dump.StdoutPipe()
 	if err != nil {
 		return err
@@ -841,26 +838,6 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	}
 	tb.streamed.Add(tag.RowsAffected())
 	return tag.RowsAffected(), nil
-}
-
-// reportEvery reports progress at the given interval until stopped.
-func (s *streamer) reportEvery(ctx context.Context, every time.Duration) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				s.report(false)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
 }
 
 // report sends one progress line: bytes of data copied and of indexes
