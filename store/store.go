@@ -70,6 +70,14 @@ type Store interface {
 	// SetMark stores a named timestamp.
 	SetMark(ctx context.Context, name string, t time.Time) error
 
+	// RecordDatabase notes that run made a database; key names it (its
+	// server's system identifier and its OID), so that nothing in the
+	// database has to say so.
+	RecordDatabase(ctx context.Context, key string, run uint64) error
+	// DatabaseRun returns the run that made the database key names, or
+	// ErrNotFound.
+	DatabaseRun(ctx context.Context, key string) (uint64, error)
+
 	// Close releases the store. It is safe to call once.
 	Close() error
 }

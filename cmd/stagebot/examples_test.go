@@ -108,7 +108,7 @@ func (e *example) start(file string, now time.Time) {
 		e.t.Fatal(err)
 	}
 	e.channel = cfg.Access.ControlChannels[0]
-	o := cfg.botOptions(nil)
+	o := cfg.botOptions(nil, nil)
 	o.EditInterval = 10 * time.Millisecond
 	e.a = bottest.NewAdapter()
 	e.sc = bottest.StartBotWith(e.t, e.a, bottest.NewClock(now), o)

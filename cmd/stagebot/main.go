@@ -104,7 +104,7 @@ func loadFlagConfig(path string) (*Config, error) {
 
 // check prints every target's next runs with their announcement times.
 func check(w io.Writer, cfg *Config, now time.Time) error {
-	o := cfg.botOptions(nil)
+	o := cfg.botOptions(nil, nil)
 	fmt.Fprintf(w, "Config is valid: %d target(s), times in %s.\n", len(o.Targets), cfg.location)
 	for _, t := range o.Targets {
 		var ps []string
@@ -142,7 +142,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		return err
 	}
 	defer s.Close()
-	opts := cfg.botOptions(logger)
+	opts := cfg.botOptions(logger, s)
 	if channel == "" {
 		channel = "infra"
 		if len(opts.Access.ControlChannels) > 0 {

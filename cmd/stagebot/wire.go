@@ -15,8 +15,9 @@ import (
 )
 
 // botOptions turns a validated config into the bot's typed options; logger
-// (nil: discarded) is the bot's and its targets'.
-func (c *Config) botOptions(logger *slog.Logger) bot.Options {
+// (nil: discarded) is the bot's and its targets'; reg (nil: memory)
+// remembers the databases the targets made.
+func (c *Config) botOptions(logger *slog.Logger, reg postgres.Registry) bot.Options {
 	o := bot.Options{
 		Logger:   logger,
 		Prefix:   c.Prefix,
@@ -39,12 +40,12 @@ func (c *Config) botOptions(logger *slog.Logger) bot.Options {
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}
 	}
 	for _, name := range sortedKeys(c.Targets) {
-		o.Targets = append(o.Targets, c.target(name, logger))
+		o.Targets = append(o.Targets, c.target(name, logger, reg))
 	}
 	return o
 }
 
-func (c *Config) target(name string, logger *slog.Logger) *bot.Target {
+func (c *Config) target(name string, logger *slog.Logger, reg postgres.Registry) *bot.Target {
 	tc := c.Targets[name]
 	t := &bot.Target{
 		Name: name, Description: tc.Description, Channel: tc.Channel,
@@ -64,7 +65,7 @@ func (c *Config) target(name string, logger *slog.Logger) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
-			Logger: logger,
+			Logger: logger, Registry: reg,
 		}
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait

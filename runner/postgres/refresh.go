@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,50 +139,27 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 }
 
 // archiveRole finds the role in pg_restore's statements that give an
-// object an owner or privileges.
-var archiveRole = regexp.MustCompile(`^(?:ALTER .* OWNER TO|GRANT .* TO) ("(?:[^"]|"")+"|[^ ;]+)(?: WITH GRANT OPTION)?;$`)
+// object (the database too) an owner or privileges, or settings in the
+// database.
+var archiveRole = regexp.MustCompile(`^(?:ALTER .* OWNER TO|GRANT .* TO|ALTER ROLE) ("(?:[^"]|"")+"|[^ ;]+)(?: WITH GRANT OPTION;| IN DATABASE .*;|;)$`)
 
 // fileRoles lists the roles a pg_dump archive (custom or directory format)
-// gives objects to or grants privileges to that staging lacks, from the
-// archive's schema alone. Plain SQL files are checked as they are restored:
-// reading a whole file (data and all) to plan would take as long as the
-// restore.
+// gives objects to, grants privileges to or gives settings in the database
+// that staging lacks, from the archive's schema alone. Plain SQL files are
+// checked as they are restored: reading a whole file (data and all) to plan
+// would take as long as the restore.
 func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string, fm format) ([]string, error) {
 	t := r.Target
-	if t.NoOwner && t.NoACL || !(fm.dir || fm.custom) {
+	if !(fm.dir || fm.custom) {
 		return nil, nil
 	}
-	cmd := exec.CommandContext(ctx, tl.restore, "--schema-only", "-f", "-")
-	var src io.Reader
-	if fm.compression == "" {
-		cmd.Args = append(cmd.Args, path)
-	} else {
-		// The schema is at the head of the archive: pg_restore stops
-		// reading once it has it.
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if src, err = decompress(f, fm.compression); err != nil {
-			return nil, fmt.Errorf("read %s: %w", path, err)
-		}
-		cmd.Stdin = src
-	}
-	out, err := cmd.StdoutPipe()
+	schema, err := r.archiveSchema(ctx, tl, path, fm)
 	if err != nil {
 		return nil, err
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pg_restore: %w", err)
-	}
 	want := map[string]string{}
-	sc := bufio.NewScanner(out)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		m := archiveRole.FindStringSubmatch(sc.Text())
+	for _, line := range strings.Split(schema, "\n") {
+		m := archiveRole.FindStringSubmatch(line)
 		if m == nil {
 			continue
 		}
@@ -191,19 +167,17 @@ func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string, fm forma
 		if strings.HasPrefix(role, `"`) {
 			role = strings.ReplaceAll(role[1:len(role)-1], `""`, `"`)
 		}
-		switch owner := strings.HasPrefix(sc.Text(), "ALTER "); {
+		switch {
 		case role == "PUBLIC":
-		case owner && !t.NoOwner:
+		case strings.HasPrefix(line, "ALTER ROLE "):
+			want[role] = "has settings in the database"
+		case strings.HasPrefix(line, "ALTER "):
 			want[role] = "owns objects"
-		case !owner && !t.NoACL:
+		default:
 			if _, ok := want[role]; !ok {
 				want[role] = "has privileges"
 			}
 		}
-	}
-	io.Copy(io.Discard, out)
-	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("read the schema of %s (pg_restore --schema-only): %w: %s", filepath.Base(path), err, strings.TrimSpace(stderr.String()))
 	}
 	return t.lacking(ctx, want)
 }
@@ -239,33 +213,84 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
+	// The database's own properties are read beside the copy and given to
+	// the shadow once its data is in.
+	type propsResult struct {
+		stmts []string
+		err   error
+	}
+	propsCh := make(chan propsResult, 1)
+	file := ""
+	if !r.live() {
+		if file, err = r.resolveFile(); err != nil {
+			return err
+		}
+	}
+	go func() {
+		var p propsResult
+		if r.live() {
+			p.stmts, p.err = r.liveProps(ctx, env, tl)
+		} else {
+			p.stmts, p.err = r.fileProps(ctx, tl, file)
+		}
+		propsCh <- p
+	}()
+	props := func() error {
+		p := <-propsCh
+		if p.err != nil {
+			return p.err
+		}
+		return t.applyProps(ctx, env, next, p.stmts)
+	}
 	prog := newProgressPoller(t, next, env)
 	if r.live() && r.Method != MethodDump {
-		// The streamer creates the shadow while it reads production, and
-		// reports its own progress.
-		if err := r.stream(ctx, env, tl, next, prog); err != nil {
+		// The streamer creates the shadow while it reads production,
+		// reports its own progress and analyzes each table as it goes.
+		err := r.stream(ctx, env, tl, next, prog)
+		if perr := props(); err == nil {
+			err = perr
+		}
+		if err != nil {
 			return err
 		}
 		prog.logSize(ctx)
 		return nil
 	}
 	if err := t.createShadow(ctx, env); err != nil {
+		<-propsCh
 		return err
 	}
-	switch {
-	case r.live():
+	if r.live() {
 		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
-	default:
-		var f string
-		if f, err = r.resolveFile(); err == nil {
-			err = prog.around(ctx, false, func() error { return r.restoreFile(ctx, env, tl, f, next, prog) })
-		}
+	} else {
+		err = prog.around(ctx, false, func() error { return r.restoreFile(ctx, env, tl, file, next, prog) })
+	}
+	if err == nil {
+		err = t.analyze(ctx, env, next)
+	}
+	if perr := props(); err == nil {
+		err = perr
 	}
 	if err != nil {
 		return err
 	}
 	prog.logSize(ctx)
 	return nil
+}
+
+// fileProps reads the database-level properties of a custom or directory
+// archive. A plain SQL file carries them inline (sqlFilter points them at
+// the shadow).
+func (r *Refresh) fileProps(ctx context.Context, tl tools, path string) ([]string, error) {
+	fm, err := sniff(path)
+	if err != nil || !(fm.custom || fm.dir) {
+		return nil, err
+	}
+	schema, err := r.archiveSchema(ctx, tl, path, fm)
+	if err != nil {
+		return nil, err
+	}
+	return databaseProps(schema), nil
 }
 
 // Finish implements runner.Finisher: whatever happened, no shadow is left
@@ -277,22 +302,25 @@ func (r *Refresh) Finish(ctx context.Context, env *runner.Env, runErr error) err
 	return r.Target.DropShadow(ctx)
 }
 
-// createShadow makes an empty shadow database with production's encoding,
-// collation and database settings.
+// createShadow makes an empty shadow database with production's encoding
+// and locale, and records that this run made it. Its other database-level
+// properties come at the end (applyProps).
 func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
-	db, next, _, err := t.names()
+	_, next, _, err := t.names()
 	if err != nil {
 		return err
 	}
-	encoding, collate, ctype := "UTF8", "", ""
-	var settings []string
+	encoding, collate, ctype, provider, icu := "UTF8", "", "", "", ""
 	if p, err := t.production(ctx); err == nil {
-		p.QueryRow(ctx, `select pg_encoding_to_char(encoding), datcollate, datctype from pg_database where datname = current_database()`).Scan(&encoding, &collate, &ctype)
-		rows, err := p.Query(ctx, `select unnest(setconfig) from pg_db_role_setting where setrole = 0 and setdatabase = (select oid from pg_database where datname = current_database())`)
-		if err == nil {
-			settings, _ = pgx.CollectRows(rows, pgx.RowTo[string])
+		q := `select pg_encoding_to_char(encoding), datcollate, datctype, '', '' from pg_database where datname = current_database()`
+		if majorVersion(p) >= 15 {
+			q = `select pg_encoding_to_char(encoding), datcollate, datctype, datlocprovider::text, coalesce(daticulocale, '') from pg_database where datname = current_database()`
 		}
+		err := p.QueryRow(ctx, q).Scan(&encoding, &collate, &ctype, &provider, &icu)
 		p.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("production: read the database's encoding and locale: %w", err)
+		}
 	} else if t.ProductionDSN != "" {
 		return err
 	}
@@ -308,23 +336,16 @@ func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
 	if collate != "" {
 		create += fmt.Sprintf(" lc_collate %s lc_ctype %s", quoteLiteral(collate), quoteLiteral(ctype))
 	}
+	if provider == "i" && majorVersion(c) >= 15 {
+		create += " locale_provider icu icu_locale " + quoteLiteral(icu)
+	}
 	if _, err := c.Exec(ctx, create); err != nil {
 		return fmt.Errorf("create %s: %w", next, err)
 	}
-	comment := fmt.Sprintf("%s managed staging copy of %s, made by run %d at %s", commentPrefix, db, env.Run, time.Now().UTC().Format(time.RFC3339))
-	if _, err := c.Exec(ctx, "comment on database "+quoteIdent(next)+" is "+quoteLiteral(comment)); err != nil {
+	if err := t.record(ctx, c, next, env.Run); err != nil {
 		return err
 	}
-	for _, s := range settings {
-		name, value, ok := strings.Cut(s, "=")
-		if !ok {
-			continue
-		}
-		if _, err := c.Exec(ctx, fmt.Sprintf("alter database %s set %s = %s", quoteIdent(next), quoteIdent(name), quoteLiteral(value))); err != nil {
-			return fmt.Errorf("copy database setting %s: %w", name, err)
-		}
-	}
-	fmt.Fprintf(env.Log, "created %s (%s) with %d database setting(s) from production\n", next, encoding, len(settings))
+	fmt.Fprintf(env.Log, "created %s (%s)\n", next, encoding)
 	return nil
 }
 
@@ -523,6 +544,7 @@ type sqlFilter struct {
 	noOwner, noACL bool
 	complete       bool
 	inCopy         bool
+	inStatement    bool // within a statement that started on an earlier line
 }
 
 func (f *sqlFilter) copy(w io.Writer, r io.Reader) error {
@@ -556,6 +578,18 @@ func (f *sqlFilter) filter(line string) string {
 		}
 		return line
 	}
+	start := !f.inStatement
+	trimmed := strings.TrimSpace(line)
+	switch {
+	case trimmed == "", strings.HasPrefix(trimmed, "--"):
+	case strings.HasPrefix(line, "\\"):
+		f.inStatement = false
+	default:
+		f.inStatement = !strings.HasSuffix(trimmed, ";")
+	}
+	if !start {
+		return line
+	}
 	switch {
 	case strings.HasPrefix(line, "COPY ") && strings.HasSuffix(line, "FROM stdin;\n"):
 		f.inCopy = true
@@ -564,16 +598,17 @@ func (f *sqlFilter) filter(line string) string {
 	case strings.HasPrefix(line, "CREATE DATABASE "), strings.HasPrefix(line, "DROP DATABASE "),
 		strings.HasPrefix(line, `\connect `), strings.HasPrefix(line, `\c `):
 		return "-- (left out by stagebot) " + line
-	case strings.HasPrefix(line, "ALTER DATABASE "):
-		// Settings of the dumped database apply to the shadow instead.
-		if i := strings.Index(line, " SET "); i > 0 {
-			return "ALTER DATABASE " + quoteIdent(f.db) + line[i:]
-		}
-		return "-- (left out by stagebot) " + line
 	case f.noOwner && strings.HasPrefix(line, "ALTER ") && strings.Contains(line, " OWNER TO "):
 		return ""
 	case f.noACL && (strings.HasPrefix(line, "GRANT ") || strings.HasPrefix(line, "REVOKE ")):
 		return ""
+	default:
+		// The dumped database's own properties (settings, per-role
+		// settings, owner, privileges, comment) go to the shadow, never to
+		// the database of that name, which may be staging in use.
+		if out, ok := retarget(line, f.db); ok {
+			return out
+		}
 	}
 	return line
 }

@@ -197,6 +197,7 @@ func TestRefresh_ClientKeepsWorkingUntilTheSwap(t *testing.T) {
 
 func TestGuards(t *testing.T) {
 	f := newFixture(t)
+	before := fingerprint(t, f.prod.DSN(f.prodDB))
 	prodPort := f.prod.Port
 	tests := []struct {
 		name, stagingDSN, want string
@@ -221,7 +222,7 @@ func TestGuards(t *testing.T) {
 		pgtest.Exec(t, f.stg.DSN("handmade"), "create table precious (x int)")
 		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.stg.DSN("handmade")}
 		_, err := run(t, refreshSteps(tg), nil)
-		if err == nil || !strings.Contains(err.Error(), "was not created by stagebot; set adopt: true") {
+		if err == nil || !strings.Contains(err.Error(), "was not created by stagebot") || !strings.Contains(err.Error(), "set adopt: true") {
 			t.Fatalf("error = %v", err)
 		}
 		tg.Adopt = true
@@ -229,9 +230,63 @@ func TestGuards(t *testing.T) {
 			t.Fatalf("adopt: %v", err)
 		}
 	})
-	if d := diffPrints(fingerprint(t, f.prod.DSN(f.prodDB)), fingerprint(t, f.prod.DSN(f.prodDB))); d != "" {
+	if d := diffPrints(before, fingerprint(t, f.prod.DSN(f.prodDB))); d != "" {
 		t.Fatal(d)
 	}
+}
+
+// TestGuards_MixedPrivileges logs in to production and staging as roles of
+// different privilege: the server's identity must not depend on it.
+func TestGuards_MixedPrivileges(t *testing.T) {
+	f := newFixture(t)
+	plain := "plain_" + f.prodDB
+	pgtest.Exec(t, f.prod.DSN("postgres"), "create role "+plain+" login createdb", "alter database "+f.prodDB+" owner to "+plain)
+	before := fingerprint(t, f.prod.DSN(f.prodDB))
+	dbsBefore := databases(t, f.prod)
+	super := f.prod.DSN(f.prodDB)
+	asPlain := func(db string) string { return strings.Replace(f.prod.DSN(db), "://postgres@", "://"+plain+"@", 1) }
+	if !strings.Contains(asPlain(f.prodDB), plain+"@") {
+		t.Fatalf("cannot make a DSN for %s from %s", plain, super)
+	}
+	tests := []struct {
+		name, production, staging, want string
+	}{
+		{name: "superuser production, plain staging, same database", production: super, staging: asPlain(f.prodDB), want: "is the source database itself"},
+		{name: "plain production, superuser staging, same database", production: asPlain(f.prodDB), staging: super, want: "is the source database itself"},
+		{name: "superuser production, plain staging, another database", production: super, staging: asPlain("other_" + f.prodDB), want: "is a production server"},
+		{name: "plain production, superuser staging, another database", production: asPlain(f.prodDB), staging: f.prod.DSN("other_" + f.prodDB), want: "is a production server"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := &postgres.Target{ProductionDSN: tt.production, StagingDSN: tt.staging, Adopt: true, KeepPrevious: true}
+			_, err := run(t, refreshSteps(tg), nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want %q", err, tt.want)
+			}
+			if got := databases(t, f.prod); strings.Join(got, ",") != strings.Join(dbsBefore, ",") {
+				t.Fatalf("production's databases changed: %v, were %v", got, dbsBefore)
+			}
+			if d := diffPrints(before, fingerprint(t, f.prod.DSN(f.prodDB))); d != "" {
+				t.Fatal(d)
+			}
+		})
+	}
+	t.Run("identity that cannot be read", func(t *testing.T) {
+		pgtest.Exec(t, f.stg.DSN("postgres"), "revoke execute on function pg_catalog.pg_control_system() from public",
+			"create role blind_"+f.prodDB+" login createdb")
+		t.Cleanup(func() {
+			pgtest.Exec(t, f.stg.DSN("postgres"), "grant execute on function pg_catalog.pg_control_system() to public")
+		})
+		stg := strings.Replace(f.stg.DSN("blind_"+f.prodDB), "://postgres@", "://blind_"+f.prodDB+"@", 1)
+		tg := &postgres.Target{ProductionDSN: super, StagingDSN: stg}
+		_, err := run(t, refreshSteps(tg), nil)
+		if err == nil || !strings.Contains(err.Error(), "cannot tell which server") {
+			t.Fatalf("error = %v, want a refusal", err)
+		}
+		if has(databases(t, f.stg), "blind_"+f.prodDB+postgres.NextSuffix) {
+			t.Fatal("a shadow was created on a server that could not be identified")
+		}
+	})
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -194,14 +194,6 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err := snapConn.QueryRow(ctx, "select count(*) from pg_largeobject_metadata").Scan(&largeObjects); err != nil {
 		return fmt.Errorf("production: %w", err)
 	}
-	if largeObjects > 0 {
-		if err := waitShadow(); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Log, "production has %d large objects, which COPY does not carry: using pg_dump/pg_restore instead\n", largeObjects)
-		return prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
-	}
-
 	pconn, penv, err := libpq(t.ProductionDSN, "")
 	if err != nil {
 		return err
@@ -344,6 +336,17 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 
 	stopProgress := every(ctx, progressEvery, func(context.Context) { s.report(false) })
 	var wg sync.WaitGroup
+	if largeObjects > 0 {
+		// Their metadata (lo_create, owner, privileges, comment) came with
+		// the schema; their contents go beside the tables.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.copyLargeObjects(ctx, largeObjects); err != nil {
+				s.fail(err)
+			}
+		}()
+	}
 	for _, r := range []role{copier, builder} {
 		for range t.jobs() {
 			wg.Add(1)
@@ -634,6 +637,98 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("production: join the snapshot: %w", err)
 	}
 	return c, nil
+}
+
+// loChunk is how much of a large object one round trip carries.
+const loChunk = 1 << 20
+
+// copyLargeObjects copies the contents of production's large objects,
+// read on the shared snapshot, into the ones the schema created in the
+// shadow. Rows of at most loChunk bytes keep memory flat however large an
+// object is.
+func (s *streamer) copyLargeObjects(ctx context.Context, count int64) error {
+	start := time.Now()
+	prod, err := s.productionConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer prod.Close(context.WithoutCancel(ctx))
+	shadow, err := s.shadowConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer shadow.Close(context.WithoutCancel(ctx))
+	if _, err := shadow.Exec(ctx, "begin"); err != nil {
+		return fmt.Errorf("shadow: %w", err)
+	}
+	// The first chunk of every object in one pass; objects longer than a
+	// chunk are read on, chunk by chunk, afterwards.
+	rows, err := prod.Query(ctx, "select oid, lo_get(oid, 0, $1) from pg_largeobject_metadata order by oid", loChunk)
+	if err != nil {
+		return fmt.Errorf("production: read large objects: %w", err)
+	}
+	var long []uint32
+	var bytes, batched int64
+	batch := &pgx.Batch{}
+	flush := func() error {
+		if batch.Len() == 0 {
+			return nil
+		}
+		err := shadow.SendBatch(ctx, batch).Close()
+		batch, batched = &pgx.Batch{}, 0
+		return err
+	}
+	for rows.Next() {
+		var oid uint32
+		var data []byte
+		if err := rows.Scan(&oid, &data); err != nil {
+			rows.Close()
+			return fmt.Errorf("production: read large objects: %w", err)
+		}
+		if len(data) == loChunk {
+			long = append(long, oid)
+		}
+		bytes += int64(len(data))
+		batched += int64(len(data))
+		if len(data) > 0 {
+			batch.Queue("select lo_put($1, 0, $2)", oid, data)
+		}
+		if batch.Len() >= 256 || batched >= 4*loChunk {
+			if err := flush(); err != nil {
+				rows.Close()
+				return fmt.Errorf("shadow: write large object %d: %w", oid, err)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("production: read large objects: %w", err)
+	}
+	if err := flush(); err != nil {
+		return fmt.Errorf("shadow: write large objects: %w", err)
+	}
+	for _, oid := range long {
+		for off := int64(loChunk); ; off += loChunk {
+			var data []byte
+			if err := prod.QueryRow(ctx, "select lo_get($1, $2, $3)", oid, off, loChunk).Scan(&data); err != nil {
+				return fmt.Errorf("production: read large object %d: %w", oid, err)
+			}
+			if len(data) > 0 {
+				if _, err := shadow.Exec(ctx, "select lo_put($1, $2, $3)", oid, off, data); err != nil {
+					return fmt.Errorf("shadow: write large object %d: %w", oid, err)
+				}
+			}
+			bytes += int64(len(data))
+			if len(data) < loChunk {
+				break
+			}
+		}
+	}
+	if _, err := shadow.Exec(ctx, "commit"); err != nil {
+		return fmt.Errorf("shadow: %w", err)
+	}
+	fmt.Fprintf(s.env.Log, "%d large objects (%s) copied in %s\n", count, runner.Bytes(bytes), time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
 // A worker either copies tables or builds indexes: copies never wait

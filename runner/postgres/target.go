@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Suffixes of the databases a refresh keeps beside staging.
@@ -28,7 +29,8 @@ const (
 	OldSuffix = "__stagebot_old"
 	// swapSuffix names staging for a moment during a rollback.
 	swapSuffix = "__stagebot_swap"
-	// commentPrefix marks databases stagebot created.
+	// commentPrefix marked databases stagebot created before the Registry
+	// took over; such databases still count as stagebot's.
 	commentPrefix = "stagebot:"
 )
 
@@ -55,6 +57,11 @@ type Target struct {
 	// Logger reports what happens after a step has ended: the background
 	// drop of a replaced copy. Default: discarded.
 	Logger *slog.Logger
+	// Registry remembers the databases stagebot made (default: in memory,
+	// for this process only).
+	Registry Registry
+
+	regOnce sync.Once
 
 	mu      sync.Mutex     // one swap (or drop of a replaced copy) at a time
 	bg      sync.WaitGroup // background drops
@@ -114,6 +121,12 @@ func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, err
 		cfg.RuntimeParams = map[string]string{}
 	}
 	cfg.RuntimeParams["application_name"] = "stagebot"
+	// A timeout set on the database or the role (production often has
+	// one) must not cut a COPY or an index build short; pg_dump does the
+	// same.
+	for _, p := range []string{"statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout"} {
+		cfg.RuntimeParams[p] = "0"
+	}
 	if readOnly {
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 	}
@@ -146,23 +159,61 @@ func (t *Target) maintenance(ctx context.Context) (*pgx.Conn, error) {
 	return connect(ctx, t.StagingDSN, "postgres", false)
 }
 
-// serverID identifies a server however its address is spelled.
+// serverID identifies a server by its system identifier, which initdb
+// chose and every login reads alike (pg_control_system() is open to every
+// role). A standby, or a server made from a copy of another's files, shares
+// it: for the guards that is the same server, which is the safe answer.
+// When it cannot be read, the server cannot be told apart for certain and
+// the caller refuses.
 func serverID(ctx context.Context, c *pgx.Conn) (string, error) {
 	var id string
-	err := c.QueryRow(ctx, "select system_identifier::text from pg_control_system()").Scan(&id)
-	if err == nil {
-		var dir string
-		if c.QueryRow(ctx, "select current_setting('data_directory', true)").Scan(&dir) == nil && dir != "" {
-			id += ":" + dir
+	if err := c.QueryRow(ctx, "select system_identifier::text from pg_catalog.pg_control_system()").Scan(&id); err != nil {
+		return "", fmt.Errorf("cannot tell which server %s is (reading its system identifier failed: %w); stagebot refuses to write where it cannot tell staging from production: let the role execute pg_catalog.pg_control_system()", describeConn(c), err)
+	}
+	if id == "" || id == "0" {
+		return "", fmt.Errorf("cannot tell which server %s is (it reports no system identifier); stagebot refuses to write where it cannot tell staging from production", describeConn(c))
+	}
+	return id, nil
+}
+
+func describeConn(c *pgx.Conn) string {
+	cfg := c.Config()
+	return hostPort(cfg) + "/" + cfg.Database
+}
+
+// seenServers remembers the identity of every production DSN that was
+// reached, so that one that is down for a while can still be told apart
+// from staging's server.
+var seenServers sync.Map // dsn → [2]string{id, database}
+
+// productionID connects to a production DSN and returns its server's
+// identity and its database's name; when it is unreachable, what was seen
+// the last time it was reached.
+func productionID(ctx context.Context, dsn string) (id, db string, err error) {
+	p, err := connect(ctx, dsn, "", true)
+	if err != nil {
+		if seen, ok := seenServers.Load(dsn); ok && !isAuthError(err) {
+			v := seen.([2]string)
+			return v[0], v[1], nil
 		}
-		return id, nil
+		return "", "", err
 	}
-	// Without the privilege, fall back to the address the server reports.
-	var addr string
-	if err2 := c.QueryRow(ctx, "select coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port(), 0)").Scan(&addr); err2 != nil {
-		return "", fmt.Errorf("identify server: %w", err)
+	defer p.Close(ctx)
+	if id, err = serverID(ctx, p); err != nil {
+		return "", "", err
 	}
-	return "addr:" + addr, nil
+	if err := p.QueryRow(ctx, "select current_database()").Scan(&db); err != nil {
+		return "", "", err
+	}
+	seenServers.Store(dsn, [2]string{id, db})
+	return id, db, nil
+}
+
+// isAuthError reports whether the server answered and refused the login:
+// it is up, so what was seen before may no longer be true of it.
+func isAuthError(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe)
 }
 
 type dbInfo struct {
@@ -183,8 +234,6 @@ func database(ctx context.Context, c *pgx.Conn, name string) (dbInfo, error) {
 	d.exists = true
 	return d, nil
 }
-
-func (d dbInfo) managed() bool { return strings.HasPrefix(d.comment, commentPrefix) }
 
 // Guard checks, without changing anything, that the destination may be
 // written: it is not the source, not on a production server, and was
@@ -208,33 +257,34 @@ func (t *Target) Guard(ctx context.Context) error {
 		if dsn == "" {
 			continue
 		}
-		p, err := connect(ctx, dsn, "", true)
+		pid, pdb, err := productionID(ctx, dsn)
 		if err != nil {
 			if i == 0 {
 				return fmt.Errorf("production: %w", err)
 			}
-			continue // an unreachable extra server cannot be staging's server
-		}
-		pid, err := serverID(ctx, p)
-		var pdb string
-		p.QueryRow(ctx, "select current_database()").Scan(&pdb)
-		p.Close(ctx)
-		if err != nil {
-			return err
+			// An unreachable server that was never seen cannot be told
+			// apart from staging's: say so rather than guess.
+			return fmt.Errorf("refused: production server %s is unreachable and was not seen before, so stagebot cannot check that staging is not on it: %w", Describe(dsn), err)
 		}
 		if pid == stgID {
 			if i == 0 && pdb == db {
 				return fmt.Errorf("refused: the destination %s is the source database itself (same server and database)", Describe(t.StagingDSN))
 			}
-			return fmt.Errorf("refused: the destination server %s is a production server (it is %s's server); point staging at a staging server", Describe(t.StagingDSN), Describe(dsn))
+			return fmt.Errorf("refused: the destination server %s is a production server (it is %s's server, or a standby or file copy of it: both report system identifier %s); point staging at a server of its own", Describe(t.StagingDSN), Describe(dsn), pid)
 		}
 	}
 	info, err := database(ctx, stg, db)
 	if err != nil {
 		return err
 	}
-	if info.exists && !info.managed() && !t.Adopt {
-		return fmt.Errorf("refused: database %s on %s was not created by stagebot; set adopt: true on the target to let stagebot replace it", db, Describe(t.StagingDSN))
+	if info.exists && !t.Adopt {
+		_, managed, err := t.madeBy(ctx, stg, db)
+		if err != nil {
+			return err
+		}
+		if !managed {
+			return fmt.Errorf("refused: database %s on %s was not created by stagebot (or this bot's state file has no record of it); set adopt: true on the target to let stagebot replace it", db, Describe(t.StagingDSN))
+		}
 	}
 	return nil
 }
@@ -242,9 +292,6 @@ func (t *Target) Guard(ctx context.Context) error {
 // MissingRoles lists roles production's objects are owned by or granted to
 // that the staging server lacks, unless NoOwner or NoACL make them moot.
 func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
-	if t.NoOwner && t.NoACL {
-		return nil, nil
-	}
 	p, err := t.production(ctx)
 	if err != nil {
 		return nil, err
@@ -259,6 +306,7 @@ func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
 				union select n.nspowner from pg_namespace n where `+userNS+` and n.nspname <> 'public'
 				union select p.proowner from pg_proc p join pg_namespace n on n.oid = p.pronamespace where `+userNS+`
 				union select t.typowner from pg_type t join pg_namespace n on n.oid = t.typnamespace where `+userNS+`
+				union select datdba from pg_database where datname = current_database()
 			) x join pg_roles r on r.oid = x.o`)
 		if err != nil {
 			return nil, fmt.Errorf("list owners on production: %w", err)
@@ -277,6 +325,7 @@ func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
 				select (aclexplode(c.relacl)).grantee g from pg_class c join pg_namespace n on n.oid = c.relnamespace where `+userNS+`
 				union select (aclexplode(n.nspacl)).grantee from pg_namespace n where `+userNS+`
 				union select (aclexplode(p.proacl)).grantee from pg_proc p join pg_namespace n on n.oid = p.pronamespace where `+userNS+`
+				union select (aclexplode(datacl)).grantee from pg_database where datname = current_database()
 			) x join pg_roles r on r.oid = x.g`)
 		if err != nil {
 			return nil, fmt.Errorf("list grantees on production: %w", err)
@@ -289,6 +338,22 @@ func (t *Target) MissingRoles(ctx context.Context) ([]string, error) {
 			if _, ok := want[n]; !ok {
 				want[n] = "has privileges"
 			}
+		}
+	}
+	// Settings a role has in the database go with it whatever no_owner
+	// and no_acl say.
+	rows, err := p.Query(ctx, `select r.rolname from pg_db_role_setting s join pg_roles r on r.oid = s.setrole
+		where s.setdatabase = (select oid from pg_database where datname = current_database())`)
+	if err != nil {
+		return nil, fmt.Errorf("list roles with settings in the database on production: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if _, ok := want[n]; !ok {
+			want[n] = "has settings in the database"
 		}
 	}
 	return t.lacking(ctx, want)
@@ -617,7 +682,13 @@ func (t *Target) Recover(ctx context.Context) (string, error) {
 			did = append(did, fmt.Sprintf("%s was missing: put the previous copy back", db))
 		}
 	}
-	if cur.exists && !cur.allowConn && (cur.managed() || t.Adopt) {
+	managed := t.Adopt
+	if cur.exists && !managed {
+		if _, managed, err = t.madeBy(ctx, c, db); err != nil {
+			return "", err
+		}
+	}
+	if cur.exists && !cur.allowConn && managed {
 		if _, err := c.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
 			return "", err
 		}

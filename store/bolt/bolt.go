@@ -27,7 +27,8 @@ var (
 	bucketWatchers  = []byte("watchers")
 	bucketEvents    = []byte("events")
 	bucketMarks     = []byte("marks")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketActive, bucketLogs, bucketHolds, bucketApprovals, bucketWatchers, bucketEvents, bucketMarks}
+	bucketDatabases = []byte("databases")
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketActive, bucketLogs, bucketHolds, bucketApprovals, bucketWatchers, bucketEvents, bucketMarks, bucketDatabases}
 )
 
 const schemaVersion = 1
@@ -503,4 +504,32 @@ func (s *Store) SetMark(ctx context.Context, name string, t time.Time) error {
 		return fmt.Errorf("set mark %s: %w", name, err)
 	}
 	return nil
+}
+
+// RecordDatabase implements store.Store.
+func (s *Store) RecordDatabase(ctx context.Context, key string, run uint64) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketDatabases).Put([]byte(key), itob(run))
+	})
+	if err != nil {
+		return fmt.Errorf("record database %s: %w", key, err)
+	}
+	return nil
+}
+
+// DatabaseRun implements store.Store.
+func (s *Store) DatabaseRun(ctx context.Context, key string) (uint64, error) {
+	var run uint64
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketDatabases).Get([]byte(key))
+		if len(v) != 8 {
+			return store.ErrNotFound
+		}
+		run = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("look up database %s: %w", key, err)
+	}
+	return run, nil
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open Opener) {
 		{"Watchers", testWatchers},
 		{"Events", testEvents},
 		{"Marks", testMarks},
+		{"Databases", testDatabases},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 		{"CancelledContext", testCancelledContext},
@@ -396,5 +397,26 @@ func testCancelledContext(t *testing.T, open Opener) {
 	must(t, err)
 	if len(runs) != 0 {
 		t.Fatalf("a cancelled CreateRun stored %d runs", len(runs))
+	}
+}
+
+func testDatabases(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, reopen := open(t)
+	if _, err := s.DatabaseRun(ctx, "7714483811028143163/16384"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown database: err = %v, want ErrNotFound", err)
+	}
+	must(t, s.RecordDatabase(ctx, "7714483811028143163/16384", 7))
+	must(t, s.RecordDatabase(ctx, "7714483811028143163/16385", 8))
+	must(t, s.RecordDatabase(ctx, "7714483811028143163/16384", 9)) // a later run wins
+	s = reopen()
+	for key, want := range map[string]uint64{"7714483811028143163/16384": 9, "7714483811028143163/16385": 8} {
+		got, err := s.DatabaseRun(ctx, key)
+		if err != nil || got != want {
+			t.Fatalf("DatabaseRun(%s) = %d, %v; want %d", key, got, err, want)
+		}
+	}
+	if _, err := s.DatabaseRun(ctx, "other/16384"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another server's database: err = %v, want ErrNotFound", err)
 	}
 }
