@@ -23,7 +23,11 @@ type Exec struct {
 	Shell    string
 	Timeout  time.Duration // 0: none
 	Env      map[string]string
-	Dir      string
+	// Inherit names variables of the bot's environment the command gets
+	// besides BaseEnv. Nothing else of the bot's environment (its tokens,
+	// its DSNs) reaches the command.
+	Inherit []string
+	Dir     string
 	// Grace is how long the process group has between SIGTERM and SIGKILL
 	// when the step is aborted or times out (default 5s).
 	Grace time.Duration
@@ -40,6 +44,23 @@ type Exec struct {
 	// Check, when set, runs at plan time (the database guard of a step
 	// that gets a database connection).
 	Check func(ctx context.Context) error
+}
+
+// BaseEnv is what every exec step inherits from the bot's environment:
+// where programs are, whose they are, the locale, the time zone and the
+// ssh agent.
+var BaseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SSH_AUTH_SOCK"}
+
+// environ is the environment a step's command starts with: BaseEnv and
+// the inherited variables that are set.
+func (e *Exec) environ() []string {
+	var out []string
+	for _, name := range append(slices.Clone(BaseEnv), e.Inherit...) {
+		if v, ok := os.LookupEnv(name); ok {
+			out = append(out, name+"="+v)
+		}
+	}
+	return out
 }
 
 // HostPlaceholder is replaced by each host of a multi-host step.
@@ -140,7 +161,7 @@ func (e *Exec) run(ctx context.Context, env *Env, argv, extra []string) error {
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = e.Dir
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(e.environ(),
 		fmt.Sprintf("STAGEBOT_RUN=%d", env.Run),
 		"STAGEBOT_TARGET="+env.Target,
 		"STAGEBOT_PIPELINE="+env.Pipeline,

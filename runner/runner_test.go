@@ -254,3 +254,31 @@ func TestLineWriter_ConcurrentWritersKeepLinesWhole(t *testing.T) {
 		t.Fatalf("got %d distinct lines of %d, want %d", len(seen), len(lines), 8*200)
 	}
 }
+
+func TestExec_EnvironmentIsBuiltFromTheConfig(t *testing.T) {
+	t.Setenv("API_TOKEN", "tok-123456")
+	t.Setenv("DEPLOY_KEY_PATH", "/keys/deploy")
+	t.Setenv("LANG", "C.UTF-8")
+	run := func(e *Exec) string {
+		var log bytes.Buffer
+		if err := e.Run(context.Background(), &Env{Run: 7, Target: "fas2", Log: &log}); err != nil {
+			t.Fatal(err)
+		}
+		return log.String()
+	}
+	out := run(&Exec{StepName: "env", Argv: []string{"env"}, Env: map[string]string{"MODE": "staging"}})
+	for _, want := range []string{"PATH=", "LANG=C.UTF-8", "MODE=staging", "STAGEBOT_RUN=7", "STAGEBOT_TARGET=fas2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the step's environment lacks %s:\n%s", want, out)
+		}
+	}
+	for _, leak := range []string{"API_TOKEN", "DEPLOY_KEY_PATH"} {
+		if strings.Contains(out, leak) {
+			t.Errorf("the step inherited %s, which the config does not give it:\n%s", leak, out)
+		}
+	}
+	out = run(&Exec{StepName: "env", Argv: []string{"env"}, Inherit: []string{"DEPLOY_KEY_PATH", "NOT_SET_ANYWHERE"}})
+	if !strings.Contains(out, "DEPLOY_KEY_PATH=/keys/deploy") || strings.Contains(out, "API_TOKEN") || strings.Contains(out, "NOT_SET_ANYWHERE") {
+		t.Errorf("inherit_env [DEPLOY_KEY_PATH, NOT_SET_ANYWHERE]:\n%s", out)
+	}
+}

@@ -182,8 +182,11 @@ type StepConfig struct {
 	On        string            `yaml:"on"`
 	Timeout   Duration          `yaml:"timeout"`
 	Env       map[string]string `yaml:"env"`
-	Dir       string            `yaml:"dir"`
-	Hosts     []string          `yaml:"hosts"`
+	// InheritEnv names variables of the bot's environment an exec step
+	// gets besides runner.BaseEnv; nothing else of it reaches the step.
+	InheritEnv []string `yaml:"inherit_env"`
+	Dir        string   `yaml:"dir"`
+	Hosts      []string `yaml:"hosts"`
 
 	refresh refreshConfig
 }
@@ -317,6 +320,7 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var secretName = regexp.MustCompile(`(?i)(TOKEN|PASS|SECRET|KEY|DSN|CREDENTIAL)`)
 
 // expandEnv replaces ${VAR} (or ${VAR:-default}) in every string of the
@@ -587,9 +591,11 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 		}
 		for i := range p.Steps {
 			validateStep(fmt.Sprintf("%s.steps[%d]", pf, i), &p.Steps[i], t, false, bad)
+			c.stepSecrets(&p.Steps[i])
 		}
 		for i := range p.Finally {
 			validateStep(fmt.Sprintf("%s.finally[%d]", pf, i), &p.Finally[i], t, true, bad)
+			c.stepSecrets(&p.Finally[i])
 			if p.Finally[i].On == "shadow" {
 				bad(fmt.Sprintf("%s.finally[%d].on", pf, i), "finally steps run after the swap or a failure, when there is no shadow: use staging")
 			}
@@ -732,6 +738,22 @@ func redactDSNError(err error, dsn string) string {
 	return msg
 }
 
+// stepSecrets adds the values of a step's secret-looking variables, set in
+// its env or inherited from the bot's environment, to what the bot removes
+// from everything it says and logs: a step's output can show them.
+func (c *Config) stepSecrets(s *StepConfig) {
+	for _, name := range s.InheritEnv {
+		if v := os.Getenv(name); secretName.MatchString(name) && len(v) >= 4 {
+			c.secrets = append(c.secrets, v)
+		}
+	}
+	for k, v := range s.Env {
+		if secretName.MatchString(k) && len(v) >= 4 {
+			c.secrets = append(c.secrets, v)
+		}
+	}
+}
+
 func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad func(string, string, ...any)) {
 	kinds := s.kinds()
 	switch len(kinds) {
@@ -754,6 +776,11 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, bad fu
 	case "exec":
 		if s.Exec.Shell == "" && len(s.Exec.Argv) == 0 {
 			bad(f+".exec", "empty command")
+		}
+		for i, name := range s.InheritEnv {
+			if !envName.MatchString(name) {
+				bad(fmt.Sprintf("%s.inherit_env[%d]", f, i), "%q is not a variable name (letters, digits and _)", name)
+			}
 		}
 	case "http_check":
 		if !strings.HasPrefix(s.HTTPCheck.URL, "http://") && !strings.HasPrefix(s.HTTPCheck.URL, "https://") {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,6 +124,53 @@ targets:
 	redact := cfg.botOptions(nil, nil).Redact
 	if got := redact("password is s3cr3t-pw, dir /srv/stage"); got != "password is ***, dir /srv/stage" {
 		t.Fatalf("redacted: %q", got)
+	}
+}
+
+// TestConfig_RedactsEveryFormOfASecret: a password as a DSN carries it
+// (URL-encoded), as a libpq connection string or JSON quotes it, and the
+// values of secret-looking variables a step gets, are all removed.
+func TestConfig_RedactsEveryFormOfASecret(t *testing.T) {
+	pw := `Pr0d-p@ss/w'o"rd %x`
+	t.Setenv("CRM_API_TOKEN", "crm-token-98765")
+	t.Setenv("PLAIN_VALUE", "nothing-secret")
+	dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword("app", pw), Host: "prod.example:5432", Path: "/fas2"}).String()
+	t.Setenv("PROD_DSN", dsn)
+	cfg, err := ParseConfig([]byte(`
+targets:
+  t:
+    database: {production: "${PROD_DSN}", staging: "postgres://bot@stg.example/fas2_stg"}
+    pipelines:
+      default:
+        steps:
+          - pg_refresh: {}
+          - exec: "env"
+            inherit_env: [CRM_API_TOKEN, PLAIN_VALUE]
+            env: {WEBHOOK_SECRET: "hook-secret-555"}
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redact := cfg.botOptions(nil, nil).Redact
+	for _, form := range []string{
+		pw,
+		url.QueryEscape(pw),
+		url.PathEscape(pw),
+		dsn,
+		`password='Pr0d-p@ss/w\'o"rd %x'`,
+		`{"password":"Pr0d-p@ss/w'o\"rd %x"}`,
+		"CRM_API_TOKEN=crm-token-98765",
+		"WEBHOOK_SECRET=hook-secret-555",
+	} {
+		got := redact("seen: " + form)
+		for _, piece := range []string{"Pr0d", "p%40ss", "crm-token-98765", "hook-secret-555"} {
+			if strings.Contains(got, piece) {
+				t.Errorf("redact(%q) = %q: %q is still there", form, got, piece)
+			}
+		}
+	}
+	if got := redact("PLAIN_VALUE=nothing-secret"); got != "PLAIN_VALUE=nothing-secret" {
+		t.Errorf("a value that is no secret was redacted: %q", got)
 	}
 }
 

@@ -16,12 +16,21 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/runner/postgres"
 )
 
 // TestMain lets the test binary act as the stagebot command, so that tests
 // can run the bot as a real process and kill it.
 func TestMain(m *testing.M) {
 	if os.Getenv("STAGEBOT_TEST_AS_MAIN") == "1" {
+		if path := os.Getenv("STAGEBOT_TEST_SWAP_PAUSE"); path != "" {
+			// The swap stops between its renames, says so in a file and
+			// waits to be killed.
+			postgres.BetweenRenames = func() {
+				os.WriteFile(path, []byte("paused"), 0o600)
+				time.Sleep(time.Minute)
+			}
+		}
 		main()
 		os.Exit(0)
 	}
@@ -286,5 +295,31 @@ func TestCrash_KilledBetweenTheTwoRenames(t *testing.T) {
 	}
 	if got := checksum(t, e.stgDSN); got != before {
 		t.Fatalf("after rollback staging is %s, want %s", got, before)
+	}
+}
+
+// TestNoTestHooksInTheReleasedBinary: the variables that steer a bot under
+// test (a swap that waits to be killed) are read by test code only, never
+// by the code that builds the released binary.
+func TestNoTestHooksInTheReleasedBinary(t *testing.T) {
+	var found []string
+	err := filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(src), "STAGEBOT_TEST_") {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) > 0 {
+		t.Fatalf("release code reads test hooks: %v", found)
 	}
 }

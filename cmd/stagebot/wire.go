@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -160,7 +162,7 @@ func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 	case "http_check":
 		return &postgres.HTTPCheck{StepName: s.Name, URL: s.HTTPCheck.URL, Timeout: s.Timeout.D(), Interval: s.HTTPCheck.Interval.D()}
 	}
-	e := &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Dir: s.Dir, Hosts: s.Hosts, KeepGoing: finally}
+	e := &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Inherit: s.InheritEnv, Dir: s.Dir, Hosts: s.Hosts, KeepGoing: finally}
 	if pg != nil {
 		on := postgres.OnStaging
 		if s.On != "" {
@@ -172,13 +174,26 @@ func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 	return e
 }
 
-// newRedactor replaces every secret with ***, longest first so that a secret
-// containing another is removed whole.
+// newRedactor replaces every secret with ***, in every form it takes in
+// text (as it is, URL-encoded as in a DSN, quoted as in a libpq connection
+// string or in JSON), longest first so that a secret containing another is
+// removed whole.
 func newRedactor(secrets []string) func(string) string {
 	if len(secrets) == 0 {
 		return func(s string) string { return s }
 	}
-	s := append([]string(nil), secrets...)
+	seen := map[string]bool{}
+	var s []string
+	for _, x := range secrets {
+		j, _ := json.Marshal(x)
+		for _, form := range []string{x, url.QueryEscape(x), url.PathEscape(x), (&url.URL{User: url.UserPassword("u", x)}).User.String()[2:],
+			strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(x), strings.ReplaceAll(x, "'", "''"), string(j[1 : len(j)-1])} {
+			if form != "" && !seen[form] {
+				seen[form] = true
+				s = append(s, form)
+			}
+		}
+	}
 	sort.Slice(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
 	var pairs []string
 	for _, x := range s {

@@ -415,17 +415,10 @@ func (t *Target) DropShadow(ctx context.Context) error {
 	return dropDatabase(ctx, c, next)
 }
 
-// swapPause is a test hook: when STAGEBOT_TEST_SWAP_PAUSE names a file, the
-// swap creates it between its two renames and waits, so that a test can kill
-// the process at exactly that point.
-func swapPause() {
-	path := os.Getenv("STAGEBOT_TEST_SWAP_PAUSE")
-	if path == "" {
-		return
-	}
-	os.WriteFile(path, []byte("paused"), 0o600)
-	time.Sleep(time.Minute)
-}
+// BetweenRenames, when set, is called inside the swap's transaction just
+// before its last rename. Nothing in stagebot sets it: tests do, to kill the
+// process at exactly that point.
+var BetweenRenames func()
 
 // exchange puts database in into staging's place, moving staging to out,
 // in one transaction; retire, when given, is renamed to old in the same
@@ -489,8 +482,8 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 		renames = append([][2]string{{retire, old}}, renames...)
 	}
 	for i, rn := range renames {
-		if i == len(renames)-1 {
-			swapPause()
+		if i == len(renames)-1 && BetweenRenames != nil {
+			BetweenRenames()
 		}
 		if _, err := tx.Exec(ctx, "alter database "+quoteIdent(rn[0])+" rename to "+quoteIdent(rn[1])); err != nil {
 			tx.Rollback(context.WithoutCancel(ctx))
