@@ -40,6 +40,10 @@ type Target struct {
 	// Recover, when set, repairs what a crash left (a half-made copy, a
 	// database left refusing connections) and says what it did.
 	Recover func(ctx context.Context) (string, error)
+	// Holding, when set, says which copy staging holds now as seen from a
+	// run ("fas2 holds the new copy, made by run 12"), so that the bot can
+	// tell the truth after a crash.
+	Holding func(ctx context.Context, run uint64) string
 	// Wait, when set, waits for what the target still does after a run
 	// (dropping a replaced copy in the background); the bot calls it
 	// before it stops.

@@ -2,6 +2,7 @@ package bot_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -530,6 +531,35 @@ func TestRestart_MarksRunningRunsInterrupted(t *testing.T) {
 	if strings.Contains(texts(holds), "the run's own") {
 		t.Fatalf("the interrupted run's hold outlived it:\n%s", texts(holds))
 	}
+}
+
+func TestRestart_RunWithEveryStepDoneIsRecordedAsSucceeded(t *testing.T) {
+	tg := fas2()
+	tg.Holding = func(_ context.Context, run uint64) string {
+		return fmt.Sprintf("fas2 holds the new copy, made by run %d", run)
+	}
+	e := newEnv(t, tg)
+	ctx := context.Background()
+	r := &store.Run{Target: "fas2", Pipeline: "default", Requester: alice, State: store.RunRunning, Channel: "infra",
+		Steps: []store.StepResult{{Name: "refresh", State: store.StepSucceeded}, {Name: "swap", State: store.StepSucceeded}}}
+	between := &store.Run{Target: "fas2", Pipeline: "default", Requester: alice, State: store.RunRunning, Channel: "infra",
+		Steps: []store.StepResult{{Name: "refresh", State: store.StepSucceeded}, {Name: "swap", State: store.StepPending}}}
+	for _, x := range []*store.Run{r, between} {
+		if err := e.s.CreateRun(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.s.Close()
+	e.open()
+	if got := e.run(r.ID); got.State != store.RunSucceeded || !strings.Contains(got.Reason, "every step had finished") || !strings.Contains(got.Reason, "fas2 holds the new copy, made by run 1") {
+		t.Fatalf("after restart: %s %q", got.State, got.Reason)
+	}
+	if got := e.run(between.ID); got.State != store.RunInterrupted || !strings.HasPrefix(got.Reason, "stagebot stopped after step refresh, before step swap") {
+		t.Fatalf("after restart: %s %q", got.State, got.Reason)
+	}
+	out := e.a.Since(0)
+	wantText(t, out, "Run 1 of fas2 had finished every step when I stopped; I recorded it as succeeded after a restart. Fas2 holds the new copy, made by run 1.")
+	wantText(t, out, "Run 2 of fas2 was interrupted: stagebot stopped after step refresh, before step swap.")
 }
 
 func TestWatchMentions(t *testing.T) {

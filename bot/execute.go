@@ -108,7 +108,11 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 	final := b.statusMessage(cur)
 	up.stop(&final)
 	b.edit(bg, cur.Card, b.announcement(bg, cur, ""))
-	b.send(bg, Message{Channel: cur.Channel, Thread: cur.Status, Mentions: []store.User{cur.Requester}, Text: b.outcome(cur)})
+	text := b.outcome(cur)
+	if ce := (*runner.CleanupError)(nil); errors.As(err, &ce) {
+		text += fmt.Sprintf("\n⚠ The clean-up after step %q failed: %v", ce.Step, ce.Err)
+	}
+	b.send(bg, Message{Channel: cur.Channel, Thread: cur.Status, Mentions: []store.User{cur.Requester}, Text: text})
 }
 
 // runHolder is who holds the targets while run r runs.

@@ -373,11 +373,24 @@ func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-// Recover marks runs that were running when the bot stopped as interrupted
-// and says so in their channel. Run calls it before anything else.
+// Recover marks runs that were running when the bot stopped as
+// interrupted (or as succeeded, when every step had finished) and says so
+// in their channel, with what it repaired and which copy staging holds.
+// Run calls it before anything else.
 func (b *Bot) Recover(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	runs, err := b.store.Runs(ctx, store.RunFilter{States: []store.RunState{store.RunRunning}})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	interrupted := map[string]bool{}
+	for _, r := range runs {
+		if b.running[r.ID] == nil {
+			interrupted[r.Target] = true
+		}
+	}
+	repaired := map[string]string{}
 	for _, name := range b.targetNames("") {
 		t := b.targets[name]
 		if t.Recover == nil {
@@ -391,38 +404,110 @@ func (b *Bot) Recover(ctx context.Context) error {
 			b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("I could not check %s after a restart: %v", name, err))})
 			continue
 		}
-		if did != "" {
-			b.audit(ctx, store.Scheduler, "recovered", name, 0, 0, did)
-			b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf("After a restart I repaired %s: %s. Staging is as it was before the interrupted run.", name, did)})
+		if did == "" {
+			continue
 		}
-	}
-	runs, err := b.store.Runs(ctx, store.RunFilter{States: []store.RunState{store.RunRunning}})
-	if err != nil {
-		return fmt.Errorf("recover: %w", err)
+		b.audit(ctx, store.Scheduler, "recovered", name, 0, 0, did)
+		if interrupted[name] {
+			repaired[name] = did // said with the interrupted run
+			continue
+		}
+		b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("After a restart I tidied up %s: %s.", name, did))})
 	}
 	for _, r := range runs {
 		if b.running[r.ID] != nil {
 			continue
 		}
-		step := "before its first step"
-		for i := range r.Steps {
-			if r.Steps[i].State == store.StepRunning {
-				step = "during step " + r.Steps[i].Name
-				r.Steps[i].State, r.Steps[i].Error = store.StepAborted, "interrupted"
-			}
-		}
-		r.State, r.EndedAt = store.RunInterrupted, b.clock.Now()
-		r.Reason = "stagebot stopped " + step
-		if err := b.store.UpdateRun(ctx, r); err != nil {
-			return fmt.Errorf("recover run %d: %w", r.ID, err)
-		}
-		b.audit(ctx, store.Scheduler, "interrupted", r.Target, r.ID, 0, r.Reason)
-		b.endRunHolds(ctx, r)
-		b.edit(ctx, r.Status, b.statusMessage(r))
-		b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester},
-			Text: fmt.Sprintf("Run %d of %s was interrupted: %s. Check staging, then ask again with `%s resync %s`.", r.ID, r.Target, r.Reason, b.opts.Prefix, r.Target)})
+		b.recoverRun(ctx, r, repaired[r.Target])
+		delete(repaired, r.Target)
 	}
 	return nil
+}
+
+// recoverRun records what became of run r, which was running when the bot
+// stopped, and tells its channel. b.mu is held.
+func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) {
+	var running, lastDone, nextUp string
+	done := 0
+	for i := range r.Steps {
+		switch st := &r.Steps[i]; st.State {
+		case store.StepRunning:
+			running = st.Name
+			st.State, st.Error = store.StepAborted, "interrupted"
+		case store.StepSucceeded:
+			done++
+			lastDone = st.Name
+		case store.StepPending:
+			if nextUp == "" {
+				nextUp = st.Name
+			}
+		}
+	}
+	where := "before its first step"
+	switch {
+	case running != "":
+		where = "during step " + running
+	case lastDone != "" && nextUp != "":
+		where = fmt.Sprintf("after step %s, before step %s", lastDone, nextUp)
+	case lastDone != "":
+		where = "after step " + lastDone
+	}
+	r.EndedAt = b.clock.Now()
+	if done == len(r.Steps) && done > 0 {
+		// Every step had finished: only the record of the end was lost.
+		r.State, r.Reason = store.RunSucceeded, "every step had finished when stagebot stopped; the end was recorded after a restart"
+	} else {
+		r.State, r.Reason = store.RunInterrupted, "stagebot stopped "+where
+	}
+	var holding string
+	if t := b.targets[r.Target]; t != nil && t.Holding != nil {
+		holding = t.Holding(ctx, r.ID)
+		r.Reason += "; " + holding
+	}
+	if err := b.store.UpdateRun(ctx, r); err != nil {
+		b.log.Error("recover run", "run", r.ID, "err", err)
+		return
+	}
+	b.audit(ctx, store.Scheduler, string(r.State), r.Target, r.ID, 0, r.Reason)
+	b.endRunHolds(ctx, r)
+	b.edit(ctx, r.Status, b.statusMessage(r))
+	var text string
+	if r.State == store.RunSucceeded {
+		text = fmt.Sprintf("Run %d of %s had finished every step when I stopped; I recorded it as succeeded after a restart.", r.ID, r.Target)
+	} else {
+		text = fmt.Sprintf("Run %d of %s was interrupted: stagebot stopped %s.", r.ID, r.Target, where)
+	}
+	if repaired != "" {
+		text += " I repaired what it left: " + repaired + "."
+	}
+	if holding != "" {
+		text += " " + upperFirst(holding) + "."
+	}
+	if r.State != store.RunSucceeded {
+		text += fmt.Sprintf(" Check staging, then ask again with `%s resync %s`.", b.opts.Prefix, r.Target)
+	}
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: b.opts.Redact(text)})
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// Tell says text in target's channel, for what happens outside a command
+// or a run (a background repair that finished).
+func (b *Bot) Tell(target, text string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	ctx := context.Background()
+	t := b.targets[target]
+	if t == nil {
+		return
+	}
+	b.audit(ctx, store.Scheduler, "note", target, 0, 0, text)
+	b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(text)})
 }
 
 // rule is the approval rule that applies to r.

@@ -276,13 +276,29 @@ func finish(ctx context.Context, steps []Step, started map[int]bool, env Env, ru
 		cancel()
 		if err != nil {
 			fmt.Fprintf(env.Log, "== clean-up after %s failed: %v\n", s.Name(), err)
+			ce := &CleanupError{Step: s.Name(), Err: err}
 			if runErr == nil {
-				runErr = fmt.Errorf("clean up after step %q: %w", s.Name(), err)
+				runErr = ce
+			} else {
+				runErr = fmt.Errorf("%w; %w", runErr, ce)
 			}
 		}
 	}
 	return runErr
 }
+
+// CleanupError is a step's clean-up (Finisher) that failed after the run:
+// what it could not remove is still there, and people must hear it.
+type CleanupError struct {
+	Step string
+	Err  error
+}
+
+func (e *CleanupError) Error() string {
+	return fmt.Sprintf("clean up after step %q: %v", e.Step, e.Err)
+}
+
+func (e *CleanupError) Unwrap() error { return e.Err }
 
 func errSuffix(e string) string {
 	if e == "" {

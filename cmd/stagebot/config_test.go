@@ -23,7 +23,7 @@ func TestConfigExample_LoadsAndValidates(t *testing.T) {
 	if len(tg.schedules) != 1 || tg.Notice.D() != 30*time.Minute || tg.Approvals.Manual.Group != "dba" {
 		t.Fatalf("example not read as documented: %+v", tg)
 	}
-	o := cfg.botOptions(nil, nil)
+	o := cfg.botOptions(deps{})
 	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 2 || o.Targets[0].Rollback == nil {
 		t.Fatalf("options: %+v", o.Targets)
 	}
@@ -121,7 +121,7 @@ targets:
 	if cfg.Store.Path != "/srv/stage/bot.db" || step.Env["PGPASSWORD"] != "s3cr3t-pw" || step.Dir != "/tmp" {
 		t.Fatalf("expansion: %q %q %q", cfg.Store.Path, step.Env["PGPASSWORD"], step.Dir)
 	}
-	redact := cfg.botOptions(nil, nil).Redact
+	redact := cfg.botOptions(deps{}).Redact
 	if got := redact("password is s3cr3t-pw, dir /srv/stage"); got != "password is ***, dir /srv/stage" {
 		t.Fatalf("redacted: %q", got)
 	}
@@ -151,7 +151,7 @@ targets:
 	if err != nil {
 		t.Fatal(err)
 	}
-	redact := cfg.botOptions(nil, nil).Redact
+	redact := cfg.botOptions(deps{}).Redact
 	for _, form := range []string{
 		pw,
 		url.QueryEscape(pw),
@@ -254,7 +254,7 @@ func TestDemoConfigIsValid(t *testing.T) {
 	}
 	// The sanitising SQL and the check run on the shadow, and a swap follows.
 	var kinds []string
-	for _, s := range cfg.botOptions(nil, nil).Targets[0].Pipelines["default"].Steps {
+	for _, s := range cfg.botOptions(deps{}).Targets[0].Pipelines["default"].Steps {
 		kinds = append(kinds, s.Kind())
 	}
 	if got := strings.Join(kinds, ","); got != "exec,pg_refresh,sql,check,pg_swap" {
@@ -316,7 +316,7 @@ func TestConfig_DatabaseSteps(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o := cfg.botOptions(nil, nil)
+		o := cfg.botOptions(deps{})
 		if got := o.Redact("connect to postgres://rw:hunter22@stg"); strings.Contains(got, "hunter22") {
 			t.Fatalf("not redacted: %s", got)
 		}
@@ -340,7 +340,7 @@ func TestConfig_Slack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := cfg.botOptions(nil, nil).Redact("tokens xapp-1-secret and xoxb-2-secret"); got != "tokens *** and ***" {
+	if got := cfg.botOptions(deps{}).Redact("tokens xapp-1-secret and xoxb-2-secret"); got != "tokens *** and ***" {
 		t.Fatalf("tokens not redacted: %q", got)
 	}
 	if _, err := ParseConfig([]byte("chat:\n  platform: teams\n"+base), "c.yaml"); err == nil || !strings.Contains(err.Error(), `"teams" is not a chat platform`) {
@@ -364,7 +364,7 @@ func TestConfig_Discord(t *testing.T) {
 	if got := cfg.Chat.Discord.Channels; len(got) != 1 || got[0] != "1234567890123456789" {
 		t.Fatalf("channels = %q", got)
 	}
-	if got := cfg.botOptions(nil, nil).Redact("token MTIz.secret-part"); got != "token ***" {
+	if got := cfg.botOptions(deps{}).Redact("token MTIz.secret-part"); got != "token ***" {
 		t.Fatalf("token not redacted: %q", got)
 	}
 }
@@ -415,7 +415,7 @@ func TestConfig_RefreshMethod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := cfg.botOptions(nil, nil).Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
-		t.Fatalf("step = %#v", cfg.botOptions(nil, nil).Targets[0].Pipelines["default"].Steps[0])
+	if r, ok := cfg.botOptions(deps{}).Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
+		t.Fatalf("step = %#v", cfg.botOptions(deps{}).Targets[0].Pipelines["default"].Steps[0])
 	}
 }

@@ -23,13 +23,19 @@ import (
 // can run the bot as a real process and kill it.
 func TestMain(m *testing.M) {
 	if os.Getenv("STAGEBOT_TEST_AS_MAIN") == "1" {
-		if path := os.Getenv("STAGEBOT_TEST_SWAP_PAUSE"); path != "" {
-			// The swap stops between its renames, says so in a file and
-			// waits to be killed.
-			postgres.BetweenRenames = func() {
+		// The swap stops between its renames, or once it has committed,
+		// says so in a file and waits to be killed.
+		pause := func(path string) func() {
+			return func() {
 				os.WriteFile(path, []byte("paused"), 0o600)
 				time.Sleep(time.Minute)
 			}
+		}
+		if path := os.Getenv("STAGEBOT_TEST_SWAP_PAUSE"); path != "" {
+			postgres.BetweenRenames = pause(path)
+		}
+		if path := os.Getenv("STAGEBOT_TEST_AFTER_SWAP_PAUSE"); path != "" {
+			postgres.AfterSwap = pause(path)
 		}
 		main()
 		os.Exit(0)
@@ -233,8 +239,7 @@ func TestCrash_KilledHalfwayThroughTheRestore(t *testing.T) {
 	bot.say(t, "!stage history")
 	out := bot.finish(t)
 	for _, want := range []string{
-		"After a restart I repaired app: dropped the unfinished copy app__stagebot_next",
-		"Run 2 of app was interrupted: stagebot stopped during step copy production",
+		"Run 2 of app was interrupted: stagebot stopped during step copy production. I repaired what it left: dropped the unfinished copy app__stagebot_next. App holds the copy it had before run 2 (made by run 1).",
 		"#2 app/default ⚠ interrupted",
 	} {
 		if !strings.Contains(out, want) {
@@ -272,8 +277,8 @@ func TestCrash_KilledBetweenTheTwoRenames(t *testing.T) {
 	bot = startBot(t, e.cfg)
 	bot.say(t, "!stage status")
 	out := bot.finish(t)
-	if !strings.Contains(out, "dropped the unfinished copy app__stagebot_next; let connections into app again") {
-		t.Errorf("output lacks the repair:\n%s", out)
+	if !strings.Contains(out, "dropped the unfinished copy app__stagebot_next; let connections into app again. App holds the copy it had before run 2") {
+		t.Errorf("output lacks the repair and which copy staging holds:\n%s", out)
 	}
 	if got := checksum(t, e.stgDSN); got != before {
 		t.Fatalf("staging after recovery: %s, want %s", got, before)
@@ -295,6 +300,38 @@ func TestCrash_KilledBetweenTheTwoRenames(t *testing.T) {
 	}
 	if got := checksum(t, e.stgDSN); got != before {
 		t.Fatalf("after rollback staging is %s, want %s", got, before)
+	}
+}
+
+// TestCrash_KilledAfterTheSwapCommitted: the new copy is in place when the
+// bot dies; after a restart the channel and the run's record say so.
+func TestCrash_KilledAfterTheSwapCommitted(t *testing.T) {
+	e := newCrashEnv(t)
+	pause := filepath.Join(t.TempDir(), "paused")
+	bot := startBot(t, e.cfg, "STAGEBOT_TEST_AFTER_SWAP_PAUSE="+pause)
+	bot.say(t, "!stage resync app now")
+	waitUntil(t, "the swap to commit", func() bool {
+		_, err := os.Stat(pause)
+		return err == nil
+	})
+	bot.kill(t)
+	bot = startBot(t, e.cfg)
+	bot.say(t, "!stage history")
+	out := bot.finish(t)
+	for _, want := range []string{
+		"Run 2 of app was interrupted: stagebot stopped during step swap it into place.",
+		"App holds the new copy, made by run 2.",
+		"#2 app/default ⚠ interrupted",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "as it was") {
+		t.Errorf("the bot says staging is as it was, though it holds the new copy:\n%s", out)
+	}
+	if v, _ := query[int](t, e.stgDSN, "select version from marks"); v != 2 {
+		t.Fatalf("staging has version %d, want the new copy's 2", v)
 	}
 }
 

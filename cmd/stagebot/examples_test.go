@@ -81,7 +81,7 @@ func newExample(t *testing.T) *example {
 // runs script (sh), whose exit status is the command's.
 func (e *example) fake(name, script string) {
 	e.t.Helper()
-	body := "#!/bin/sh\necho \"" + name + " $*\" >> \"$STAGEBOT_CALLS\"\n" + script + "\n"
+	body := "#!/bin/sh\necho \"" + name + " $*\" >> '" + e.calls + "'\n" + script + "\n"
 	if err := os.WriteFile(filepath.Join(e.bin, name), []byte(body), 0o755); err != nil {
 		e.t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func (e *example) start(file string, now time.Time) {
 		e.t.Fatal(err)
 	}
 	e.channel = cfg.Access.ControlChannels[0]
-	o := cfg.botOptions(nil, nil)
+	o := cfg.botOptions(deps{})
 	o.EditInterval = 10 * time.Millisecond
 	e.a = bottest.NewAdapter()
 	e.sc = bottest.StartBotWith(e.t, e.a, bottest.NewClock(now), o)
@@ -295,7 +295,7 @@ func TestExample_Launchpad(t *testing.T) {
 	// for the test's go-ahead file when there is one.
 	tree, qaTree := t.TempDir(), t.TempDir()
 	gate := filepath.Join(t.TempDir(), "go")
-	e.fake("python3", `echo "$1 on $PGDATABASE" >> "$STAGEBOT_CALLS"
+	e.fake("python3", `echo "$1 on $PGDATABASE" >> '`+e.calls+`'
 case "$1" in
 database/schema/upgrade.py)
   [ "$PWD" = "`+tree+`" ] && while [ ! -e `+gate+` ]; do sleep 0.02; done

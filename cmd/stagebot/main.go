@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 	_ "time/tzdata"
@@ -104,7 +105,7 @@ func loadFlagConfig(path string) (*Config, error) {
 
 // check prints every target's next runs with their announcement times.
 func check(w io.Writer, cfg *Config, now time.Time) error {
-	o := cfg.botOptions(nil, nil)
+	o := cfg.botOptions(deps{})
 	fmt.Fprintf(w, "Config is valid: %d target(s), times in %s.\n", len(o.Targets), cfg.location)
 	for _, t := range o.Targets {
 		var ps []string
@@ -142,7 +143,15 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		return err
 	}
 	defer s.Close()
-	opts := cfg.botOptions(logger, s)
+	// The targets tell the bot what their background repairs did; the bot
+	// exists only once the options do.
+	var b *bot.Bot
+	var ready sync.WaitGroup
+	ready.Add(1)
+	opts := cfg.botOptions(deps{logger: logger, reg: s, tell: func(target, msg string) {
+		ready.Wait()
+		b.Tell(target, msg)
+	}})
 	if channel == "" {
 		channel = "infra"
 		if len(opts.Access.ControlChannels) > 0 {
@@ -172,7 +181,8 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	default:
 		adapter = console.New(stdin, stdout, as, channel)
 	}
-	b := bot.New(s, adapter, opts)
+	b = bot.New(s, adapter, opts)
+	ready.Done()
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
 	return b.Run(ctx)
 }

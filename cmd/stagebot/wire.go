@@ -16,10 +16,17 @@ import (
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
-// botOptions turns a validated config into the bot's typed options; logger
-// (nil: discarded) is the bot's and its targets'; reg (nil: memory)
-// remembers the databases the targets made.
-func (c *Config) botOptions(logger *slog.Logger, reg postgres.Registry) bot.Options {
+// deps are what the bot's options are wired to; zero values are fine for
+// checking a config.
+type deps struct {
+	logger *slog.Logger             // the bot's and its targets' (nil: discarded)
+	reg    postgres.Registry        // remembers the databases the targets made (nil: memory)
+	tell   func(target, msg string) // says something in a target's channel
+}
+
+// botOptions turns a validated config into the bot's typed options.
+func (c *Config) botOptions(d deps) bot.Options {
+	logger := d.logger
 	o := bot.Options{
 		Logger:   logger,
 		Prefix:   c.Prefix,
@@ -42,12 +49,13 @@ func (c *Config) botOptions(logger *slog.Logger, reg postgres.Registry) bot.Opti
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}
 	}
 	for _, name := range sortedKeys(c.Targets) {
-		o.Targets = append(o.Targets, c.target(name, logger, reg))
+		o.Targets = append(o.Targets, c.target(name, d))
 	}
 	return o
 }
 
-func (c *Config) target(name string, logger *slog.Logger, reg postgres.Registry) *bot.Target {
+func (c *Config) target(name string, dp deps) *bot.Target {
+	logger, reg := dp.logger, dp.reg
 	tc := c.Targets[name]
 	t := &bot.Target{
 		Name: name, Description: tc.Description, Channel: tc.Channel,
@@ -71,6 +79,10 @@ func (c *Config) target(name string, logger *slog.Logger, reg postgres.Registry)
 		}
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait
+		t.Holding = pg.Holding
+		if dp.tell != nil {
+			pg.Notify = func(msg string) { dp.tell(name, msg) }
+		}
 		if pg.KeepPrevious {
 			t.Rollback = pg.Rollback
 		}

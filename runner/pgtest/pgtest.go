@@ -263,6 +263,25 @@ func (s *Server) Stop() {
 	})
 }
 
+// Kill stops the server at once, as a crash or a lost host would, and
+// keeps its files for Restart.
+func (s *Server) Kill() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := s.command(ctx, "pg_ctl", "-D", filepath.Join(s.Dir, "data"), "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
+		return fmt.Errorf("kill postgres: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Restart starts a killed server again on its port.
+func (s *Server) Restart(ctx context.Context) error {
+	if out, err := s.command(ctx, "pg_ctl", "-p", s.postgres, "-D", filepath.Join(s.Dir, "data"), "-l", filepath.Join(s.Dir, "server.log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
+		return fmt.Errorf("restart postgres: %w\n%s", err, out)
+	}
+	return nil
+}
+
 // New starts a server for a test and stops it when the test ends.
 func New(tb testing.TB) *Server {
 	tb.Helper()

@@ -1,6 +1,9 @@
 package postgres
 
-import "time"
+import (
+	"testing"
+	"time"
+)
 
 // SetSplitSize splits every table over n bytes into ranges, and returns a
 // function that puts things back.
@@ -15,4 +18,11 @@ func SetProgressEvery(d time.Duration) (restore func()) {
 	old := progressEvery
 	progressEvery = d
 	return func() { progressEvery = old }
+}
+
+// SetRepairEvery makes background repairs try again sooner, for a test.
+func SetRepairEvery(t *testing.T, d time.Duration) {
+	old := repairEvery
+	repairEvery = d
+	t.Cleanup(func() { repairEvery = old })
 }

@@ -26,6 +26,7 @@ var (
 	serverErr error
 	once      sync.Once
 	dbSeq     atomic.Int64
+	runSeq    atomic.Int64 // each run of a test pipeline has its own number
 )
 
 func TestMain(m *testing.M) {
@@ -214,7 +215,7 @@ func run(t *testing.T, steps []runner.Step, rep runner.Reporter) (string, error)
 	var log strings.Builder
 	var mu sync.Mutex
 	w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return log.Write(p) })
-	_, err := runner.Execute(context.Background(), plan, runner.Env{Run: 1, Target: "app", Log: w}, rep, nil)
+	_, err := runner.Execute(context.Background(), plan, runner.Env{Run: uint64(runSeq.Add(1)), Target: "app", Log: w}, rep, nil)
 	mu.Lock()
 	defer mu.Unlock()
 	return log.String(), err

@@ -213,6 +213,16 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
+	if t.stopRepair() {
+		// An earlier run left something while staging's server was away.
+		did, err := t.Recover(ctx)
+		if err != nil {
+			return fmt.Errorf("repair what an earlier run left: %w", err)
+		}
+		if did != "" {
+			fmt.Fprintf(env.Log, "repaired what an earlier run left: %s\n", did)
+		}
+	}
 	// The database's own properties are read beside the copy and given to
 	// the shadow once its data is in.
 	type propsResult struct {
@@ -297,9 +307,15 @@ func (r *Refresh) fileProps(ctx context.Context, tl tools, path string) ([]strin
 // behind (after a swap there is none).
 func (r *Refresh) Finish(ctx context.Context, env *runner.Env, runErr error) error {
 	if runErr != nil {
-		fmt.Fprintf(env.Log, "the run did not finish: dropping the shadow database; staging is unchanged\n")
+		fmt.Fprintf(env.Log, "the run did not finish: dropping the shadow database\n")
 	}
-	return r.Target.DropShadow(ctx)
+	if err := r.Target.DropShadow(ctx); err != nil {
+		// Staging's server is gone: the shadow goes when it is back.
+		r.Target.repairLater(env.Run, err)
+		_, next, _, _ := r.Target.names()
+		return fmt.Errorf("the unfinished copy %s could not be dropped (%w): stagebot drops it as soon as staging's server answers again, and says so", next, err)
+	}
+	return nil
 }
 
 // createShadow makes an empty shadow database with production's encoding

@@ -331,6 +331,100 @@ func TestRecover(t *testing.T) {
 	if did, _ := f.target.Recover(context.Background()); did != "" {
 		t.Fatalf("recover of a healthy target did %q", did)
 	}
+	// A rollback cut short after its transaction: the copy it replaced is
+	// still under the rollback's temporary name.
+	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, f.stg.DSN("postgres"), "alter database "+f.stgDB+postgres.PrevSuffix+" rename to "+f.stgDB+"__stagebot_swap")
+	if did, err = f.target.Recover(context.Background()); err != nil || !strings.Contains(did, "kept the copy a rollback replaced as "+f.stgDB+postgres.PrevSuffix) {
+		t.Fatalf("recover: %q %v", did, err)
+	}
+	dbs := databases(t, f.stg)
+	if !has(dbs, f.stgDB+postgres.PrevSuffix) || has(dbs, f.stgDB+"__stagebot_swap") || !has(dbs, f.stgDB) {
+		t.Fatalf("databases after recovery: %v", dbs)
+	}
+}
+
+// killStep kills a server when it runs, as a lost host would.
+type killStep struct{ srv *pgtest.Server }
+
+func (k *killStep) Name() string                         { return "lose staging's server" }
+func (k *killStep) Kind() string                         { return "exec" }
+func (k *killStep) Plan(context.Context) (string, error) { return "kill the server", nil }
+func (k *killStep) Run(context.Context, *runner.Env) error {
+	return k.srv.Kill()
+}
+
+// TestOutage_RunningBotRepairsWhenStagingComesBack: staging's server dies
+// in the middle of a swap, or after the copy with the shadow still there.
+// The run fails saying so, and once the server is back the running target
+// (not only the next start) repairs what was left and says which copy
+// staging holds.
+func TestOutage_RunningBotRepairsWhenStagingComesBack(t *testing.T) {
+	prod, _ := pair(t)
+	stg := pgtest.New(t)
+	f := newFixture(t)
+	postgres.SetRepairEvery(t, 100*time.Millisecond)
+	notes := make(chan string, 4)
+	tg := &postgres.Target{Name: "app", ProductionDSN: prod.DSN(f.prodDB), StagingDSN: stg.DSN("app"), KeepPrevious: true, Notify: func(m string) { notes <- m }}
+	if _, err := run(t, refreshSteps(tg), nil); err != nil {
+		t.Fatal(err)
+	}
+	restart := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := stg.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNote := func(t *testing.T, want ...string) {
+		t.Helper()
+		select {
+		case m := <-notes:
+			for _, w := range want {
+				if !strings.Contains(m, w) {
+					t.Fatalf("the note %q does not say %q", m, w)
+				}
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no note that staging was repaired")
+		}
+	}
+
+	t.Run("dies between the renames", func(t *testing.T) {
+		postgres.BetweenRenames = func() {
+			// What the swap committed so far (staging blocked) is on disk
+			// before the crash, as it would be on a server with fsync on.
+			pgtest.Exec(t, stg.DSN("postgres"), "checkpoint")
+			stg.Kill()
+		}
+		defer func() { postgres.BetweenRenames = nil }()
+		_, err := run(t, refreshSteps(tg), nil)
+		if err == nil || !strings.Contains(err.Error(), "repairs staging as soon as it answers again") {
+			t.Fatalf("error = %v", err)
+		}
+		postgres.BetweenRenames = nil
+		restart()
+		waitNote(t, "let connections into app again", "app holds the copy it had before run ")
+		pgtest.Exec(t, stg.DSN("app"), "select count(*) from users")
+		if dbs := databases(t, stg); has(dbs, "app"+postgres.NextSuffix) {
+			t.Fatalf("the shadow is still there: %v", dbs)
+		}
+	})
+	t.Run("dies with the shadow made", func(t *testing.T) {
+		steps := refreshSteps(tg, &killStep{srv: stg})
+		_, err := run(t, steps, nil)
+		if err == nil || !strings.Contains(err.Error(), "could not be dropped") {
+			t.Fatalf("error = %v", err)
+		}
+		restart()
+		waitNote(t, "dropped the unfinished copy app"+postgres.NextSuffix, "app holds the copy it had before run ")
+		if dbs := databases(t, stg); has(dbs, "app"+postgres.NextSuffix) || !has(dbs, "app") {
+			t.Fatalf("databases after the repair: %v", dbs)
+		}
+		pgtest.Exec(t, stg.DSN("app"), "select count(*) from users")
+	})
 }
 
 func TestSwap_ReplacedCopiesAreDroppedInTheBackground(t *testing.T) {

@@ -209,7 +209,7 @@ func (s *Swap) Plan(ctx context.Context) (string, error) {
 func (s *Swap) Run(ctx context.Context, env *runner.Env) error {
 	took, err := s.Target.Swap(ctx, env.Log)
 	if err != nil {
-		return err
+		return s.Target.afterFailedSwap(ctx, env, err)
 	}
 	msg := "staging was unavailable for " + took.Round(time.Millisecond).String()
 	if took == 0 {

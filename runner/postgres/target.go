@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stagebot/stagebot/runner"
 )
 
 // Suffixes of the databases a refresh keeps beside staging.
@@ -60,6 +62,13 @@ type Target struct {
 	// Registry remembers the databases stagebot made (default: in memory,
 	// for this process only).
 	Registry Registry
+	// Notify tells people what a background repair did, once staging's
+	// server answered again after a failed step could not clean up.
+	Notify func(msg string)
+
+	repairMu     sync.Mutex
+	repairCancel context.CancelFunc // a background repair is pending
+	repairDone   chan struct{}
 
 	regOnce sync.Once
 
@@ -420,6 +429,10 @@ func (t *Target) DropShadow(ctx context.Context) error {
 // process at exactly that point.
 var BetweenRenames func()
 
+// AfterSwap, when set, is called once the swap has committed, before it
+// returns. Only tests set it.
+var AfterSwap func()
+
 // exchange puts database in into staging's place, moving staging to out,
 // in one transaction; retire, when given, is renamed to old in the same
 // transaction, making room for out. Staging refuses new connections and the
@@ -499,6 +512,9 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 	if err := tx.Commit(ctx); err != nil {
 		restore()
 		return 0, fmt.Errorf("commit the swap: %w", err)
+	}
+	if AfterSwap != nil {
+		AfterSwap()
 	}
 	return time.Since(start), nil
 }
@@ -583,8 +599,12 @@ func (t *Target) dropLater(name string) {
 	}()
 }
 
-// Wait waits for background drops of replaced copies to end.
+// Wait waits for background drops of replaced copies to end, and gives up
+// a background repair (the next start repairs what is left).
 func (t *Target) Wait() {
+	if t.stopRepair() {
+		t.logger().Warn("stopping while staging's server does not answer; the next start repairs what the last run left", "target", t.Name)
+	}
 	if n := t.dropped.Load(); n > 0 {
 		t.logger().Info("waiting for a replaced staging copy to be dropped", "target", t.Name, "drops", n)
 	}
@@ -630,12 +650,17 @@ func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
 }
 
 // Recover repairs what a crash left: it drops the shadow and any replaced
-// copy whose background drop did not finish, puts the previous copy back if
-// staging is missing, and lets connections into staging again. It returns
-// what it did ("" when nothing was needed).
+// copy whose background drop did not finish, finishes a rollback that was
+// cut short, puts the previous copy back if staging is missing, and lets
+// connections into staging again. It returns what it did ("" when nothing
+// was needed).
 func (t *Target) Recover(ctx context.Context) (string, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.recoverLocked(ctx)
+}
+
+func (t *Target) recoverLocked(ctx context.Context) (string, error) {
 	db, next, prev, err := t.names()
 	if err != nil {
 		return "", err
@@ -644,36 +669,62 @@ func (t *Target) Recover(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close(ctx)
+	defer c.Close(context.WithoutCancel(ctx))
 	var did []string
-	if n, err := database(ctx, c, next); err != nil {
-		return "", err
-	} else if n.exists {
-		if err := dropDatabase(ctx, c, next); err != nil {
+	for _, gone := range []struct{ name, what string }{{next, "the unfinished copy"}, {db + OldSuffix, "the replaced copy"}} {
+		if d, err := database(ctx, c, gone.name); err != nil {
 			return "", err
+		} else if d.exists {
+			if err := dropDatabase(ctx, c, gone.name); err != nil {
+				return "", err
+			}
+			did = append(did, "dropped "+gone.what+" "+gone.name)
 		}
-		did = append(did, "dropped the unfinished copy "+next)
-	}
-	if o, err := database(ctx, c, db+OldSuffix); err != nil {
-		return "", err
-	} else if o.exists {
-		if err := dropDatabase(ctx, c, db+OldSuffix); err != nil {
-			return "", err
-		}
-		did = append(did, "dropped the replaced copy "+db+OldSuffix)
 	}
 	cur, err := database(ctx, c, db)
 	if err != nil {
 		return "", err
 	}
-	if !cur.exists {
-		if p, err := database(ctx, c, prev); err == nil && p.exists {
-			if _, err := c.Exec(ctx, "alter database "+quoteIdent(prev)+" rename to "+quoteIdent(db)); err != nil {
+	p, err := database(ctx, c, prev)
+	if err != nil {
+		return "", err
+	}
+	// A rollback renames staging to tmp and the previous copy into place
+	// in one transaction, then tmp to the previous copy's name.
+	tmp := db + swapSuffix
+	if tm, err := database(ctx, c, tmp); err != nil {
+		return "", err
+	} else if tm.exists {
+		to, what := prev, "kept the copy a rollback replaced as "+prev
+		if !cur.exists {
+			to, what = db, db+" was missing: put back the copy a rollback had moved aside"
+		}
+		if to == prev && p.exists {
+			if err := dropDatabase(ctx, c, tmp); err != nil {
 				return "", err
 			}
-			cur = p
-			did = append(did, fmt.Sprintf("%s was missing: put the previous copy back", db))
+			did = append(did, "dropped "+tmp+", left by a rollback")
+		} else {
+			if _, err := c.Exec(ctx, "alter database "+quoteIdent(tmp)+" rename to "+quoteIdent(to)); err != nil {
+				return "", fmt.Errorf("rename %s to %s: %w", tmp, to, err)
+			}
+			did = append(did, what)
+			if to == db {
+				cur, err = database(ctx, c, db)
+			} else {
+				p, err = database(ctx, c, prev)
+			}
+			if err != nil {
+				return "", err
+			}
 		}
+	}
+	if !cur.exists && p.exists {
+		if _, err := c.Exec(ctx, "alter database "+quoteIdent(prev)+" rename to "+quoteIdent(db)); err != nil {
+			return "", err
+		}
+		cur = p
+		did = append(did, fmt.Sprintf("%s was missing: put the previous copy back", db))
 	}
 	managed := t.Adopt
 	if cur.exists && !managed {
@@ -688,6 +739,120 @@ func (t *Target) Recover(ctx context.Context) (string, error) {
 		did = append(did, "let connections into "+db+" again")
 	}
 	return strings.Join(did, "; "), nil
+}
+
+// MadeBy returns the run that made the copy staging holds now: 0 when
+// staging does not exist or no record says which run made it.
+func (t *Target) MadeBy(ctx context.Context) (uint64, error) {
+	db, err := t.StagingDB()
+	if err != nil {
+		return 0, err
+	}
+	c, err := t.maintenance(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	run, _, err := t.madeBy(ctx, c, db)
+	return run, err
+}
+
+// Holding says which copy staging holds, as seen from run.
+func (t *Target) Holding(ctx context.Context, run uint64) string {
+	db, _ := t.StagingDB()
+	made, err := t.MadeBy(ctx)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("I cannot tell which copy %s holds (%v)", db, err)
+	case made == run && run != 0:
+		return fmt.Sprintf("%s holds the new copy, made by run %d", db, run)
+	case made != 0:
+		return fmt.Sprintf("%s holds the copy it had before run %d (made by run %d)", db, run, made)
+	}
+	return fmt.Sprintf("%s holds the copy it had before run %d", db, run)
+}
+
+// repairLater keeps trying, in the background, to repair what run left
+// when staging's server stopped answering (a shadow it could not drop, a
+// swap cut short that left staging refusing connections). Once it has, it
+// says what it did through Notify. The next run on the target, and Wait,
+// end it.
+func (t *Target) repairLater(run uint64, why error) {
+	t.repairMu.Lock()
+	defer t.repairMu.Unlock()
+	if t.repairCancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.repairCancel, t.repairDone = cancel, done
+	t.logger().Warn("staging's server does not answer; repairing what the run left once it does", "target", t.Name, "run", run, "err", why)
+	go func() {
+		defer close(done)
+		delay := repairEvery
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			did, err := t.Recover(ctx)
+			if err != nil {
+				delay = min(2*delay, 30*time.Second)
+				continue
+			}
+			t.repairMu.Lock()
+			if ctx.Err() == nil {
+				t.repairCancel, t.repairDone = nil, nil
+			}
+			t.repairMu.Unlock()
+			if did == "" {
+				did = "nothing was left to repair"
+			}
+			msg := fmt.Sprintf("Staging's server for %s answers again after run %d: %s. %s.", t.Name, run, did, t.Holding(ctx, run))
+			t.logger().Info("repaired what a run left", "target", t.Name, "run", run, "did", did)
+			if t.Notify != nil {
+				t.Notify(msg)
+			}
+			return
+		}
+	}()
+}
+
+// afterFailedSwap makes sure a swap that failed part-way (staging's server
+// died, the connection broke) leaves staging usable: it repairs at once
+// when the server answers, or as soon as it answers again. It returns the
+// swap's error with what it found.
+func (t *Target) afterFailedSwap(ctx context.Context, env *runner.Env, swapErr error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	did, err := t.Recover(rctx)
+	switch {
+	case err != nil:
+		t.repairLater(env.Run, err)
+		return fmt.Errorf("%w; staging's server does not answer (%v): stagebot repairs staging as soon as it answers again, and says so", swapErr, err)
+	case did != "":
+		fmt.Fprintf(env.Log, "after the failed swap: %s\n", did)
+	}
+	return fmt.Errorf("%w; %s", swapErr, t.Holding(rctx, env.Run))
+}
+
+// repairEvery is how soon a background repair first tries again.
+var repairEvery = time.Second
+
+// stopRepair ends a pending background repair and reports whether there
+// was one.
+func (t *Target) stopRepair() bool {
+	t.repairMu.Lock()
+	cancel, done := t.repairCancel, t.repairDone
+	t.repairCancel, t.repairDone = nil, nil
+	t.repairMu.Unlock()
+	if cancel == nil {
+		return false
+	}
+	cancel()
+	<-done
+	return true
 }
 
 // FindBinDir returns the directory of pg_dump, pg_restore and psql:
