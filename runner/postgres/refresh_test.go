@@ -304,6 +304,23 @@ func TestMissingRoles(t *testing.T) {
 	if _, err := run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatalf("with no_owner and no_acl: %v", err)
 	}
+	// Roles the database itself names: its owner, a grantee of CONNECT, a
+	// role with settings in it (needed whatever no_owner and no_acl say).
+	f.target.NoOwner, f.target.NoACL = false, false
+	pgtest.Exec(t, f.prod.DSN(f.prodDB), "alter table audit owner to postgres", "revoke all on users from reader_"+f.prodDB)
+	pgtest.Exec(t, f.prod.DSN("postgres"), "create role dbowner_"+f.prodDB, "create role dbconn_"+f.prodDB, "create role dbset_"+f.prodDB,
+		"drop role reader_"+f.prodDB, "drop role "+role,
+		"alter database "+f.prodDB+" owner to dbowner_"+f.prodDB, "grant connect on database "+f.prodDB+" to dbconn_"+f.prodDB,
+		"alter role dbset_"+f.prodDB+" in database "+f.prodDB+" set work_mem = '5MB'")
+	_, err = run(t, refreshSteps(f.target), nil)
+	want := "staging lacks roles production uses: dbconn_" + f.prodDB + " (has privileges), dbowner_" + f.prodDB + " (owns objects), dbset_" + f.prodDB + " (has settings in the database)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want %q", err, want)
+	}
+	f.target.NoOwner, f.target.NoACL = true, true
+	if _, err = run(t, refreshSteps(f.target), nil); err == nil || !strings.Contains(err.Error(), "dbset_"+f.prodDB+" (has settings in the database)") || strings.Contains(err.Error(), "dbowner_") {
+		t.Fatalf("with no_owner and no_acl: %v", err)
+	}
 }
 
 func TestRecover(t *testing.T) {
