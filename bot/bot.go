@@ -142,7 +142,41 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 	for _, t := range o.Targets {
 		b.targets[t.Name] = t
 	}
+	if ob, ok := a.(interface{ Outbox() *Outbox }); ok {
+		ob.Outbox().OnDelivered = b.delivered
+	}
 	return b
+}
+
+// delivered replaces a placeholder reference the outbox answered with by
+// the platform's own, in the runs that keep it (their card and status
+// message), so that they can still be edited after a restart.
+func (b *Bot) delivered(placeholder, ref store.MessageRef) {
+	go func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		ctx := context.Background()
+		runs, err := b.store.Runs(ctx, store.RunFilter{Limit: 100})
+		if err != nil {
+			b.log.Error("load runs", "err", err)
+			return
+		}
+		for _, r := range runs {
+			changed := false
+			if r.Card == placeholder {
+				r.Card, changed = ref, true
+			}
+			if r.Status == placeholder {
+				r.Status, changed = ref, true
+			}
+			if !changed {
+				continue
+			}
+			if err := b.store.UpdateRun(ctx, r); err != nil {
+				b.log.Error("keep a delivered message's reference", "run", r.ID, "err", err)
+			}
+		}
+	}()
 }
 
 // Run recovers from an earlier stop, then serves the adapter and the
@@ -183,11 +217,14 @@ func (b *Bot) Wait() { b.runs.Wait() }
 // schedule ticks whenever something is due, and at least every minute.
 func (b *Bot) schedule(ctx context.Context) {
 	for {
+		// What is due by at, the tick does (or cannot do until something
+		// else happens); the clock may move on while it works.
+		at := b.clock.Now()
 		if err := b.Tick(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("scheduler tick", "err", err)
 		}
 		wait := time.Minute
-		if next, ok := b.nextWake(ctx); ok {
+		if next, ok := b.nextWake(ctx, at); ok {
 			if d := next.Sub(b.clock.Now()); d < wait {
 				wait = max(d, 0)
 			}

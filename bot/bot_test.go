@@ -691,3 +691,26 @@ func TestRun_WaitsForTargetsBeforeStopping(t *testing.T) {
 		t.Fatal("Run returned without waiting for the target")
 	}
 }
+
+// TestScheduler_WaitingRunsWakeNothing: a run held past its start time
+// must not keep the scheduler turning; it sleeps until the next moment
+// something can change.
+func TestScheduler_WaitingRunsWakeNothing(t *testing.T) {
+	e := newEnv(t)
+	wantText(t, e.say(carol, "!stage hold fas2 3h testing the login"), "carol holds fas2 until")
+	e.say(alice, "!stage resync fas2 in 10m")
+	e.clock.Advance(30 * time.Minute) // the start has passed; the hold keeps the run waiting
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.b.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// One sleep after the first tick (until the hold's warning); a busy
+	// loop goes to sleep thousands of times in 300ms.
+	if n := e.clock.Timers(); n > 3 {
+		t.Fatalf("the scheduler went to sleep %d times in 300ms with nothing due", n)
+	}
+}

@@ -38,16 +38,19 @@ const pendingPrefix = "pending:"
 
 // Outbox sends a platform's messages in order. When the platform cannot be
 // reached, messages wait in the outbox and go out, in order, when it can;
-// when it asks to slow down, the outbox waits as long as it says. A message
-// that is not delivered within Wait gets a placeholder reference, which
-// edits and thread replies may use: they are resolved when it is delivered.
+// when it asks to slow down, the outbox waits as long as it says. Send
+// never waits for the platform: it answers at once with a placeholder
+// reference, which edits and thread replies may use (they are resolved
+// when the message is delivered), and OnDelivered hears the real one.
 type Outbox struct {
 	sender Sender
 	log    *slog.Logger
-	// Wait is how long Send waits for delivery before it answers with a
-	// placeholder (default 5s). MaxBackoff caps the pause between retries
-	// (default 30s).
-	Wait, MaxBackoff time.Duration
+	// MaxBackoff caps the pause between retries (default 30s).
+	MaxBackoff time.Duration
+	// OnDelivered, when set, is called (from the delivering goroutine)
+	// with a posted message's placeholder and its real reference, so that
+	// whoever kept the placeholder can keep the real one instead.
+	OnDelivered func(placeholder, ref store.MessageRef)
 
 	mu       sync.Mutex
 	queue    []*outItem
@@ -74,7 +77,7 @@ func NewOutbox(s Sender, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{sender: s, log: log, Wait: 5 * time.Second, MaxBackoff: 30 * time.Second,
+	return &Outbox{sender: s, log: log, MaxBackoff: 30 * time.Second,
 		resolved: map[string]store.MessageRef{}, wake: make(chan struct{}, 1)}
 }
 
@@ -99,21 +102,21 @@ func (o *Outbox) push(it *outItem) {
 	}
 }
 
-// Send queues a message and waits up to Wait for it to be delivered.
+// Send queues a message and answers at once with its placeholder
+// reference: handling a person's command never waits for a slow or
+// rate-limited platform.
 func (o *Outbox) Send(ctx context.Context, m Message) (store.MessageRef, error) {
 	o.mu.Lock()
 	o.seq++
 	it := &outItem{post: true, local: fmt.Sprintf("%s%d", pendingPrefix, o.seq), msg: m, done: make(chan outResult, 1)}
 	o.mu.Unlock()
 	o.push(it)
-	select {
-	case r := <-it.done:
-		return r.ref, r.err
-	case <-time.After(o.Wait):
-	case <-ctx.Done():
-	}
 	return store.MessageRef{Channel: m.Channel, ID: it.local}, nil
 }
+
+// IsPlaceholder reports whether ref is an Outbox placeholder, not yet (or
+// never) replaced by the platform's reference.
+func IsPlaceholder(ref store.MessageRef) bool { return strings.HasPrefix(ref.ID, pendingPrefix) }
 
 // Edit queues a change to a message.
 func (o *Outbox) Edit(ctx context.Context, ref store.MessageRef, m Message) error {
@@ -223,4 +226,7 @@ func (o *Outbox) pop(it *outItem, ref store.MessageRef, err error) {
 	}
 	o.mu.Unlock()
 	it.done <- outResult{ref: ref, err: err}
+	if it.post && err == nil && o.OnDelivered != nil {
+		o.OnDelivered(store.MessageRef{Channel: it.msg.Channel, ID: it.local}, ref)
+	}
 }

@@ -62,15 +62,23 @@ func (f *flakySender) snapshot() ([]string, []string) {
 func TestOutbox_DeliversInOrderAfterAnOutage(t *testing.T) {
 	f := &flakySender{}
 	o := bot.NewOutbox(f, nil)
-	o.Wait, o.MaxBackoff = 50*time.Millisecond, 20*time.Millisecond
+	o.MaxBackoff = 20 * time.Millisecond
+	var mu sync.Mutex
+	delivered := map[string]string{}
+	o.OnDelivered = func(placeholder, ref store.MessageRef) {
+		mu.Lock()
+		delivered[placeholder.ID] = ref.ID
+		mu.Unlock()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go o.Run(ctx)
 
 	ref, err := o.Send(ctx, bot.Message{Channel: "c", Text: "one"})
-	if err != nil || ref.ID != "1" {
-		t.Fatalf("send while up: %v %v", ref, err)
+	if err != nil || !bot.IsPlaceholder(ref) {
+		t.Fatalf("send while up: %v %v, want a placeholder at once", ref, err)
 	}
+	waitFor(t, func() bool { return o.Pending() == 0 })
 	f.set(true)
 	status, _ := o.Send(ctx, bot.Message{Channel: "c", Text: "two"})
 	if status.ID[:8] != "pending:" {
@@ -91,6 +99,35 @@ func TestOutbox_DeliversInOrderAfterAnOutage(t *testing.T) {
 	if fmt.Sprint(edits) != "[2:two, edited again 1:one, edited]" {
 		t.Fatalf("edits = %v", edits)
 	}
+	// Whoever kept a placeholder hears the real reference.
+	mu.Lock()
+	defer mu.Unlock()
+	if delivered[ref.ID] != "1" || delivered[status.ID] != "2" || len(delivered) != 3 {
+		t.Fatalf("delivered = %v", delivered)
+	}
+}
+
+// TestOutbox_SendNeverWaitsForThePlatform: with the platform slow and
+// rate-limited, Send still answers at once.
+func TestOutbox_SendNeverWaitsForThePlatform(t *testing.T) {
+	f := &flakySender{}
+	f.set(true)
+	o := bot.NewOutbox(f, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go o.Run(ctx)
+	start := time.Now()
+	for i := range 50 {
+		if _, err := o.Send(ctx, bot.Message{Channel: "c", Text: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("50 sends to a platform that is down took %s", took)
+	}
+	if o.Pending() != 50 {
+		t.Fatalf("pending = %d, want 50", o.Pending())
+	}
 }
 
 func TestOutbox_ObeysRateLimitsAndDropsPermanentFailures(t *testing.T) {
@@ -100,16 +137,17 @@ func TestOutbox_ObeysRateLimitsAndDropsPermanentFailures(t *testing.T) {
 	defer cancel()
 	go o.Run(ctx)
 	start := time.Now()
-	if _, err := o.Send(ctx, bot.Message{Channel: "c", Text: "after the limit"}); err != nil {
-		t.Fatal(err)
+	for _, m := range []bot.Message{{Channel: "c", Text: "after the limit"}, {Channel: "nowhere", Text: "x"}, {Channel: "c", Text: "next"}} {
+		if _, err := o.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
 	}
+	waitFor(t, func() bool { return o.Pending() == 0 })
 	if time.Since(start) < 40*time.Millisecond {
-		t.Fatalf("sent after %s: the retry-after waits were not obeyed", time.Since(start))
+		t.Fatalf("delivered after %s: the retry-after waits were not obeyed", time.Since(start))
 	}
-	if _, err := o.Send(ctx, bot.Message{Channel: "nowhere", Text: "x"}); err == nil || err.Error() != "channel_not_found" {
-		t.Fatalf("permanent failure: %v", err)
-	}
-	if _, err := o.Send(ctx, bot.Message{Channel: "c", Text: "next"}); err != nil {
-		t.Fatalf("a rejected message blocked the next: %v", err)
+	// The rejected message is dropped and does not block the next.
+	if posts, _ := f.snapshot(); fmt.Sprint(posts) != "[1:after the limit (thread ) 2:next (thread )]" {
+		t.Fatalf("posts = %v", posts)
 	}
 }

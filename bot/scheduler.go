@@ -323,13 +323,17 @@ func (b *Bot) remind(ctx context.Context, r *store.Run, t *Target, now time.Time
 	return nil
 }
 
-// nextWake is the earliest time a tick has something to do.
-func (b *Bot) nextWake(ctx context.Context) (time.Time, bool) {
+// nextWake is the earliest time after a tick that ran at `after` at which
+// a tick may have something to do. What was due by then, the tick has done;
+// what it could not do (a run kept waiting by a hold or for approvals)
+// waits for a command, a hold's end or a run's end, which wake the
+// scheduler themselves, not for the clock.
+func (b *Bot) nextWake(ctx context.Context, after time.Time) (time.Time, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var next time.Time
 	consider := func(t time.Time) {
-		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		if t.After(after) && (next.IsZero() || t.Before(next)) {
 			next = t
 		}
 	}

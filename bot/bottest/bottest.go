@@ -16,6 +16,14 @@ type Clock struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []waiter
+	timers  int
+}
+
+// Timers counts the calls to After: how often the bot went to sleep.
+func (c *Clock) Timers() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.timers
 }
 
 type waiter struct {
@@ -39,6 +47,7 @@ func (c *Clock) Now() time.Time {
 func (c *Clock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.timers++
 	ch := make(chan time.Time, 1)
 	if d <= 0 {
 		ch <- c.now

@@ -46,8 +46,9 @@ type Adapter struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	buttons map[string]string // custom_id → command, for commands too long for an ID
-	conns   []net.Conn        // connections dialled during Open, closed to unblock it
+	buttons map[string]string    // custom_id → command, for commands too long for an ID
+	seen    map[string]time.Time // event IDs, against replays
+	conns   []net.Conn           // connections dialled during Open, closed to unblock it
 }
 
 var (
@@ -86,7 +87,7 @@ func New(o Options) (*Adapter, error) {
 		// package globals and stay untouched.
 		s.Client = &http.Client{Timeout: 20 * time.Second, Transport: rewrite{base: base}}
 	}
-	a := &Adapter{opts: o, s: s, log: o.Logger, buttons: map[string]string{}}
+	a := &Adapter{opts: o, s: s, log: o.Logger, buttons: map[string]string{}, seen: map[string]time.Time{}}
 	// discordgo's Open holds the session lock while it waits for READY,
 	// with no deadline, so Close would wait forever too. The adapter keeps
 	// the gateway's TCP connections to itself and closes them instead.
@@ -133,6 +134,29 @@ func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// firstTime reports whether an event ID (a message's or an interaction's)
+// is new.
+func (a *Adapter) firstTime(id string) bool {
+	if id == "" {
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.seen[id]; ok {
+		return false
+	}
+	now := time.Now()
+	a.seen[id] = now
+	if len(a.seen) > 1000 {
+		for k, t := range a.seen {
+			if now.Sub(t) > time.Hour {
+				delete(a.seen, k)
+			}
+		}
+	}
+	return true
+}
+
 // Close stops delivering messages.
 func (a *Adapter) Close() { a.cancel() }
 
@@ -142,6 +166,15 @@ func (a *Adapter) Outbox() *bot.Outbox { return a.out }
 // Run opens the gateway and hands every command to handle until ctx ends.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
 	defer a.cancel()
+	// Events are handled in order beside the gateway's loop, which only
+	// answers clicks (Discord wants that within 3 seconds) and queues.
+	inbox := bot.NewInbox(handle)
+	go inbox.Run(ctx)
+	handle = func(_ context.Context, in bot.Incoming) {
+		if a.firstTime(in.ID) {
+			inbox.Put(in)
+		}
+	}
 	removeMsg := a.s.AddHandler(func(s *discordgo.Session, m *discordgo.MessageCreate) {
 		if in, ok := a.fromMessage(m); ok {
 			handle(ctx, in)
@@ -237,10 +270,15 @@ func (a *Adapter) fromInteraction(ctx context.Context, i *discordgo.InteractionC
 	if i.Type != discordgo.InteractionMessageComponent {
 		return bot.Incoming{}, false
 	}
-	err := a.s.InteractionRespond(i.Interaction, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}, discordgo.WithContext(ctx))
-	if err != nil {
-		a.log.Warn("discord: answer a click", "err", err)
-	}
+	// Answered beside the event loop: a slow answer holds up no other
+	// event. A click delivered again (a resumed session replays events) is
+	// answered again but executed once.
+	go func() {
+		err := a.s.InteractionRespond(i.Interaction, &discordgo.InteractionResponse{Type: discordgo.InteractionResponseDeferredMessageUpdate}, discordgo.WithContext(ctx))
+		if err != nil {
+			a.log.Warn("discord: answer a click", "err", err)
+		}
+	}()
 	var u *discordgo.User
 	switch {
 	case i.Member != nil && i.Member.User != nil:

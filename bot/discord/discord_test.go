@@ -189,3 +189,40 @@ func TestDiscord_StartupFailsClearly(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow: with every message call
+// slow, rate-limited and failing, each click is answered well within
+// Discord's 3 seconds, and a click the gateway replays is executed once.
+func TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow(t *testing.T) {
+	e := newEnv(t)
+	must(t, e.fake.Say("U1", "alice", infra, "!stage resync demo in 10m"))
+	card := e.waitMessage("Run 1: refresh of demo")
+	e.fake.SlowPosts(300 * time.Millisecond)
+	e.fake.RateLimit(4, 2)
+	e.fake.FailNext(3)
+	for range 3 {
+		must(t, e.fake.Say("U1", "alice", infra, "!stage holds"))
+		must(t, e.fake.Click("U1", "alice", card, "Hold 2h"))
+	}
+	must(t, e.fake.Click("U2", "bob", card, "Approve"))
+	must(t, e.fake.Redeliver())
+	bottest.Eventually(t, "every click answered", func() bool { return len(e.fake.CallbackTimes()) >= 4 })
+	var worst time.Duration
+	for i, d := range e.fake.CallbackTimes() {
+		worst = max(worst, d)
+		if d > time.Second {
+			t.Errorf("click %d answered after %s, with Discord slow", i, d)
+		}
+	}
+	t.Logf("slowest of %d click answers while Discord was slow, rate-limited and failing: %s", len(e.fake.CallbackTimes()), worst)
+	e.fake.SlowPosts(0)
+	e.waitMessage("bob approved run 1 of demo (1 of 1)")
+	time.Sleep(200 * time.Millisecond)
+	approvals := 0
+	for _, m := range e.fake.Messages() {
+		approvals += strings.Count(m.Content, "bob approved run 1")
+	}
+	if approvals != 1 {
+		t.Fatalf("the replayed click was executed again: %d approvals", approvals)
+	}
+}

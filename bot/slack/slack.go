@@ -126,6 +126,11 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 	sm := socketmode.New(a.api, opts...)
 	errc := make(chan error, 1)
 	go func() { errc <- sm.RunContext(ctx) }()
+	// Events are acknowledged as they arrive and handled in order beside:
+	// Slack wants the ack within 3 seconds, whatever the bot is doing.
+	inbox := bot.NewInbox(handle)
+	go inbox.Run(ctx)
+	handle = func(_ context.Context, in bot.Incoming) { inbox.Put(in) }
 	for {
 		select {
 		case <-ctx.Done():
@@ -154,6 +159,9 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		a.log.Warn("slack connection error", "err", ev.Data)
 	case socketmode.EventTypeEventsAPI:
 		sm.Ack(*ev.Request)
+		if !a.firstTime("envelope:" + ev.Request.EnvelopeID) {
+			return
+		}
 		cb, ok := ev.Data.(slackevents.EventsAPIEvent)
 		if !ok {
 			return
@@ -165,6 +173,11 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		sm.Ack(*ev.Request)
 		cb, ok := ev.Data.(slack.InteractionCallback)
 		if !ok || cb.Type != slack.InteractionTypeBlockActions {
+			return
+		}
+		// A click Slack redelivers (no ack seen in time) comes in a new
+		// envelope with the same trigger.
+		if !a.firstTime("envelope:"+ev.Request.EnvelopeID) || cb.TriggerID != "" && !a.firstTime("trigger:"+cb.TriggerID) {
 			return
 		}
 		for _, act := range cb.ActionCallback.BlockActions {
@@ -193,6 +206,9 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		// Slack wants the ack within 3 seconds; the answer follows in the
 		// channel.
 		sm.Ack(*ev.Request, map[string]any{"response_type": "ephemeral", "text": "On it: " + cmd.Command + " " + cmd.Text})
+		if !a.firstTime("envelope:"+ev.Request.EnvelopeID) || cmd.TriggerID != "" && !a.firstTime("trigger:"+cmd.TriggerID) {
+			return
+		}
 		name := cmd.UserName
 		if name == "" {
 			name = a.userName(ctx, cmd.UserID)

@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -207,5 +208,58 @@ func TestRun_RefusedTokenFailsFast(t *testing.T) {
 	err = a.Run(ctx, func(context.Context, bot.Incoming) {})
 	if err == nil || !strings.Contains(err.Error(), "slack refused the bot token (invalid_auth)") {
 		t.Fatalf("error = %v", err)
+	}
+}
+
+// TestSlack_AcksAtOnceWhileSlackIsSlow: with every post slow, rate-limited
+// and failing, messages, clicks and slash commands are still acknowledged
+// well within Slack's 3 seconds, and a redelivered click or command is
+// executed once.
+func TestSlack_AcksAtOnceWhileSlackIsSlow(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.fake.Say("U1", infra, "!stage resync demo in 10m")
+	must(t, err)
+	card := e.waitMessage("Run 1: refresh of demo")
+	e.fake.SlowPosts(300 * time.Millisecond)
+	e.fake.RateLimit(4, 2)
+	e.fake.FailNext(3)
+	before := len(e.fake.AckTimes())
+	for i := range 3 {
+		_, err := e.fake.Say("U1", infra, "!stage holds")
+		must(t, err)
+		_, err = e.fake.Slash("U1", "alice", infra, fmt.Sprintf("hold demo 1h test %d", i))
+		must(t, err)
+	}
+	must(t, e.fake.Click("U2", "bob", card, "Approve"))
+	_, err = e.fake.Redeliver() // Slack thought the click was not acked
+	must(t, err)
+	_, err = e.fake.Slash("U1", "alice", infra, "release demo")
+	must(t, err)
+	_, err = e.fake.Redeliver()
+	must(t, err)
+	acks := e.fake.AckTimes()[before:]
+	if len(acks) != 10 {
+		t.Fatalf("%d acks, want 10", len(acks))
+	}
+	var worst time.Duration
+	for i, d := range acks {
+		worst = max(worst, d)
+		if d > time.Second {
+			t.Errorf("envelope %d acknowledged after %s, with Slack slow", i, d)
+		}
+	}
+	t.Logf("slowest of %d acks while Slack was slow, rate-limited and failing: %s", len(acks), worst)
+	e.fake.SlowPosts(0)
+	e.waitMessage("Hold on demo by alice ended: released")
+	e.waitMessage("bob approved run 1 of demo (1 of 1)")
+	// Executed once each: one approval, one release.
+	time.Sleep(200 * time.Millisecond)
+	approvals, releases := 0, 0
+	for _, m := range e.fake.Messages() {
+		approvals += strings.Count(m.Text, "bob approved run 1")
+		releases += strings.Count(m.Text, "Hold on demo by alice ended")
+	}
+	if approvals != 1 || releases != 1 {
+		t.Fatalf("redelivered events executed again: %d approvals, %d releases", approvals, releases)
 	}
 }

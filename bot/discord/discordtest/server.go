@@ -74,11 +74,38 @@ type Server struct {
 	resumes    int
 	intents    int
 	session    string
+	clicked    map[string]time.Time // interaction ID → when it was dispatched
+	answered   []time.Duration
+	lastEvent  [2]any // the last dispatched event's type and data
+	slowPosts  time.Duration
+	failNext   int
+}
+
+// SlowPosts makes every message call take d before it answers.
+func (s *Server) SlowPosts(d time.Duration) { s.mu.Lock(); s.slowPosts = d; s.mu.Unlock() }
+
+// FailNext answers the next n message calls with 500.
+func (s *Server) FailNext(n int) { s.mu.Lock(); s.failNext = n; s.mu.Unlock() }
+
+// CallbackTimes are how long the bot took to answer each click.
+func (s *Server) CallbackTimes() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.answered...)
+}
+
+// Redeliver dispatches the last event again, as a resumed session replays
+// events.
+func (s *Server) Redeliver() error {
+	s.mu.Lock()
+	ev := s.lastEvent
+	s.mu.Unlock()
+	return s.dispatch(ev[0].(string), ev[1])
 }
 
 // New starts a fake Discord; it stops when the test ends.
 func New(t interface{ Cleanup(func()) }) *Server {
-	s := &Server{conns: map[*websocket.Conn]func(any) error{}, idSeq: 1000}
+	s := &Server{conns: map[*websocket.Conn]func(any) error{}, idSeq: 1000, clicked: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/v9/gateway", s.gateway)
 	mux.HandleFunc("/gw/", s.ws)
@@ -193,8 +220,22 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, limited bool) bool
 		s.limitNext--
 		limit = true
 	}
+	failed := false
+	if limited && !limit && s.failNext > 0 {
+		s.failNext--
+		failed = true
+	}
+	slow := time.Duration(0)
+	if limited {
+		slow = s.slowPosts
+	}
 	retry := s.retryAfter
 	s.mu.Unlock()
+	time.Sleep(slow)
+	if failed {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return false
+	}
 	if down {
 		http.Error(w, "unavailable", http.StatusServiceUnavailable)
 		return false
@@ -288,8 +329,12 @@ func (s *Server) interactions(w http.ResponseWriter, r *http.Request) {
 	}
 	var body map[string]any
 	json.NewDecoder(r.Body).Decode(&body)
+	id := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/api/v9/interactions/"), "/", 2)[0]
 	s.mu.Lock()
 	s.callbacks = append(s.callbacks, body)
+	if at, ok := s.clicked[id]; ok {
+		s.answered = append(s.answered, time.Since(at))
+	}
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -382,6 +427,12 @@ func (s *Server) dispatch(t string, d any) error {
 	s.mu.Lock()
 	s.seq++
 	frame := map[string]any{"op": 0, "s": s.seq, "t": t, "d": d}
+	s.lastEvent = [2]any{t, d}
+	if m, ok := d.(map[string]any); ok && t == "INTERACTION_CREATE" {
+		if _, seen := s.clicked[m["id"].(string)]; !seen {
+			s.clicked[m["id"].(string)] = time.Now()
+		}
+	}
 	var ws []func(any) error
 	for _, w := range s.conns {
 		ws = append(ws, w)

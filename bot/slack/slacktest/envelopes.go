@@ -41,6 +41,26 @@ func (s *Server) WaitConnected(timeout time.Duration) error {
 // push sends an envelope and waits for its ack, as Slack does (it would
 // redeliver after 3s without one). It returns the ack's payload.
 func (s *Server) push(typ string, payload any) (json.RawMessage, error) {
+	return s.pushAttempt(typ, payload, 0)
+}
+
+// Redeliver sends the last envelope again, in a new envelope with
+// retry_attempt 1, as Slack does when it thinks the first was not acked.
+func (s *Server) Redeliver() (json.RawMessage, error) {
+	s.mu.Lock()
+	typ, payload := s.lastType, s.lastPayload
+	s.mu.Unlock()
+	return s.pushAttempt(typ, payload, 1)
+}
+
+// AckTimes are how long the bot took to acknowledge each envelope.
+func (s *Server) AckTimes() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Duration(nil), s.ackTimes...)
+}
+
+func (s *Server) pushAttempt(typ string, payload any, attempt int) (json.RawMessage, error) {
 	if err := s.WaitConnected(10 * time.Second); err != nil {
 		return nil, err
 	}
@@ -49,18 +69,27 @@ func (s *Server) push(typ string, payload any) (json.RawMessage, error) {
 	id := fmt.Sprintf("env-%d", s.envSeq)
 	ch := make(chan json.RawMessage, 1)
 	s.acks[id] = ch
+	s.lastType, s.lastPayload = typ, payload
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.acks, id)
 		s.mu.Unlock()
 	}()
-	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands", "retry_attempt": 0, "retry_reason": ""}
+	reason := ""
+	if attempt > 0 {
+		reason = "timeout"
+	}
+	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands", "retry_attempt": attempt, "retry_reason": reason}
+	sent := time.Now()
 	if s.broadcast(env) == 0 {
 		return nil, errors.New("no socket to send on")
 	}
 	select {
 	case p := <-ch:
+		s.mu.Lock()
+		s.ackTimes = append(s.ackTimes, time.Since(sent))
+		s.mu.Unlock()
 		return p, nil
 	case <-time.After(3 * time.Second):
 		return nil, ErrNoAck
@@ -129,7 +158,7 @@ func (s *Server) Click(user, userName string, m Message, label string) error {
 	now := s.nextTS()
 	_, err := s.push("interactive", map[string]any{
 		"type": "block_actions", "user": map[string]any{"id": user, "username": userName, "name": userName, "team_id": "T1"},
-		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1", "trigger_id": "tr1",
+		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1", "trigger_id": "tr" + now,
 		"response_url": s.srv.URL + "/response", "container": map[string]any{"type": "message", "message_ts": m.TS, "channel_id": m.Channel, "is_ephemeral": false},
 		"channel": map[string]any{"id": m.Channel, "name": m.Channel},
 		"message": map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "bot_id": BotID},
@@ -144,6 +173,6 @@ func (s *Server) Slash(user, userName, channel, text string) (json.RawMessage, e
 	return s.push("slash_commands", map[string]any{
 		"token": "t", "team_id": "T1", "team_domain": "fake", "channel_id": channel, "channel_name": channel,
 		"user_id": user, "user_name": userName, "command": "/stage", "text": text, "api_app_id": "A1",
-		"response_url": s.srv.URL + "/response", "trigger_id": "tr2", "is_enterprise_install": "false",
+		"response_url": s.srv.URL + "/response", "trigger_id": "tr" + s.nextTS(), "is_enterprise_install": "false",
 	})
 }

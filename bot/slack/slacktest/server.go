@@ -109,6 +109,11 @@ type Server struct {
 	connects    int
 	acks        map[string]chan json.RawMessage
 	connChanged chan struct{}
+	lastType    string
+	lastPayload any
+	ackTimes    []time.Duration
+	slowPosts   time.Duration
+	failNext    int
 }
 
 // New starts a fake Slack; it stops when the test ends.
@@ -151,6 +156,20 @@ func (s *Server) SetDown(down bool) {
 	if down {
 		s.DropSocket()
 	}
+}
+
+// SlowPosts makes every chat.* call take d before it answers.
+func (s *Server) SlowPosts(d time.Duration) {
+	s.mu.Lock()
+	s.slowPosts = d
+	s.mu.Unlock()
+}
+
+// FailNext answers the next n chat.* calls with 500.
+func (s *Server) FailNext(n int) {
+	s.mu.Lock()
+	s.failNext = n
+	s.mu.Unlock()
 }
 
 // RateLimit answers the next n chat.* calls with 429 and Retry-After.
@@ -226,8 +245,22 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		s.limitNext--
 		limited = true
 	}
+	failed := false
+	if strings.HasPrefix(method, "chat.") && !limited && s.failNext > 0 {
+		s.failNext--
+		failed = true
+	}
+	slow := time.Duration(0)
+	if strings.HasPrefix(method, "chat.") {
+		slow = s.slowPosts
+	}
 	retry := s.retryAfter
 	s.mu.Unlock()
+	time.Sleep(slow)
+	if failed {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
 	if down {
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
 		return
