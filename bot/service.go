@@ -510,7 +510,7 @@ func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
 		}
 		if len(last) > 0 {
 			age := b.clock.Now().Sub(last[0].EndedAt)
-			fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s ago", last[0].ID, fmtDur(age.Truncate(time.Minute)))
+			fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s", last[0].ID, fmtAge(age))
 		} else {
 			sb.WriteString("\n  data: never refreshed by stagebot")
 		}
