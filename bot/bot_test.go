@@ -335,6 +335,31 @@ func TestHold_Limits(t *testing.T) {
 	}
 }
 
+func TestHold_ButtonsRespectTheLimitsAndHoldsNeverShrink(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Holds.Max = time.Hour
+	e.s.Close()
+	e.open()
+	out := e.say(alice, "!stage resync fas2 in 30m")
+	var hold string
+	for _, b := range out[0].Msg.Buttons {
+		if strings.HasPrefix(b.Label, "Hold") {
+			hold = b.Command
+			if b.Label != "Hold 1h" {
+				t.Errorf("button %q, with holds limited to 1h", b.Label)
+			}
+		}
+	}
+	wantText(t, e.say(carol, hold), "carol holds fas2 until 10:00 UTC")
+	// Holding again for less keeps the longer hold; until shortens it.
+	wantText(t, e.say(carol, "!stage hold fas2 10m still testing"), "now lasts until 10:00 UTC (still testing). It already lasted that long")
+	wantText(t, e.say(carol, "!stage hold fas2 until 09:20 done soon"), "now lasts until 09:20 UTC (done soon).")
+	// A bad length is an error, not part of the reason.
+	wantText(t, e.say(carol, "!stage hold fas2 -1h x"), `"-1h": a hold's length must be positive`)
+	wantText(t, e.say(carol, "!stage hold fas2 0h x"), `"0h" is too short`)
+	wantText(t, e.say(carol, "!stage holds"), "fas2 held by carol until 09:20 UTC: done soon")
+}
+
 func TestAccessAndChannels(t *testing.T) {
 	e := newEnv(t)
 	wantText(t, e.say(dave, "!stage resync fas2"), "needs the scope `stage.resync.fas2`")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
@@ -169,11 +170,15 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	}
 	m.Buttons = append(m.Buttons,
 		Button{Label: "Defer 1h", Command: fmt.Sprintf("%s defer %d 1h", p, r.ID)},
-		Button{Label: "Hold 2h", Command: fmt.Sprintf("%s hold %s 2h %s", p, r.Target, quote(fmt.Sprintf("keep run %d waiting", r.ID)))},
+		Button{Label: "Hold " + fmtDur(b.buttonHold()), Command: fmt.Sprintf("%s hold %s %s %s", p, r.Target, fmtDur(b.buttonHold()), quote(fmt.Sprintf("keep run %d waiting", r.ID)))},
 		Button{Label: "Cancel", Command: fmt.Sprintf("%s cancel %d", p, r.ID), Danger: true},
 	)
 	return m
 }
+
+// buttonHold is how long an announcement's Hold button holds: two hours,
+// or the longest hold the configuration allows when that is shorter.
+func (b *Bot) buttonHold() time.Duration { return min(2*time.Hour, b.opts.Holds.Max) }
 
 // renderPlan answers a --dry-run: the steps and the checks, nothing changed.
 func (b *Bot) renderPlan(ctx context.Context, t *Target, pipeline string, plan *runner.Plan, origin store.Origin) string {

@@ -133,7 +133,7 @@ func (b *Bot) tickHolds(ctx context.Context, now time.Time) error {
 				return err
 			}
 			b.audit(ctx, store.Scheduler, "hold warned", h.Target, 0, h.ID, "")
-			ext := fmtDur(b.opts.Holds.Default)
+			ext := fmtDur(min(b.opts.Holds.Default, b.opts.Holds.Max))
 			b.send(ctx, Message{
 				Channel:  b.holdChannel(h),
 				Text:     fmt.Sprintf("Your hold on %s (%s) expires at %s. Extend it if you still need it.", holdName(h.Target), h.Reason, b.fmtTime(h.ExpiresAt)),

@@ -219,6 +219,9 @@ func (b *Bot) Hold(ctx context.Context, c *commands.Call) error {
 	if !c.Until.IsZero() {
 		expires = c.Until
 	}
+	if !expires.After(now) {
+		return refuse("That time has passed: a hold must end in the future.")
+	}
 	if expires.Sub(now) > b.opts.Holds.Max {
 		return refuse("A hold may last at most %s. Ask for less; you can extend it when you are warned before it expires.", fmtDur(b.opts.Holds.Max))
 	}
@@ -228,12 +231,21 @@ func (b *Bot) Hold(ctx context.Context, c *commands.Call) error {
 	}
 	for _, h := range holds {
 		if h.Target == c.Target && h.Holder.ID == in.User.ID {
-			h.ExpiresAt, h.Reason, h.WarnedAt = expires, c.Reason, time.Time{}
+			// Holding again extends; only "until" may shorten a hold.
+			note := ""
+			if expires.Before(h.ExpiresAt) && c.Until.IsZero() {
+				expires = h.ExpiresAt
+				note = fmt.Sprintf(" It already lasted that long; to end it sooner say `%s hold %s until <time>` or `%s release %s`.", b.opts.Prefix, c.Target, b.opts.Prefix, c.Target)
+			}
+			if !expires.Equal(h.ExpiresAt) {
+				h.WarnedAt = time.Time{}
+			}
+			h.ExpiresAt, h.Reason = expires, c.Reason
 			if err := b.store.UpdateHold(ctx, h); err != nil {
 				return err
 			}
 			b.audit(ctx, in.User, "hold extended", h.Target, 0, h.ID, c.Reason)
-			b.reply(ctx, in, fmt.Sprintf("Your hold on %s now lasts until %s (%s).", holdName(h.Target), b.fmtTime(expires), c.Reason))
+			b.reply(ctx, in, fmt.Sprintf("Your hold on %s now lasts until %s (%s).%s", holdName(h.Target), b.fmtTime(expires), c.Reason, note))
 			return nil
 		}
 	}

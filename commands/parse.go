@@ -410,10 +410,15 @@ func parseHold(p *argParser, c *Call) error {
 			return err
 		}
 		c.Until = at
+	case strings.HasPrefix(w, "-") && looksLikeDuration(w[1:]):
+		return fmt.Errorf("%q: a hold's length must be positive, like 2h", w)
 	case looksLikeDuration(w):
 		d, err := ParseDuration(p.next())
 		if err != nil {
 			return err
+		}
+		if d <= 0 {
+			return fmt.Errorf("%q: a hold's length must be positive, like 2h", w)
 		}
 		c.Duration = d
 	}
