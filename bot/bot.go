@@ -321,6 +321,9 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 			}
 		}
 	}
+	if c.ReasonCut {
+		b.reply(ctx, in, fmt.Sprintf("Your reason was longer than %d characters: I kept the first %d.", commands.MaxReason, commands.MaxReason))
+	}
 	cctx := context.WithValue(ctx, ctxKey{}, &call{Call: c, in: in})
 	if err := spec.Handler(cctx, b, c); err != nil {
 		b.fail(ctx, in, err)

@@ -3,7 +3,12 @@ package bot
 import (
 	"context"
 	"sync"
+
+	"github.com/stagebot/stagebot/commands"
 )
+
+// MaxText is the longest command a person may type, in characters.
+const MaxText = commands.MaxText
 
 // Inbox hands a platform's events to the bot one at a time, in the order
 // they came, without ever making the adapter wait: the adapter acknowledges

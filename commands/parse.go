@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Options is what Parse needs to know about the world.
@@ -78,7 +79,16 @@ type Call struct {
 	Count    int
 	DryRun   bool
 	Topic    string
+	// ReasonCut says the reason was longer than MaxReason and was cut.
+	ReasonCut bool
 }
+
+// Limits on what a person types: a command, and the reason it gives
+// (shown in every announcement, status and list of holds).
+const (
+	MaxText   = 4000
+	MaxReason = 300
+)
 
 // Parse reads one chat message.
 func Parse(text string, o Options) Result {
@@ -95,6 +105,9 @@ func Parse(text string, o Options) Result {
 		help, _ := HelpText(o.Prefix, "")
 		return Result{Outcome: Reply, Text: help}
 	}
+	if n := utf8.RuneCountInString(rest); n > MaxText {
+		return Result{Outcome: Reply, Text: fmt.Sprintf("That command is %d characters long; a command may be at most %d. Keep the reason short and link to the details.", n, MaxText)}
+	}
 	words, err := split(rest)
 	if err != nil {
 		return Result{Outcome: Reply, Text: err.Error()}
@@ -102,21 +115,43 @@ func Parse(text string, o Options) Result {
 	verb := strings.ToLower(words[0])
 	spec := Lookup(verb)
 	if spec == nil {
-		return Result{Outcome: Reply, Text: fmt.Sprintf("I don't know the command %q%s. Type `%s help` for the list.", words[0], suggest(verb, names()), o.Prefix)}
+		return Result{Outcome: Reply, Text: fmt.Sprintf("I don't know the command %q%s. Type `%s help` for the list.", cut(words[0], 40), suggest(verb, names()), o.Prefix)}
 	}
 	c := &Call{Spec: spec, Text: rest}
 	p := &argParser{words: words[1:], o: o}
 	if err := spec.parse(p, c); err != nil {
 		return Result{Outcome: Reply, Text: fmt.Sprintf("%s\nUsage: `%s`", upperFirst(err.Error()), spec.Usage(o.Prefix))}
 	}
+	if utf8.RuneCountInString(c.Reason) > MaxReason {
+		c.Reason, c.ReasonCut = cut(c.Reason, MaxReason), true
+	}
 	return Result{Outcome: Command, Call: c}
+}
+
+// cut shortens s to at most n characters, ending it with … when cut.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
 }
 
 // Normalize undoes what chat clients do to typed text: smart quotes become
 // ASCII quotes, HTML entities (&amp; &lt; &gt;) are decoded and non-breaking
-// spaces become spaces.
+// spaces become spaces. Line breaks and tabs become spaces, and other
+// control characters (a NUL, a terminal escape) are dropped: whatever is
+// typed is stored and shown again to everyone.
 func Normalize(s string) string {
 	s = html.UnescapeString(s)
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case unicode.IsControl(r) || r == utf8.RuneError || unicode.In(r, unicode.Bidi_Control):
+			return -1
+		}
+		return r
+	}, s)
 	return strings.NewReplacer(
 		"\u201c", `"`, "\u201d", `"`, "\u201e", `"`, "\u00ab", `"`, "\u00bb", `"`,
 		"\u2018", "'", "\u2019", "'", "\u201a", "'",

@@ -265,3 +265,30 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParse_Limits(t *testing.T) {
+	// Control characters go; line breaks and tabs become spaces.
+	r := Parse("!stage hold fas2 1h testing\x00 the\tlogin\nagain\x1b[31m", opts())
+	if r.Outcome != Command || r.Call.Reason != "testing the login again[31m" {
+		t.Fatalf("reason = %q (%v %q)", r.Call.Reason, r.Outcome, r.Text)
+	}
+	// A long reason is cut, and the call says so.
+	r = Parse("!stage hold fas2 1h "+strings.Repeat("ä", 1000), opts())
+	if r.Outcome != Command || !r.Call.ReasonCut || utf8.RuneCountInString(r.Call.Reason) != MaxReason || !strings.HasSuffix(r.Call.Reason, "…") {
+		t.Fatalf("long reason: cut=%v, %d characters", r.Call.ReasonCut, utf8.RuneCountInString(r.Call.Reason))
+	}
+	// A command over MaxText is refused, saying why.
+	r = Parse("!stage hold fas2 1h "+strings.Repeat("x", 100_000), opts())
+	if r.Outcome != Reply || !strings.Contains(r.Text, "a command may be at most 4000") {
+		t.Fatalf("huge command: %v %.200q", r.Outcome, r.Text)
+	}
+	// An unknown verb is echoed short.
+	r = Parse("!stage "+strings.Repeat("z", 3000), opts())
+	if r.Outcome != Reply || len(r.Text) > 200 || !strings.Contains(r.Text, "I don't know the command") {
+		t.Fatalf("unknown long verb: %d bytes: %.200q", len(r.Text), r.Text)
+	}
+	// Chatter that is not for the bot stays ignored, however long.
+	if r := Parse(strings.Repeat("y", 100_000), opts()); r.Outcome != Ignore {
+		t.Fatalf("long chatter: %v", r.Outcome)
+	}
+}

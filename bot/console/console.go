@@ -84,17 +84,24 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 				}
 			}
 		}
-		sc := bufio.NewScanner(a.in)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
+		r := bufio.NewReaderSize(a.in, 64<<10)
+		for {
+			line, n, err := readLine(r, maxLine)
+			if err != nil && line == "" {
+				if err != io.EOF {
+					errc <- fmt.Errorf("read console input: %w", err)
+				}
+				return
+			}
+			if n > maxLine {
+				a.print(fmt.Sprintf("(a line of %d bytes was left out: a command may be at most %d characters)", n, bot.MaxText))
+				continue
+			}
 			select {
-			case lines <- sc.Text():
+			case lines <- line:
 			case <-ctx.Done():
 				return
 			}
-		}
-		if err := sc.Err(); err != nil {
-			errc <- fmt.Errorf("read console input: %w", err)
 		}
 	}()
 	for {
@@ -117,6 +124,27 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 	}
 }
 
+// maxLine is how much of one input line is kept: far more than a command
+// may be (the bot refuses it as too long), however long the line is.
+const maxLine = 64 << 10
+
+// readLine reads one line of any length, keeping at most max bytes of it;
+// n is the whole line's length.
+func readLine(r *bufio.Reader, max int) (line string, n int, err error) {
+	var buf []byte
+	for {
+		part, err := r.ReadSlice('\n')
+		n += len(part)
+		if room := max - len(buf); room > 0 {
+			buf = append(buf, part[:min(len(part), room)]...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return strings.TrimRight(string(buf), "\r\n"), n, err
+	}
+}
+
 func (a *Adapter) prompt() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -130,7 +158,11 @@ func (a *Adapter) line(ctx context.Context, line string, handle func(context.Con
 		return false
 	}
 	if !a.tty {
-		a.print(a.prompt() + text)
+		shown := text
+		if len(shown) > 300 {
+			shown = strings.ToValidUTF8(shown[:300], "") + fmt.Sprintf("… (%d bytes)", len(text))
+		}
+		a.print(a.prompt() + shown)
 	}
 	if fields := strings.Fields(text); strings.HasPrefix(text, "/") {
 		a.mu.Lock()

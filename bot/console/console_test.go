@@ -40,6 +40,7 @@ func TestConsole_ScriptedSession(t *testing.T) {
 	}
 	defer s.Close()
 	script := strings.Join([]string{
+		"!stage hold demo 1h " + strings.Repeat("a very long line ", 100_000), // 1.7 MB
 		"!stage hold demo 1h",
 		"!stage hold demo 1h testing the login",
 		"/as bob",
@@ -70,6 +71,7 @@ func TestConsole_ScriptedSession(t *testing.T) {
 	}
 	got := out.String()
 	for _, want := range []string{
+		"(a line of 1700021 bytes was left out: a command may be at most 4000 characters)",
 		"alice@#infra> !stage hold demo 1h\n",
 		"Say why you hold it",
 		"Usage: `!stage hold <target | all>",
