@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -46,14 +47,50 @@ var _ store.Store = (*Store)(nil)
 // LockTimeout is how long Open waits for another process to let go of the file.
 var LockTimeout = time.Second
 
-// Open opens (creating if needed) the store at path.
-func Open(path string) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: LockTimeout})
+// ErrDamaged means the state file is not a readable stagebot store.
+var ErrDamaged = errors.New("the file is damaged")
+
+// Open opens the store at path, creating it only when no file is there. An
+// empty or damaged file is refused, never taken for a new store: that
+// would lose the history and the holds people rely on.
+func Open(path string) (s *Store, err error) {
+	switch st, err := os.Stat(path); {
+	case err == nil && st.IsDir():
+		return nil, fmt.Errorf("open store %s: it is a directory; set store.path to a file", path)
+	case err == nil && st.Size() == 0:
+		return nil, fmt.Errorf("open store %s: the file is empty, so it is not a stagebot state file (a copy that failed?); restore it from a backup, or remove it to start with no history and no holds", path)
+	}
+	var db *bbolt.DB
+	defer func() {
+		// bbolt panics on some damaged pages.
+		if p := recover(); p != nil {
+			if db != nil {
+				db.Close()
+			}
+			s, err = nil, damaged(path, fmt.Errorf("%v", p))
+		}
+	}()
+	db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: LockTimeout})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: another stagebot process is using this file; stop it, or set store.path to another file", path)
 	}
 	if err != nil {
+		if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) || errors.Is(err, berrors.ErrVersionMismatch) {
+			return nil, damaged(path, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	// Every page is read once: damage shows now, as an error, not later
+	// as a crash in the middle of a command.
+	err = db.View(func(tx *bbolt.Tx) error {
+		for err := range tx.Check() {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, damaged(path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
@@ -85,18 +122,31 @@ func itob(v uint64) []byte {
 	return b
 }
 
-func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func damaged(path string, cause error) error {
+	return fmt.Errorf("open store %s: %w (%v): restore it from a backup, or move it aside to start with no history and no holds", path, ErrDamaged, cause)
+}
+
+func (s *Store) update(ctx context.Context, fn func(tx *bbolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer recoverDamage(&err)
 	return s.db.Update(fn)
 }
 
-func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+func (s *Store) view(ctx context.Context, fn func(tx *bbolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	defer recoverDamage(&err)
 	return s.db.View(fn)
+}
+
+// recoverDamage turns bbolt's panic on a damaged page into an error.
+func recoverDamage(err *error) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%w: %v", ErrDamaged, p)
+	}
 }
 
 func put(b *bbolt.Bucket, key []byte, v any) error {

@@ -1,6 +1,10 @@
 package bolt_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,4 +60,79 @@ func MustOpen(tb testing.TB, path string) *bolt.Store {
 	}
 	tb.Cleanup(func() { s.Close() })
 	return s
+}
+
+func TestOpen_EmptyFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stagebot.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := bolt.Open(path)
+	if err == nil || !strings.Contains(err.Error(), "the file is empty") {
+		t.Fatalf("Open of an empty file: error = %v", err)
+	}
+	if st, _ := os.Stat(path); st.Size() != 0 {
+		t.Fatal("the empty file was written to")
+	}
+}
+
+// TestOpen_DamageIsAnErrorNotAPanic overwrites each page of a store in
+// turn with random bytes: opening and reading it either works or fails with
+// an error, never a panic.
+func TestOpen_DamageIsAnErrorNotAPanic(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	s, err := bolt.Open(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 120 {
+		r := &store.Run{Target: "fas2", Pipeline: "default", State: store.RunSucceeded, Reason: strings.Repeat("x", i)}
+		if err := s.CreateRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		s.AppendLog(ctx, r.ID, []byte(strings.Repeat("log line\n", 20)))
+	}
+	s.Close()
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const page = 4096
+	rng := rand.New(rand.NewPCG(1, 2))
+	damagedSeen := 0
+	for off := 0; off < len(data); off += page {
+		bad := append([]byte(nil), data...)
+		for i := off; i < min(off+page, len(bad)); i++ {
+			bad[i] = byte(rng.UintN(256))
+		}
+		path := filepath.Join(dir, fmt.Sprintf("bad-%d.db", off/page))
+		if err := os.WriteFile(path, bad, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("page at %d damaged: panic %v", off, p)
+				}
+			}()
+			s, err := bolt.Open(path)
+			if err != nil {
+				if errors.Is(err, bolt.ErrDamaged) && strings.Contains(err.Error(), "restore it from a backup") {
+					damagedSeen++
+				} else if !strings.Contains(err.Error(), path) || strings.Contains(err.Error(), "another stagebot process") {
+					t.Errorf("page at %d damaged: unclear error %v", off, err)
+				}
+				return
+			}
+			defer s.Close()
+			s.Runs(ctx, store.RunFilter{})
+			s.Log(ctx, 60)
+		}()
+	}
+	if damagedSeen == 0 {
+		t.Fatal("no damaged page was reported as damage")
+	}
+	t.Logf("%d of %d damaged pages reported as damage at open", damagedSeen, (len(data)+page-1)/page)
 }
