@@ -86,6 +86,10 @@ type Options struct {
 	Logger       *slog.Logger
 	// Redact removes secrets from every text the bot sends or logs.
 	Redact func(string) string
+	// Keep is the retention policy for finished runs (zero: keep all):
+	// at most KeepRuns of them, none older than KeepAge.
+	KeepRuns int
+	KeepAge  time.Duration
 }
 
 // Bot is the running bot.
@@ -187,6 +191,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	if err := b.Recover(ctx); err != nil {
 		return err
 	}
+	b.compact(ctx)
 	schedCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -211,6 +216,34 @@ func (b *Bot) Run(ctx context.Context) error {
 	return err
 }
 
+// compact applies the retention policy, at most once a day.
+func (b *Bot) compact(ctx context.Context) {
+	if b.opts.KeepRuns == 0 && b.opts.KeepAge == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.clock.Now()
+	if last, err := b.store.Mark(ctx, "compacted"); err == nil && now.Sub(last) < 24*time.Hour {
+		return
+	}
+	k := store.Retention{Runs: b.opts.KeepRuns}
+	if b.opts.KeepAge > 0 {
+		k.Before = now.Add(-b.opts.KeepAge)
+	}
+	n, err := b.store.Compact(ctx, k)
+	if err != nil {
+		b.log.Error("compact the store", "err", err)
+		return
+	}
+	if n > 0 {
+		b.log.Info("removed finished runs the retention policy no longer keeps", "runs", n)
+	}
+	if err := b.store.SetMark(ctx, "compacted", now); err != nil {
+		b.log.Error("compact the store", "err", err)
+	}
+}
+
 // Wait blocks until no run is executing.
 func (b *Bot) Wait() { b.runs.Wait() }
 
@@ -223,6 +256,7 @@ func (b *Bot) schedule(ctx context.Context) {
 		if err := b.Tick(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("scheduler tick", "err", err)
 		}
+		b.compact(ctx)
 		wait := time.Minute
 		if next, ok := b.nextWake(ctx, at); ok {
 			if d := next.Sub(b.clock.Now()); d < wait {

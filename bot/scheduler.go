@@ -384,7 +384,7 @@ func (b *Bot) nextWake(ctx context.Context, after time.Time) (time.Time, bool) {
 func (b *Bot) Recover(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	runs, err := b.store.Runs(ctx, store.RunFilter{States: []store.RunState{store.RunRunning}})
+	runs, err := b.store.Runs(ctx, store.RunFilter{Active: true, States: []store.RunState{store.RunRunning}})
 	if err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}

@@ -78,8 +78,20 @@ type Store interface {
 	// ErrNotFound.
 	DatabaseRun(ctx context.Context, key string) (uint64, error)
 
+	// Compact removes finished runs (with their logs and approvals) that
+	// the retention policy no longer keeps, and holds that ended before
+	// k.Before. Active runs and holds always stay. It returns how many
+	// runs it removed.
+	Compact(ctx context.Context, k Retention) (int, error)
+
 	// Close releases the store. It is safe to call once.
 	Close() error
+}
+
+// Retention says which finished runs a store keeps.
+type Retention struct {
+	Runs   int       // at most this many, the newest (0: no limit)
+	Before time.Time // none that ended before this (zero: no limit)
 }
 
 // RunFilter selects runs. Zero values select everything.

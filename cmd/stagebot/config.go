@@ -49,8 +49,16 @@ type Config struct {
 
 // StoreConfig says where state is kept.
 type StoreConfig struct {
-	Type string `yaml:"type"`
-	Path string `yaml:"path"`
+	Type string     `yaml:"type"`
+	Path string     `yaml:"path"`
+	Keep KeepConfig `yaml:"keep"`
+}
+
+// KeepConfig is the retention policy: finished runs and their logs beyond
+// Runs, or older than Days, are removed (0: no limit).
+type KeepConfig struct {
+	Runs *int `yaml:"runs"`
+	Days *int `yaml:"days"`
 }
 
 // LogConfig sets up the operator's log.
@@ -435,6 +443,19 @@ func (c *Config) validate(errs *ConfigError) {
 		}
 	default:
 		bad("store.type", "unknown store %q: the only store is bolt", c.Store.Type)
+	}
+	for _, k := range []struct {
+		field string
+		v     **int
+		def   int
+	}{{"store.keep.runs", &c.Store.Keep.Runs, 2000}, {"store.keep.days", &c.Store.Keep.Days, 365}} {
+		switch {
+		case *k.v == nil:
+			d := k.def
+			*k.v = &d
+		case **k.v < 0:
+			bad(k.field, "%d is negative: give a count, or 0 to keep everything", **k.v)
+		}
 	}
 	switch c.Log.Format {
 	case "":

@@ -38,6 +38,16 @@ func TestMain(m *testing.M) {
 			postgres.AfterSwap = pause(path)
 		}
 		main()
+		if os.Getenv("STAGEBOT_TEST_REPORT_HWM") != "" {
+			// The process's own peak memory (its rusage would count the
+			// parent's memory at fork time too).
+			status, _ := os.ReadFile("/proc/self/status")
+			for _, line := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(line, "VmHWM:") {
+					fmt.Fprintln(os.Stderr, line)
+				}
+			}
+		}
 		os.Exit(0)
 	}
 	code := m.Run()

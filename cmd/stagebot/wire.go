@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -44,6 +45,9 @@ func (c *Config) botOptions(d deps) bot.Options {
 		},
 		EditInterval: c.Defaults.EditInterval.D(),
 		Redact:       newRedactor(c.secrets),
+	}
+	if k := c.Store.Keep; k.Runs != nil && k.Days != nil {
+		o.KeepRuns, o.KeepAge = *k.Runs, time.Duration(*k.Days)*24*time.Hour
 	}
 	for name, g := range c.Access.Groups {
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}

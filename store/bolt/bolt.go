@@ -80,18 +80,10 @@ func Open(path string) (s *Store, err error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	// Every page is read once: damage shows now, as an error, not later
-	// as a crash in the middle of a command.
-	err = db.View(func(tx *bbolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, damaged(path, err)
-	}
+	// A damaged page shows when it is read: bbolt's panic becomes an error
+	// (recoverDamage). Reading every page here would find it sooner, but
+	// would also map the whole file into memory, history and logs
+	// included, on every start.
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, name := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -582,4 +574,77 @@ func (s *Store) DatabaseRun(ctx context.Context, key string) (uint64, error) {
 		return 0, fmt.Errorf("look up database %s: %w", key, err)
 	}
 	return run, nil
+}
+
+// Compact implements store.Store.
+func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
+	removed := 0
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		runs, active := tx.Bucket(bucketRuns), tx.Bucket(bucketActive)
+		var gone [][]byte
+		kept := 0
+		c := runs.Cursor()
+		for key, v := c.Last(); key != nil; key, v = c.Prev() {
+			if active.Get(key) != nil {
+				continue
+			}
+			var r store.Run
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode run %d: %w", binary.BigEndian.Uint64(key), err)
+			}
+			if (k.Runs > 0 && kept >= k.Runs) || (!k.Before.IsZero() && r.EndedAt.Before(k.Before)) {
+				gone = append(gone, bytes.Clone(key))
+				continue
+			}
+			kept++
+		}
+		apps := tx.Bucket(bucketApprovals)
+		for _, key := range gone {
+			if err := runs.Delete(key); err != nil {
+				return err
+			}
+			if err := tx.Bucket(bucketLogs).Delete(key); err != nil {
+				return err
+			}
+			var appKeys [][]byte
+			ac := apps.Cursor()
+			for ak, _ := ac.Seek(key); ak != nil && bytes.HasPrefix(ak, key); ak, _ = ac.Next() {
+				appKeys = append(appKeys, bytes.Clone(ak))
+			}
+			for _, ak := range appKeys {
+				if err := apps.Delete(ak); err != nil {
+					return err
+				}
+			}
+		}
+		removed = len(gone)
+		if k.Before.IsZero() {
+			return nil
+		}
+		holds := tx.Bucket(bucketHolds)
+		var oldHolds [][]byte
+		err := holds.ForEach(func(key, v []byte) error {
+			var h store.Hold
+			if err := json.Unmarshal(v, &h); err != nil {
+				return fmt.Errorf("decode hold %d: %w", binary.BigEndian.Uint64(key), err)
+			}
+			if !h.Active() && h.EndedAt.Before(k.Before) {
+				oldHolds = append(oldHolds, bytes.Clone(key))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, key := range oldHolds {
+			if err := holds.Delete(key); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("compact: %w", err)
+	}
+	return removed, nil
 }

@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Events", testEvents},
 		{"Marks", testMarks},
 		{"Databases", testDatabases},
+		{"Compact", testCompact},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 		{"CancelledContext", testCancelledContext},
@@ -418,5 +419,60 @@ func testDatabases(t *testing.T, open Opener) {
 	}
 	if _, err := s.DatabaseRun(ctx, "other/16384"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another server's database: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCompact(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, reopen := open(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	// Runs 1–6 finished a day apart; run 7 still waits.
+	for i := range 6 {
+		r := &store.Run{Target: "fas2", Pipeline: "default", State: store.RunSucceeded, CreatedAt: t0, EndedAt: t0.Add(time.Duration(i) * 24 * time.Hour)}
+		must(t, s.CreateRun(ctx, r))
+		must(t, s.AppendLog(ctx, r.ID, []byte("log of run")))
+		must(t, s.AddApproval(ctx, store.Approval{RunID: r.ID, User: store.User{ID: "U1"}, At: t0}))
+	}
+	waiting := &store.Run{Target: "fas2", Pipeline: "default", State: store.RunScheduled, CreatedAt: t0}
+	must(t, s.CreateRun(ctx, waiting))
+	old := &store.Hold{Target: "fas2", Holder: store.User{ID: "U1"}, Reason: "old", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), EndedAt: t0.Add(time.Hour)}
+	live := &store.Hold{Target: "fas2", Holder: store.User{ID: "U2"}, Reason: "live", CreatedAt: t0, ExpiresAt: t0.Add(100 * time.Hour)}
+	must(t, s.CreateHold(ctx, old))
+	must(t, s.CreateHold(ctx, live))
+
+	// At most 4 finished runs (6, 5, 4, 3 stay, so 2 goes), none that
+	// ended before day 1 (1 goes).
+	n, err := s.Compact(ctx, store.Retention{Runs: 4, Before: t0.Add(24 * time.Hour)})
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("Compact removed %d runs, want 2", n)
+	}
+	s = reopen()
+	var ids []uint64
+	runs, err := s.Runs(ctx, store.RunFilter{})
+	must(t, err)
+	for _, r := range runs {
+		ids = append(ids, r.ID)
+	}
+	if fmt.Sprint(ids) != "[7 6 5 4 3]" {
+		t.Fatalf("runs after compaction: %v", ids)
+	}
+	if _, err := s.Log(ctx, 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the log of a removed run: err = %v", err)
+	}
+	if apps, _ := s.Approvals(ctx, 1); len(apps) != 0 {
+		t.Fatalf("the approvals of a removed run are still there: %v", apps)
+	}
+	holds, err := s.Holds(ctx, false)
+	must(t, err)
+	if len(holds) != 1 || holds[0].Reason != "live" {
+		t.Fatalf("holds after compaction: %+v", holds)
+	}
+	// By count alone.
+	n, err = s.Compact(ctx, store.Retention{Runs: 2})
+	must(t, err)
+	runs, _ = s.Runs(ctx, store.RunFilter{})
+	if n != 2 || len(runs) != 3 || runs[0].ID != 7 || runs[2].ID != 5 {
+		t.Fatalf("Compact(Runs: 2) removed %d, left %d runs", n, len(runs))
 	}
 }
