@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -86,6 +87,11 @@ type Options struct {
 	Logger       *slog.Logger
 	// Redact removes secrets from every text the bot sends or logs.
 	Redact func(string) string
+	// StopGrace is how long runs under way may go on when the bot is told
+	// to stop (default 1m); then they are aborted and their finally steps
+	// run. Hurry, when it closes (a second signal), aborts them at once.
+	StopGrace time.Duration
+	Hurry     <-chan struct{}
 	// Keep is the retention policy for finished runs (zero: keep all):
 	// at most KeepRuns of them, none older than KeepAge.
 	KeepRuns int
@@ -106,6 +112,8 @@ type Bot struct {
 	running map[uint64]*execution
 	runs    sync.WaitGroup
 	wake    chan struct{}
+	// stopping: the bot is on its way out and starts no run.
+	stopping bool
 }
 
 // New builds a bot. It does not touch the store or the adapter until Run.
@@ -127,6 +135,9 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 	}
 	if o.EditInterval == 0 {
 		o.EditInterval = 2 * time.Second
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = time.Minute
 	}
 	if o.Holds.Default == 0 {
 		o.Holds.Default = 2 * time.Hour
@@ -185,8 +196,14 @@ func (b *Bot) delivered(placeholder, ref store.MessageRef) {
 
 // Run recovers from an earlier stop, then serves the adapter and the
 // schedule until ctx is done or the adapter ends (the end of a piped
-// console's input). It then starts nothing new and waits for running runs to
-// finish; runs still pending stay in the store for the next start.
+// console's input).
+//
+// When ctx ends (SIGTERM), the bot starts nothing new and tells the channel
+// of each running run what will happen: it has StopGrace to finish, then it
+// is aborted and its finally steps run; Hurry (a second signal) aborts at
+// once. Chat stays connected until that is over, so people hear the end.
+// When the adapter ends by itself, running runs are waited for. Runs still
+// pending stay in the store for the next start.
 func (b *Bot) Run(ctx context.Context) error {
 	if err := b.Recover(ctx); err != nil {
 		return err
@@ -199,12 +216,25 @@ func (b *Bot) Run(ctx context.Context) error {
 		defer wg.Done()
 		b.schedule(schedCtx)
 	}()
-	err := b.adapter.Run(ctx, b.Handle)
-	// Start nothing new, then let the runs under way finish: an abort or a
-	// signal ends them through their own contexts.
-	stop()
-	wg.Wait()
-	b.runs.Wait()
+	actx, stopAdapter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAdapter()
+	errc := make(chan error, 1)
+	go func() { errc <- b.adapter.Run(actx, b.Handle) }()
+	var err error
+	select {
+	case err = <-errc:
+		stop()
+		wg.Wait()
+		b.setStopping()
+		b.runs.Wait()
+	case <-ctx.Done():
+		stop()
+		wg.Wait()
+		b.shutdown()
+		b.flushOutbox(10 * time.Second)
+		stopAdapter()
+		err = <-errc
+	}
 	for _, t := range b.targets {
 		if t.Wait != nil {
 			t.Wait()
@@ -216,9 +246,81 @@ func (b *Bot) Run(ctx context.Context) error {
 	return err
 }
 
+func (b *Bot) setStopping() {
+	b.mu.Lock()
+	b.stopping = true
+	b.mu.Unlock()
+}
+
+// shutdown stops the runs under way: each is told what will happen, gets
+// StopGrace to finish, and is then aborted (at once on Hurry).
+func (b *Bot) shutdown() {
+	ctx := context.Background()
+	b.mu.Lock()
+	b.stopping = true
+	ids := make([]uint64, 0, len(b.running))
+	for id := range b.running {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r, err := b.store.Run(ctx, id)
+		if err != nil {
+			continue
+		}
+		step := "between steps"
+		for _, s := range r.Steps {
+			if s.State == store.StepRunning {
+				step = fmt.Sprintf("in step %q", s.Name)
+			}
+		}
+		text := fmt.Sprintf("⏳ stagebot is stopping. Run %d of %s is %s: it has %s to finish, then it is aborted and its finally steps run.", r.ID, r.Target, step, fmtDur(b.opts.StopGrace))
+		if beforeSwap(r.Steps) {
+			text += " If it stops before the swap, staging stays as it was."
+		}
+		b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Text: text, Mentions: []store.User{r.Requester}})
+		b.log.Info("stopping: a run is under way", "run", r.ID, "target", r.Target, "step", step, "grace", b.opts.StopGrace)
+	}
+	b.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	done := make(chan struct{})
+	go func() { b.runs.Wait(); close(done) }()
+	why := ""
+	select {
+	case <-done:
+		return
+	case <-time.After(b.opts.StopGrace):
+		why = fmt.Sprintf("stagebot was stopping and the run did not finish within %s", fmtDur(b.opts.StopGrace))
+	case <-b.opts.Hurry:
+		why = "stagebot was told twice to stop"
+	}
+	b.mu.Lock()
+	for _, x := range b.running {
+		x.abortedBy, x.abortReason = store.Scheduler, why
+		x.cancel()
+	}
+	b.mu.Unlock()
+	b.log.Warn("aborting the runs under way; their finally steps run", "why", why)
+	<-done
+}
+
+// flushOutbox gives the chat platform up to wait to take what is queued.
+func (b *Bot) flushOutbox(wait time.Duration) {
+	ob, ok := b.adapter.(interface{ Outbox() *Outbox })
+	if !ok {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	for ob.Outbox().Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // compact applies the retention policy, at most once a day.
 func (b *Bot) compact(ctx context.Context) {
-	if b.opts.KeepRuns == 0 && b.opts.KeepAge == 0 {
+	if b.opts.KeepRuns == 0 && b.opts.KeepAge == 0 || ctx.Err() != nil {
 		return
 	}
 	b.mu.Lock()

@@ -587,6 +587,30 @@ func TestRestart_RunWithEveryStepDoneIsRecordedAsSucceeded(t *testing.T) {
 	wantText(t, out, "Run 2 of fas2 was interrupted: stagebot stopped after step refresh, before step swap.")
 }
 
+// TestRestart_MissedStartIsAnnouncedAgain: a run that was to start while
+// the bot was down (a `now` run killed before it started) does not start
+// silently after a restart: it gets a new start after the notice, said in
+// the channel.
+func TestRestart_MissedStartIsAnnouncedAgain(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	r := &store.Run{Target: "fas2", Pipeline: "default", Requester: alice, State: store.RunScheduled, Channel: "infra", CreatedAt: t0.Add(-time.Hour), StartAt: t0.Add(-time.Minute)}
+	if err := e.s.CreateRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	e.s.Close()
+	e.open()
+	got := e.run(r.ID)
+	if got.State != store.RunScheduled || !got.StartAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("after restart: %s, start %s", got.State, got.StartAt)
+	}
+	wantText(t, e.a.Since(0), "Run 1 was due at 08:59 UTC, while stagebot was not running, so it did not start. It now starts at 09:10 UTC")
+	e.advance(5 * time.Minute)
+	if got := e.run(r.ID); got.State != store.RunScheduled {
+		t.Fatalf("the run started before its new start: %s", got.State)
+	}
+}
+
 func TestWatchMentions(t *testing.T) {
 	e := newEnv(t)
 	wantText(t, e.sayIn("random", dave, "!stage watch fas2"), "You will be mentioned")

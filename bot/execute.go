@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,7 +74,8 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 	logs := &logSink{b: b, run: r.ID}
 	up := newUpdater(b, r)
 	rep := &reporter{b: b, up: up, logs: logs, run: r.ID}
-	results, err := runner.Execute(ctx, plan, runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs}, rep, b.clock.Now)
+	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process}
+	results, err := runner.Execute(ctx, plan, env, rep, b.clock.Now)
 	logs.flush()
 
 	b.mu.Lock()
@@ -87,13 +89,16 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 		up.stop(nil)
 		return
 	}
-	cur.Steps, cur.EndedAt = results, b.clock.Now()
+	cur.Steps, cur.EndedAt, cur.Processes = results, b.clock.Now(), nil
 	switch {
 	case err == nil:
 		cur.State, cur.Reason = store.RunSucceeded, ""
 	case errors.Is(err, context.Canceled):
 		cur.State = store.RunAborted
 		cur.Reason = "aborted by " + x.abortedBy.Display()
+		if x.abortedBy.ID == store.Scheduler.ID {
+			cur.Reason = "aborted"
+		}
 		if x.abortReason != "" {
 			cur.Reason += ": " + x.abortReason
 		}
@@ -207,6 +212,26 @@ func (rp *reporter) StepStarted(i int, s store.StepResult) {
 		snapshot.Steps = append([]store.StepResult(nil), r.Steps...)
 	})
 	rp.persist(snapshot.Steps)
+}
+
+// process records the process groups the run's steps have running, so that
+// the next start can end them if the bot dies meanwhile.
+func (rp *reporter) process(pgid int, running bool) {
+	rp.b.mu.Lock()
+	defer rp.b.mu.Unlock()
+	ctx := context.Background()
+	cur, err := rp.b.store.Run(ctx, rp.run)
+	if err != nil {
+		rp.b.log.Error("record a step's process", "run", rp.run, "err", err)
+		return
+	}
+	cur.Processes = slices.DeleteFunc(cur.Processes, func(p store.Process) bool { return p.PGID == pgid })
+	if running {
+		cur.Processes = append(cur.Processes, runner.Identify(pgid))
+	}
+	if err := rp.b.store.UpdateRun(ctx, cur); err != nil {
+		rp.b.log.Error("record a step's process", "run", rp.run, "err", err)
+	}
 }
 
 // persist stores the step results so far, so that a crash leaves an

@@ -3,6 +3,8 @@ package bot
 import (
 	"context"
 	"fmt"
+	"github.com/stagebot/stagebot/runner"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +32,9 @@ func (b *Bot) tickLocked(ctx context.Context) error {
 	}
 	if err := b.tickHolds(ctx, now); err != nil {
 		return fmt.Errorf("holds: %w", err)
+	}
+	if b.stopping {
+		return nil // no run starts while the bot stops
 	}
 	if err := b.tickRuns(ctx, now); err != nil {
 		return fmt.Errorf("runs: %w", err)
@@ -383,15 +388,31 @@ func (b *Bot) nextWake(ctx context.Context, after time.Time) (time.Time, bool) {
 // Run calls it before anything else.
 func (b *Bot) Recover(ctx context.Context) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	runs, err := b.store.Runs(ctx, store.RunFilter{Active: true, States: []store.RunState{store.RunRunning}})
 	if err != nil {
+		b.mu.Unlock()
 		return fmt.Errorf("recover: %w", err)
 	}
 	interrupted := map[string]bool{}
+	ended := map[uint64]string{}
 	for _, r := range runs {
-		if b.running[r.ID] == nil {
-			interrupted[r.Target] = true
+		if b.running[r.ID] != nil {
+			continue
+		}
+		interrupted[r.Target] = true
+		// What its steps left running goes first: it may still be writing.
+		var groups []string
+		for _, p := range r.Processes {
+			found, err := runner.EndLeftover(p, 5*time.Second)
+			if err != nil {
+				b.log.Error("end a leftover process group", "run", r.ID, "pgid", p.PGID, "err", err)
+			}
+			if found {
+				groups = append(groups, strconv.Itoa(p.PGID))
+			}
+		}
+		if len(groups) > 0 {
+			ended[r.ID] = "ended the processes its steps had left running (process group " + strings.Join(groups, ", ") + ")"
 		}
 	}
 	repaired := map[string]string{}
@@ -418,19 +439,107 @@ func (b *Bot) Recover(ctx context.Context) error {
 		}
 		b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("After a restart I tidied up %s: %s.", name, did))})
 	}
+	var finals []*store.Run
 	for _, r := range runs {
 		if b.running[r.ID] != nil {
 			continue
 		}
-		b.recoverRun(ctx, r, repaired[r.Target])
+		did := repaired[r.Target]
+		if e := ended[r.ID]; e != "" {
+			did = strings.TrimPrefix(e+"; "+did, "; ")
+			did = strings.TrimSuffix(did, "; ")
+		}
+		if b.recoverRun(ctx, r, did) {
+			finals = append(finals, r)
+		}
 		delete(repaired, r.Target)
+	}
+	err = b.reannounceMissed(ctx)
+	b.mu.Unlock()
+	for _, r := range finals {
+		b.finallyAfterCrash(ctx, r)
+	}
+	return err
+}
+
+// reannounceMissed gives runs that were to start while the bot was not
+// running a new start after their notice period, and says so: a run never
+// starts after a restart without a word. Runs that wait for a hold or for
+// approvals go on waiting for their person. b.mu is held.
+func (b *Bot) reannounceMissed(ctx context.Context) error {
+	now := b.clock.Now()
+	active, err := b.store.Runs(ctx, store.RunFilter{Active: true, States: []store.RunState{store.RunScheduled}})
+	if err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	for _, r := range active {
+		t := b.targets[r.Target]
+		if t == nil || r.StartAt.After(now) {
+			continue
+		}
+		was := r.StartAt
+		r.StartAt, r.Announced = now.Add(t.Notice), t.Notice
+		if err := b.store.UpdateRun(ctx, r); err != nil {
+			return fmt.Errorf("recover run %d: %w", r.ID, err)
+		}
+		b.audit(ctx, store.Scheduler, "rescheduled", r.Target, r.ID, 0, "due while stagebot was not running")
+		b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+		b.send(ctx, b.announcement(ctx, r, fmt.Sprintf("Run %d was due at %s, while stagebot was not running, so it did not start. It now starts at %s: hold, defer or cancel it if that no longer suits.", r.ID, b.fmtTime(was), b.fmtTime(r.StartAt))))
 	}
 	return nil
 }
 
+// finallyAfterCrash runs the finally steps of run r, which the bot's stop
+// interrupted before they could run (a pipeline that stopped the app
+// starts it again), records their results and says how they went.
+func (b *Bot) finallyAfterCrash(ctx context.Context, r *store.Run) {
+	t := b.targets[r.Target]
+	p := t.Pipelines[r.Pipeline]
+	plan := runner.MakePlan(ctx, t.Name, &runner.Pipeline{Name: p.Name, Finally: p.Finally})
+	logs := &logSink{b: b, run: r.ID}
+	fmt.Fprintf(logs, "== after a restart: the finally steps of the interrupted run\n")
+	results, err := runner.Execute(ctx, plan, runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs}, nil, b.clock.Now)
+	logs.flush()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var lines []string
+	cur, lerr := b.store.Run(ctx, r.ID)
+	if lerr == nil {
+		j := 0
+		for i := range cur.Steps {
+			if cur.Steps[i].Finally && j < len(results) {
+				cur.Steps[i] = results[j]
+				j++
+			}
+		}
+		lerr = b.store.UpdateRun(ctx, cur)
+	}
+	if lerr != nil {
+		b.log.Error("record the finally steps of an interrupted run", "run", r.ID, "err", lerr)
+	}
+	for _, s := range results {
+		mark := "✓"
+		if s.State != store.StepSucceeded {
+			mark = "✗"
+		}
+		line := fmt.Sprintf("%s %s", mark, s.Name)
+		if s.Error != "" {
+			line += ": " + s.Error
+		}
+		lines = append(lines, line)
+	}
+	text := fmt.Sprintf("I ran the finally steps of interrupted run %d of %s:\n%s", r.ID, r.Target, strings.Join(lines, "\n"))
+	if err != nil {
+		text += fmt.Sprintf("\n`%s log %d` has the output.", b.opts.Prefix, r.ID)
+	}
+	b.audit(ctx, store.Scheduler, "finally after restart", r.Target, r.ID, 0, strings.Join(lines, "; "))
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: b.opts.Redact(text)})
+}
+
 // recoverRun records what became of run r, which was running when the bot
-// stopped, and tells its channel. b.mu is held.
-func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) {
+// stopped, and tells its channel. It reports whether the run's finally
+// steps are still to run. b.mu is held.
+func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) bool {
 	var running, lastDone, nextUp string
 	done := 0
 	for i := range r.Steps {
@@ -456,7 +565,7 @@ func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) {
 	case lastDone != "":
 		where = "after step " + lastDone
 	}
-	r.EndedAt = b.clock.Now()
+	r.EndedAt, r.Processes = b.clock.Now(), nil
 	if done == len(r.Steps) && done > 0 {
 		// Every step had finished: only the record of the end was lost.
 		r.State, r.Reason = store.RunSucceeded, "every step had finished when stagebot stopped; the end was recorded after a restart"
@@ -468,9 +577,18 @@ func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) {
 		holding = t.Holding(ctx, r.ID)
 		r.Reason += "; " + holding
 	}
+	// The finally steps that had not all succeeded run now, once.
+	finals := false
+	if t := b.targets[r.Target]; t != nil && t.Pipelines[r.Pipeline] != nil && len(t.Pipelines[r.Pipeline].Finally) > 0 && r.State != store.RunSucceeded {
+		for _, s := range r.Steps {
+			if s.Finally && s.State != store.StepSucceeded {
+				finals = true
+			}
+		}
+	}
 	if err := b.store.UpdateRun(ctx, r); err != nil {
 		b.log.Error("recover run", "run", r.ID, "err", err)
-		return
+		return false
 	}
 	b.audit(ctx, store.Scheduler, string(r.State), r.Target, r.ID, 0, r.Reason)
 	b.endRunHolds(ctx, r)
@@ -487,10 +605,14 @@ func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) {
 	if holding != "" {
 		text += " " + upperFirst(holding) + "."
 	}
+	if finals {
+		text += " Its finally steps run now."
+	}
 	if r.State != store.RunSucceeded {
 		text += fmt.Sprintf(" Check staging, then ask again with `%s resync %s`.", b.opts.Prefix, r.Target)
 	}
 	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: b.opts.Redact(text)})
+	return finals
 }
 
 func upperFirst(s string) string {

@@ -184,6 +184,10 @@ func (e *Exec) run(ctx context.Context, env *Env, argv, extra []string) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", argv[0], err)
 	}
+	if env.Process != nil {
+		env.Process(cmd.Process.Pid, true)
+		defer env.Process(cmd.Process.Pid, false)
+	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var err error

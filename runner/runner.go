@@ -44,6 +44,10 @@ type Env struct {
 	Log io.Writer
 	// Progress reports how far the step is.
 	Progress func(Progress)
+	// Process, when set, hears of each process group a step starts
+	// (running) and ends, so that one a crash leaves behind can be ended by
+	// the next start (EndLeftover).
+	Process func(pgid int, running bool)
 }
 
 // Progress is a step's report of how far it has come.

@@ -89,6 +89,9 @@ type Run struct {
 	// HoldWait is set while the run waits for a hold: when the last hold
 	// ends, the run is announced again with a new start.
 	HoldWait bool `json:"hold_wait,omitempty"`
+	// Processes are the process groups the run's steps have running now,
+	// so that the next start can end what a crash left behind.
+	Processes []Process `json:"processes,omitempty"`
 
 	StartedAt time.Time    `json:"started_at,omitzero"`
 	EndedAt   time.Time    `json:"ended_at,omitzero"`
@@ -176,4 +179,12 @@ type Event struct {
 	RunID  uint64    `json:"run_id,omitempty"`
 	HoldID uint64    `json:"hold_id,omitempty"`
 	Detail string    `json:"detail,omitempty"`
+}
+
+// Process identifies a process group a step started: its ID, and the
+// leader's start time and boot, so that a reused ID is not taken for it.
+type Process struct {
+	PGID  int    `json:"pgid"`
+	Start uint64 `json:"start"`
+	Boot  string `json:"boot"`
 }

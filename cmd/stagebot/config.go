@@ -108,6 +108,9 @@ type DefaultsConfig struct {
 	Ladder       []Duration `yaml:"ladder"`
 	Hold         HoldConfig `yaml:"hold"`
 	EditInterval Duration   `yaml:"edit_interval"`
+	// StopGrace is how long runs under way may go on when the bot is told
+	// to stop, before they are aborted and their finally steps run.
+	StopGrace Duration `yaml:"stop_grace"`
 }
 
 // HoldConfig bounds holds.
@@ -524,6 +527,12 @@ func (c *Config) validate(errs *ConfigError) {
 	}
 	if d.EditInterval == 0 {
 		d.EditInterval = Duration(2 * time.Second)
+	}
+	if d.StopGrace == 0 {
+		d.StopGrace = Duration(time.Minute)
+	}
+	if d.StopGrace < 0 {
+		bad("defaults.stop_grace", "must not be negative")
 	}
 	if d.Hold.Default > d.Hold.Max {
 		bad("defaults.hold.default", "%s is longer than defaults.hold.max (%s)", d.Hold.Default.D(), d.Hold.Max.D())

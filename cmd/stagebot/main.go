@@ -39,9 +39,24 @@ Usage:
   stagebot version
 `
 
+// hurry closes on a second stop signal: the runs under way are aborted at
+// once instead of after their grace period.
+var hurry = make(chan struct{})
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		stop()
+		<-sigs
+		close(hurry)
+		<-sigs
+		fmt.Fprintln(os.Stderr, "stagebot: told to stop three times: exiting now; the next start repairs what is left")
+		os.Exit(1)
+	}()
 	if err := Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "stagebot:", err)
@@ -148,7 +163,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	var b *bot.Bot
 	var ready sync.WaitGroup
 	ready.Add(1)
-	opts := cfg.botOptions(deps{logger: logger, reg: s, tell: func(target, msg string) {
+	opts := cfg.botOptions(deps{logger: logger, reg: s, hurry: hurry, tell: func(target, msg string) {
 		ready.Wait()
 		b.Tell(target, msg)
 	}})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,5 +108,76 @@ func fillStore(b *testing.B, path string, n int) {
 		for _, action := range []string{"requested", "approved", "started", "succeeded"} {
 			s.AppendEvent(ctx, &store.Event{At: at, Actor: store.Scheduler, Action: action, Target: "demo", RunID: r.ID})
 		}
+	}
+}
+
+var idleFor = flag.Duration("idle", 10*time.Second, "how long BenchmarkIdle_1000WaitingRuns watches the bot")
+
+// BenchmarkIdle_1000WaitingRuns starts the real bot with a hold on its
+// target and 1,000 runs waiting for it, past their start times, and reports
+// the CPU time the process used while it waited (-idle, default 10s; the
+// issue's minute is -idle 1m), per minute of waiting, against the same bot
+// with nothing to do.
+//
+//	go test ./cmd/stagebot -run '^$' -bench Idle -benchtime 1x -idle 1m
+func BenchmarkIdle_1000WaitingRuns(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		runs int
+	}{{"nothing-due", 0}, {"1000-waiting", 1000}} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir := b.TempDir()
+			state := filepath.Join(dir, "stagebot.db")
+			s, err := bolt.Open(state)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			now := time.Now()
+			if tc.runs > 0 {
+				h := &store.Hold{Target: "demo", Holder: store.User{ID: "carol", Name: "carol"}, Reason: "testing", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+				if err := s.CreateHold(ctx, h); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range tc.runs {
+				at := now.Add(-time.Duration(i+1) * time.Minute)
+				r := &store.Run{Target: "demo", Pipeline: "default", Origin: store.OriginManual, Requester: store.User{ID: "alice", Name: "alice"},
+					State: store.RunWaiting, HoldWait: true, WaitNotice: "held by carol", CreatedAt: at.Add(-10 * time.Minute), StartAt: at, Channel: "infra"}
+				if err := s.CreateRun(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			s.Close()
+			cfg := filepath.Join(dir, "c.yaml")
+			os.WriteFile(cfg, []byte(fmt.Sprintf(`
+store: {path: %q}
+access: {everyone: [stage]}
+targets:
+  demo:
+    pipelines: {default: {steps: [{exec: "true"}]}}
+`, state)), 0o600)
+			var perMinute time.Duration
+			b.ResetTimer()
+			for range b.N {
+				cmd := exec.Command(os.Args[0], "run", "-c", cfg, "--as", "alice")
+				cmd.Env = append(os.Environ(), "STAGEBOT_TEST_AS_MAIN=1")
+				in, err := cmd.StdinPipe()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					b.Fatal(err)
+				}
+				time.Sleep(*idleFor)
+				in.Close() // the end of the input stops the console bot
+				if err := cmd.Wait(); err != nil {
+					b.Fatal(err)
+				}
+				cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+				perMinute = max(perMinute, time.Duration(float64(cpu)*float64(time.Minute)/float64(*idleFor)))
+			}
+			b.ReportMetric(float64(perMinute.Milliseconds()), "cpu-ms/min")
+		})
 	}
 }

@@ -23,11 +23,12 @@ type deps struct {
 	logger *slog.Logger             // the bot's and its targets' (nil: discarded)
 	reg    postgres.Registry        // remembers the databases the targets made (nil: memory)
 	tell   func(target, msg string) // says something in a target's channel
+	hurry  <-chan struct{}          // closes on a second stop signal
 }
 
 // botOptions turns a validated config into the bot's typed options.
-func (c *Config) botOptions(d deps) bot.Options {
-	logger := d.logger
+func (c *Config) botOptions(dp deps) bot.Options {
+	logger := dp.logger
 	o := bot.Options{
 		Logger:   logger,
 		Prefix:   c.Prefix,
@@ -45,6 +46,8 @@ func (c *Config) botOptions(d deps) bot.Options {
 		},
 		EditInterval: c.Defaults.EditInterval.D(),
 		Redact:       newRedactor(c.secrets),
+		StopGrace:    c.Defaults.StopGrace.D(),
+		Hurry:        dp.hurry,
 	}
 	if k := c.Store.Keep; k.Runs != nil && k.Days != nil {
 		o.KeepRuns, o.KeepAge = *k.Runs, time.Duration(*k.Days)*24*time.Hour
@@ -53,7 +56,7 @@ func (c *Config) botOptions(d deps) bot.Options {
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}
 	}
 	for _, name := range sortedKeys(c.Targets) {
-		o.Targets = append(o.Targets, c.target(name, d))
+		o.Targets = append(o.Targets, c.target(name, dp))
 	}
 	return o
 }
