@@ -159,21 +159,36 @@ func (e *Exec) run(ctx context.Context, env *Env, argv, extra []string) error {
 	if grace == 0 {
 		grace = 5 * time.Second
 	}
+	runtime := append([]string{
+		fmt.Sprintf("STAGEBOT_RUN=%d", env.Run),
+		"STAGEBOT_TARGET=" + env.Target,
+		"STAGEBOT_PIPELINE=" + env.Pipeline,
+	}, extra...)
+	// ${STAGEBOT_RUN} and the like in an argv (no shell to read them) or
+	// in env values are filled in here.
+	fill := func(s string) string {
+		for _, kv := range runtime {
+			k, v, _ := strings.Cut(kv, "=")
+			s = strings.ReplaceAll(s, "${"+k+"}", v)
+		}
+		return s
+	}
+	if e.Shell == "" {
+		argv = slices.Clone(argv)
+		for i := range argv {
+			argv[i] = fill(argv[i])
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = e.Dir
-	cmd.Env = append(e.environ(),
-		fmt.Sprintf("STAGEBOT_RUN=%d", env.Run),
-		"STAGEBOT_TARGET="+env.Target,
-		"STAGEBOT_PIPELINE="+env.Pipeline,
-	)
+	cmd.Env = append(e.environ(), runtime...)
 	keys := make([]string, 0, len(e.Env))
 	for k := range e.Env {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	cmd.Env = append(cmd.Env, extra...)
 	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+e.Env[k])
+		cmd.Env = append(cmd.Env, k+"="+fill(e.Env[k]))
 	}
 	// Its own process group, so that an abort reaches the children a shell
 	// started too.

@@ -282,3 +282,19 @@ func TestExec_EnvironmentIsBuiltFromTheConfig(t *testing.T) {
 		t.Errorf("inherit_env [DEPLOY_KEY_PATH, NOT_SET_ANYWHERE]:\n%s", out)
 	}
 }
+
+func TestExec_RunTimeVariables(t *testing.T) {
+	for _, e := range []*Exec{
+		{StepName: "shell", Shell: `echo "shell ${STAGEBOT_RUN} ${STAGEBOT_TARGET} $LABEL"`, Env: map[string]string{"LABEL": "run-${STAGEBOT_RUN}"}},
+		{StepName: "argv", Argv: []string{"echo", "argv", "${STAGEBOT_RUN}", "${STAGEBOT_TARGET}", "${NOT_OURS}"}},
+	} {
+		var log bytes.Buffer
+		if err := e.Run(context.Background(), &Env{Run: 42, Target: "fas2", Log: &log}); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"shell": "shell 42 fas2 run-42\n", "argv": "argv 42 fas2 ${NOT_OURS}\n"}[e.StepName]
+		if log.String() != want {
+			t.Errorf("%s: %q, want %q", e.StepName, log.String(), want)
+		}
+	}
+}

@@ -270,11 +270,12 @@ func (e *ExecConfig) UnmarshalYAML(n *yaml.Node) error {
 // Duration is a time.Duration written like 90m, 2h, 1d or 1w.
 type Duration time.Duration
 
-// UnmarshalYAML reads a duration string.
+// UnmarshalYAML reads a duration string. A bad one is a TypeError, which
+// the decoder collects and goes on: every other problem is still found.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := str2duration.ParseDuration(strings.TrimSpace(n.Value))
-	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration: write it like 30m, 2h or 1d", n.Line, n.Value)
+	if err != nil || v < 0 || n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: %q is not a duration: write it like 30m, 2h or 1d", n.Line, n.Column, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -305,6 +306,44 @@ func (e *ConfigError) Error() string {
 
 var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
+// linePos finds the position yaml puts at the head of an error.
+var linePos = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: `)
+
+// fieldsAt maps the position of every value in a YAML document ("line:col",
+// and "line" for the first value on a line) to its field's path.
+func fieldsAt(data []byte) map[string]string {
+	var root yaml.Node
+	out := map[string]string{}
+	if yaml.Unmarshal(data, &root) != nil {
+		return out
+	}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if path != "" {
+			out[fmt.Sprintf("%d:%d", n.Line, n.Column)] = path
+			if _, ok := out[fmt.Sprint(n.Line)]; !ok {
+				out[fmt.Sprint(n.Line)] = path
+			}
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], join(path, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(&root, "")
+	return out
+}
+
 // ParseConfig is LoadConfig for bytes already read; name is used in errors.
 func ParseConfig(data []byte, name string) (*Config, error) {
 	cfg := &Config{}
@@ -314,8 +353,20 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
+			fields := fieldsAt(data)
 			for _, e := range te.Errors {
-				errs.Problems = append(errs.Problems, unknownField.ReplaceAllString(strings.TrimPrefix(e, "yaml: "), `unknown field $1 (check its spelling; config.example.yaml lists every field)`))
+				e = strings.TrimPrefix(e, "yaml: ")
+				// Name the field, not only the line.
+				if m := linePos.FindStringSubmatch(e); m != nil {
+					f, ok := fields[m[1]+":"+m[2]]
+					if !ok && m[2] == "" {
+						f, ok = fields[m[1]]
+					}
+					if ok {
+						e = fmt.Sprintf("%s (line %s): %s", f, m[1], e[len(m[0]):])
+					}
+				}
+				errs.Problems = append(errs.Problems, unknownField.ReplaceAllString(e, `unknown field $1 (check its spelling; config.example.yaml lists every field)`))
 			}
 		} else {
 			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: "))
@@ -330,6 +381,38 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 	return cfg, nil
 }
 
+// runtimeVars are set by the bot for a step when it runs; a reference to
+// one is left for the step's shell.
+var runtimeVars = map[string]bool{"STAGEBOT_RUN": true, "STAGEBOT_TARGET": true, "STAGEBOT_PIPELINE": true, "STAGEBOT_HOST": true, "STAGEBOT_DATABASE": true}
+
+// expandRefs replaces each ${…} reference in s by what fn says; $${…} is a
+// literal ${…}.
+func expandRefs(s string, fn func(ref string) string) string {
+	if !strings.Contains(s, "${") {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			out.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			if loc := envRef.FindStringIndex(s[i:]); loc != nil && loc[0] == 0 {
+				out.WriteString(fn(s[i : i+loc[1]]))
+				i += loc[1]
+				continue
+			}
+			out.WriteString("${")
+			i += 2
+		default:
+			out.WriteByte(s[i])
+			i++
+		}
+	}
+	return out.String()
+}
+
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var secretName = regexp.MustCompile(`(?i)(TOKEN|PASS|SECRET|KEY|DSN|CREDENTIAL)`)
@@ -339,8 +422,15 @@ var secretName = regexp.MustCompile(`(?i)(TOKEN|PASS|SECRET|KEY|DSN|CREDENTIAL)`
 func (c *Config) expandEnv(errs *ConfigError) {
 	var walk func(v reflect.Value, path string)
 	expand := func(s, path string) string {
-		return envRef.ReplaceAllStringFunc(s, func(ref string) string {
+		return expandRefs(s, func(ref string) string {
 			m := envRef.FindStringSubmatch(ref)
+			if runtimeVars[m[1]] {
+				// Set by the bot when a step runs: the step's shell reads it.
+				if !strings.Contains(path, ".exec") && !strings.Contains(path, ".env.") {
+					errs.Problems = append(errs.Problems, fmt.Sprintf("%s: ${%s} is set only for exec steps, when they run (their shell reads it)", path, m[1]))
+				}
+				return ref
+			}
 			val, ok := os.LookupEnv(m[1])
 			if !ok && m[2] != "" {
 				val, ok = m[3], true

@@ -77,7 +77,7 @@ func TestConfig_Errors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{name: "unknown field", yaml: "timezon: UTC\n" + base, want: `line 1: unknown field timezon (check its spelling`},
+		{name: "unknown field", yaml: "timezon: UTC\n" + base, want: `timezon (line 1): unknown field timezon (check its spelling`},
 		{name: "bad duration", yaml: "defaults:\n  notice: soon\n" + base, want: `"soon" is not a duration`},
 		{name: "no targets", yaml: "prefix: '!stage'\n", want: "targets: no targets"},
 		{name: "step without kind", yaml: "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - name: x\n", want: "targets.t.pipelines.default.steps[0]: the step has no kind"},
@@ -97,6 +97,74 @@ func TestConfig_Errors(t *testing.T) {
 				t.Fatalf("error = %v\nwant it to contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestConfig_EveryProblemAtOnce: bad durations do not hide the other
+// problems, and each problem names its field.
+func TestConfig_EveryProblemAtOnce(t *testing.T) {
+	_, err := ParseConfig([]byte(`
+defaults:
+  notice: 5 minutes
+  hold: {max: forever}
+targets:
+  t:
+    ladder: [1h, soon]
+    schedule: "61 0 * * *"
+    pipelines:
+      default:
+        steps:
+          - exec: "true"
+            timeout: a while
+access:
+  users:
+    bob: [resync]
+`), "c.yaml")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`defaults.notice (line 3): "5 minutes" is not a duration`,
+		`defaults.hold.max (line 4): "forever" is not a duration`,
+		`targets.t.ladder[1] (line 7): "soon" is not a duration`,
+		`targets.t.pipelines.default.steps[0].timeout (line 13): "a while" is not a duration`,
+		"targets.t.schedule:",
+		`access.users.bob[0]: "resync" is not a scope`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+// TestConfig_RunTimeVariablesAndLiterals: ${STAGEBOT_RUN} and the other
+// variables the bot sets when a step runs are left for the step's shell;
+// $${…} is a literal ${…}.
+func TestConfig_RunTimeVariablesAndLiterals(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`
+targets:
+  t:
+    pipelines:
+      default:
+        steps:
+          - exec: "echo run ${STAGEBOT_RUN} of ${STAGEBOT_TARGET} costs $${PRICE}"
+            env: {LABEL: "run-${STAGEBOT_RUN}"}
+`), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := cfg.Targets["t"].Pipelines["default"].Steps[0]
+	if step.Exec.Shell != "echo run ${STAGEBOT_RUN} of ${STAGEBOT_TARGET} costs ${PRICE}" || step.Env["LABEL"] != "run-${STAGEBOT_RUN}" {
+		t.Fatalf("shell = %q, env = %q", step.Exec.Shell, step.Env["LABEL"])
+	}
+	_, err = ParseConfig([]byte(`
+store: {path: "/tmp/${STAGEBOT_RUN}.db"}
+targets:
+  t:
+    pipelines: {default: {steps: [{exec: "true"}]}}
+`), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), "store.path: ${STAGEBOT_RUN} is set only for exec steps") {
+		t.Fatalf("a run-time variable outside a step: %v", err)
 	}
 }
 
