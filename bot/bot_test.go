@@ -763,3 +763,53 @@ func TestScheduler_WaitingRunsWakeNothing(t *testing.T) {
 		t.Fatalf("the scheduler went to sleep %d times in 300ms with nothing due", n)
 	}
 }
+
+// TestSchedule_ListsEachRunOnceInTimeOrder: a cron slot whose run exists
+// already is listed once, as the run, and everything in time order.
+func TestSchedule_ListsEachRunOnceInTimeOrder(t *testing.T) {
+	tg := fas2()
+	sched, err := cron.ParseStandard("0 12 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
+	e := newEnv(t, tg)
+	e.advance(0)
+	e.advance(time.Hour) // 10:00: today's 12:00 run exists (announced 24h ahead)
+	e.say(alice, "!stage resync fas2 in 30m")
+	out := texts(e.say(alice, "!stage schedule"))
+	if strings.Count(out, "at 12:00 UTC") != 1 || strings.Count(out, "(scheduled)") != 3 {
+		t.Fatalf("today's 12:00 slot is listed twice, or not three more slots:\n%s", out)
+	}
+	manual, today, tomorrow := strings.Index(out, "at 10:30 UTC: run 2"), strings.Index(out, "at 12:00 UTC: run 1"), strings.Index(out, "at Tue 2026-11-24 12:00 UTC (scheduled)")
+	if manual < 0 || today < 0 || tomorrow < 0 || !(manual < today && today < tomorrow) {
+		t.Fatalf("not in time order, or something missing:\n%s", out)
+	}
+}
+
+// TestCard_SaysWhatTheRunWaitsForNow: once approved, a run that still waits
+// for a hold no longer says it needs an approval.
+func TestCard_SaysWhatTheRunWaitsForNow(t *testing.T) {
+	e := newEnv(t)
+	e.say(carol, "!stage hold fas2 3h testing")
+	n := e.a.Len()
+	e.say(alice, "!stage resync fas2 in 10m")
+	wantText(t, e.advance(10*time.Minute), "waits: held by carol", "needs 1 more approval(s)")
+	e.say(bob, "!stage approve 1")
+	card := e.a.Posts()[n]
+	if !strings.Contains(card.Current().Text, "is waiting: held by carol") {
+		t.Fatalf("card after the approval:\n%s", card.Current().Text)
+	}
+	// No version of the card contradicts itself.
+	for _, m := range append([]bot.Message{card.Msg}, card.Edits...) {
+		approvals := ""
+		for _, f := range m.Fields {
+			if f.Label == "Approvals" {
+				approvals = f.Value
+			}
+		}
+		if strings.Contains(m.Text, "needs 1 more approval") && strings.HasPrefix(approvals, "1 of 1") {
+			t.Fatalf("the card says it needs an approval next to %q:\n%s", approvals, m.Text)
+		}
+	}
+}

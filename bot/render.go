@@ -118,7 +118,17 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	case r.State.Done():
 		fmt.Fprintf(&sb, ": %s.", r.State)
 	default:
-		fmt.Fprintf(&sb, " is waiting: %s.", r.Reason)
+		// What it waits for now, not when it was last looked at: an
+		// approval or a release since then shows at once.
+		reason := r.Reason
+		if k, err := b.currentBlockers(ctx, r); err == nil {
+			if k.none() {
+				reason = "nothing any more; it starts in a moment"
+			} else {
+				reason = b.describe(k)
+			}
+		}
+		fmt.Fprintf(&sb, " is waiting: %s.", reason)
 	}
 	m := Message{Channel: r.Channel}
 	m.Fields = append(m.Fields, Field{"Asked by", r.Requester.Display()})

@@ -204,6 +204,19 @@ func (b *Bot) blockersOf(ctx context.Context, r *store.Run, holds []*store.Hold,
 	return k, nil
 }
 
+// currentBlockers is what keeps r waiting now.
+func (b *Bot) currentBlockers(ctx context.Context, r *store.Run) (blockers, error) {
+	holds, err := b.store.Holds(ctx, true)
+	if err != nil {
+		return blockers{}, err
+	}
+	active, err := b.store.Runs(ctx, store.RunFilter{Target: r.Target, Active: true})
+	if err != nil {
+		return blockers{}, err
+	}
+	return b.blockersOf(ctx, r, holds, active)
+}
+
 func (b *Bot) describe(k blockers) string {
 	var parts []string
 	for _, h := range k.holds {

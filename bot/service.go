@@ -549,29 +549,55 @@ func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
 
 // Schedule implements commands.Service.
 func (b *Bot) Schedule(ctx context.Context, c *commands.Call) error {
-	var lines []string
+	type line struct {
+		at   time.Time
+		text string
+	}
+	var lines []line
+	now := b.clock.Now()
 	for _, name := range b.targetNames(c.Target) {
 		t := b.targets[name]
-		for _, e := range UpcomingRuns(t, b.clock.Now(), 3) {
-			var ann []string
-			for _, a := range e.Announcements {
-				ann = append(ann, b.fmtTime(a))
-			}
-			lines = append(lines, fmt.Sprintf("• %s/%s at %s, announced %s", t.Name, e.Pipeline, b.fmtTime(e.Start), strings.Join(ann, ", ")))
-		}
 		active, err := b.store.Runs(ctx, store.RunFilter{Target: name, Active: true})
 		if err != nil {
 			return err
 		}
+		// A cron slot whose run exists already is listed once, as the run.
+		made := map[string]bool{}
 		for _, r := range active {
-			lines = append(lines, fmt.Sprintf("• %s/%s at %s: run %d, %s", r.Target, r.Pipeline, b.fmtTime(r.StartAt), r.ID, r.State))
+			if !r.Slot.IsZero() {
+				made[r.Pipeline+"@"+r.Slot.UTC().Format(time.RFC3339)] = true
+			}
+			lines = append(lines, line{r.StartAt, fmt.Sprintf("• %s/%s at %s: run %d, %s", r.Target, r.Pipeline, b.fmtTime(r.StartAt), r.ID, r.State)})
+		}
+		shown := 0
+		for _, e := range UpcomingRuns(t, now, 3+len(active)) {
+			if made[e.Pipeline+"@"+e.Start.UTC().Format(time.RFC3339)] || shown == 3 {
+				continue
+			}
+			shown++
+			var ann []string
+			for _, a := range e.Announcements {
+				if a.After(now) {
+					ann = append(ann, b.fmtTime(a))
+				}
+			}
+			text := fmt.Sprintf("• %s/%s at %s (scheduled)", t.Name, e.Pipeline, b.fmtTime(e.Start))
+			if len(ann) > 0 {
+				text += ", announced " + strings.Join(ann, ", ")
+			}
+			lines = append(lines, line{e.Start, text})
 		}
 	}
 	if len(lines) == 0 {
 		b.reply(ctx, callFrom(ctx).in, "Nothing is scheduled.")
 		return nil
 	}
-	b.reply(ctx, callFrom(ctx).in, "Upcoming runs:\n"+strings.Join(lines, "\n"))
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.text
+	}
+	b.reply(ctx, callFrom(ctx).in, "Upcoming runs:\n"+strings.Join(out, "\n"))
 	return nil
 }
 
