@@ -223,6 +223,9 @@ func (b *Bot) Run(ctx context.Context) error {
 	var err error
 	select {
 	case err = <-errc:
+		// The input ended (a piped console): what was asked for now still
+		// runs, then the bot stops.
+		b.drain(ctx)
 		stop()
 		wg.Wait()
 		b.setStopping()
@@ -244,6 +247,41 @@ func (b *Bot) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// WaitIdle returns once no run is running and none is due to start (a
+// run that waits only for another run of its target counts as due; one
+// that waits for a hold or approvals, or starts later, does not), or when
+// ctx ends. The console's /wait calls it.
+func (b *Bot) WaitIdle(ctx context.Context) { b.drain(ctx) }
+
+func (b *Bot) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		b.mu.Lock()
+		due := len(b.running) > 0
+		if !due {
+			now := b.clock.Now()
+			runs, err := b.store.Runs(ctx, store.RunFilter{Active: true})
+			for _, r := range runs {
+				if err != nil || r.State == store.RunRunning || r.StartAt.After(now) {
+					continue
+				}
+				if k, err := b.currentBlockers(ctx, r); err == nil && len(k.holds) == 0 && k.missing == 0 {
+					due = true
+					break
+				}
+			}
+		}
+		b.mu.Unlock()
+		if !due {
+			return
+		}
+		b.poke()
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func (b *Bot) setStopping() {

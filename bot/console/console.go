@@ -32,6 +32,9 @@ type Adapter struct {
 	// session makes message IDs unique across restarts: a message of an
 	// earlier session is shown as such when the bot edits or answers it.
 	session string
+	// WaitIdle, when set, is what /wait calls: it returns once no run is
+	// running or due to start (the bot's WaitIdle).
+	WaitIdle func(ctx context.Context)
 }
 
 var (
@@ -51,7 +54,7 @@ func New(in io.Reader, out io.Writer, user, channel string) *Adapter {
 	return a
 }
 
-const help = `Console commands: /as NAME (type as another user), /channel NAME (type in another channel), /who, /quit.
+const help = `Console commands: /as NAME (type as another user), /channel NAME (type in another channel), /who, /wait (until no run is running or due), /quit.
 Everything else is a chat message; buttons are shown as the command they stand for.`
 
 // Run implements bot.Adapter. It returns nil at the end of the input.
@@ -165,6 +168,13 @@ func (a *Adapter) line(ctx context.Context, line string, handle func(context.Con
 		a.print(a.prompt() + shown)
 	}
 	if fields := strings.Fields(text); strings.HasPrefix(text, "/") {
+		if fields[0] == "/wait" && a.WaitIdle != nil {
+			// Scripts wait here as a person would: until the runs that
+			// are due have finished.
+			a.WaitIdle(ctx)
+			a.print("(no run is running or due)")
+			return false
+		}
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		switch {

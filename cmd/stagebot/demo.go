@@ -63,8 +63,9 @@ func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as str
 	cfg.Log.Level = "warn"
 	fmt.Fprintf(stdout, `Production: %s (5000 customers, 20000 orders). Staging: %s (empty until the first refresh).
 Try: !stage help · !stage resync demo now · !stage status · !stage log 1
-     !stage hold demo 1h testing the login · !stage resync demo in 2m · !stage release demo
-     !stage resync demo broken now (fails before the swap: staging stays as it was) · !stage rollback demo
+     !stage hold demo 1h testing the login · !stage resync demo now · !stage release demo
+     !stage resync demo broken now (fails before the swap: staging stays as it was)
+     !stage rollback demo (after a second refresh: puts back the copy it replaced)
 Connect with: psql "%s"
 Type /quit or Ctrl-D to end; the servers are removed.
 

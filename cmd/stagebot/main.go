@@ -198,6 +198,9 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	}
 	b = bot.New(s, adapter, opts)
 	ready.Done()
+	if c, ok := adapter.(*console.Adapter); ok {
+		c.WaitIdle = b.WaitIdle
+	}
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
 	return b.Run(ctx)
 }
