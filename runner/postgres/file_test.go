@@ -144,7 +144,7 @@ func TestRefresh_CorruptBackupsFailBeforeTheSwap(t *testing.T) {
 		"corrupt.sql.zst":   {data: flipped, want: "is unreadable"},
 		"garbage.bin":       {data: bytes.Repeat([]byte{0x00, 0x01, 0xfe}, 1000), want: "neither a pg_dump archive nor plain SQL"},
 		"empty.sql.gz":      {data: nil, want: "empty or unreadable"},
-		"bad-statement.sql": {data: append(append([]byte(nil), plain...), []byte("SELECT no_such_function();\n")...), want: "psql: exited with status"},
+		"bad-statement.sql": {data: append(append([]byte(nil), plain...), []byte("SELECT no_such_function();\n")...), want: "psql: exited with status 3: ERROR:  function no_such_function() does not exist"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

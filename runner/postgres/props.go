@@ -111,7 +111,7 @@ func (r *Refresh) liveProps(ctx context.Context, env *runner.Env, tl tools) ([]s
 	cmd := tool(ctx, env, penv, tl.dump, args...)
 	cmd.Stdout = &out
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("read production's database properties (pg_dump --create): %w", cmdErr(ctx, err))
+		return nil, fmt.Errorf("read production's database properties (pg_dump --create): %w", cmdErrOf(ctx, err, cmd))
 	}
 	return databaseProps(out.String()), nil
 }

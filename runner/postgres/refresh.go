@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -396,7 +397,7 @@ func quoteConn(s string) string {
 func tool(ctx context.Context, env *runner.Env, extraEnv []string, path string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
-	cmd.Stdout, cmd.Stderr = env.Log, env.Log
+	cmd.Stdout, cmd.Stderr = env.Log, &stderrTail{w: env.Log}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -433,8 +434,8 @@ func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, ne
 	out := filepath.Join(dir, "dump")
 	jobs := strconv.Itoa(t.jobs())
 	fmt.Fprintf(env.Log, "pg_dump -Fd -j %s from %s\n", jobs, Describe(t.ProductionDSN))
-	if err := tool(ctx, env, penv, tl.dump, "-Fd", "-j", jobs, "--no-password", "-f", out, "-d", pconn).Run(); err != nil {
-		return fmt.Errorf("pg_dump: %w", cmdErr(ctx, err))
+	if err := runTool(ctx, tool(ctx, env, penv, tl.dump, "-Fd", "-j", jobs, "--no-password", "-f", out, "-d", pconn)); err != nil {
+		return fmt.Errorf("pg_dump: %w", err)
 	}
 	sconn, senv, err := libpq(t.StagingDSN, next)
 	if err != nil {
@@ -442,21 +443,78 @@ func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, ne
 	}
 	fmt.Fprintf(env.Log, "pg_restore -j %s into %s\n", jobs, next)
 	args := append(r.restoreArgs(sconn), "-j", jobs, out)
-	if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
-		return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+	if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
+		return fmt.Errorf("pg_restore: %w", err)
 	}
 	return nil
 }
 
-func cmdErr(ctx context.Context, err error) error {
+// runTool runs c and explains how it failed, if it did.
+func runTool(ctx context.Context, c *exec.Cmd) error {
+	if err := c.Run(); err != nil {
+		return cmdErrOf(ctx, err, c)
+	}
+	return nil
+}
+
+// cmdErr explains err, the end of a tool whose output was not kept.
+func cmdErr(ctx context.Context, err error) error { return cmdErrOf(ctx, err, nil) }
+
+// cmdErrOf explains how a tool ended: the exit status and the last line it
+// wrote to its standard error (psql's and pg_restore's reason), the rest
+// being in the run log.
+func cmdErrOf(ctx context.Context, err error, c *exec.Cmd) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return fmt.Errorf("exited with status %d (the run log has its output)", ee.ExitCode())
+		msg := fmt.Sprintf("exited with status %d", ee.ExitCode())
+		if t, ok := stderrOf(c); ok && t.last() != "" {
+			msg += ": " + t.last()
+		}
+		return errors.New(msg + " (the run log has its output)")
 	}
 	return err
+}
+
+func stderrOf(c *exec.Cmd) (*stderrTail, bool) {
+	if c == nil {
+		return nil, false
+	}
+	t, ok := c.Stderr.(*stderrTail)
+	return t, ok
+}
+
+// stderrTail passes a tool's standard error on to the run log and keeps
+// its last line.
+type stderrTail struct {
+	w   io.Writer
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *stderrTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 2048 {
+		t.buf = t.buf[len(t.buf)-2048:]
+	}
+	t.mu.Unlock()
+	return t.w.Write(p)
+}
+
+func (t *stderrTail) last() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The reason, not a HINT or DETAIL that follows it.
+	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "ERROR:") || strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "error:") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // restoreFile restores a backup file of any supported format.
@@ -474,14 +532,14 @@ func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, pa
 	switch {
 	case format.dir:
 		args := append(r.restoreArgs(sconn), "-j", jobs, path)
-		if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
-			return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+		if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
+			return fmt.Errorf("pg_restore: %w", err)
 		}
 		return nil
 	case format.custom && format.compression == "":
 		args := append(r.restoreArgs(sconn), "-j", jobs, path)
-		if err := tool(ctx, env, senv, tl.restore, args...).Run(); err != nil {
-			return fmt.Errorf("pg_restore: %w", cmdErr(ctx, err))
+		if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
+			return fmt.Errorf("pg_restore: %w", err)
 		}
 		return nil
 	}
@@ -529,7 +587,7 @@ func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, pa
 	case copyErr != nil && !errors.Is(copyErr, errBrokenPipe):
 		return fmt.Errorf("the backup %s is unreadable: %w", filepath.Base(path), copyErr)
 	case waitErr != nil:
-		return fmt.Errorf("%s: %w", filepath.Base(cmd.Path), cmdErr(ctx, waitErr))
+		return fmt.Errorf("%s: %w", filepath.Base(cmd.Path), cmdErrOf(ctx, waitErr, cmd))
 	case sqlCheck != nil && !sqlCheck.complete:
 		return fmt.Errorf("the backup %s is incomplete: it ends without pg_dump's \"dump complete\" line", filepath.Base(path))
 	}

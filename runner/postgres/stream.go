@@ -259,7 +259,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return err
 	}
 	if err := <-postErr; err != nil {
-		return fmt.Errorf("pg_dump --section=post-data: %w", cmdErr(ctx, err))
+		return fmt.Errorf("pg_dump --section=post-data: %w", cmdErrOf(ctx, err, cmd))
 	}
 	preamble, entries := splitPostData(post.String())
 
@@ -425,10 +425,10 @@ func pipeSchema(ctx context.Context, env *runner.Env, tl tools, penv, senv, args
 	perr := psql.Run()
 	derr := dump.Wait()
 	if derr != nil {
-		return fmt.Errorf("pg_dump --section=pre-data: %w", cmdErr(ctx, derr))
+		return fmt.Errorf("pg_dump --section=pre-data: %w", cmdErrOf(ctx, derr, dump))
 	}
 	if perr != nil {
-		return fmt.Errorf("schema into the shadow (psql): %w", cmdErr(ctx, perr))
+		return fmt.Errorf("schema into the shadow (psql): %w", cmdErrOf(ctx, perr, psql))
 	}
 	return nil
 }

@@ -82,8 +82,14 @@ func (s *Server) pushAttempt(typ string, payload any, attempt int) (json.RawMess
 	}
 	env := map[string]any{"envelope_id": id, "type": typ, "payload": payload, "accepts_response_payload": typ == "slash_commands", "retry_attempt": attempt, "retry_reason": reason}
 	sent := time.Now()
-	if s.broadcast(env) == 0 {
-		return nil, errors.New("no socket to send on")
+	// A socket may be between connections (the client reconnects when a
+	// loaded machine delays its pings): wait for the next, as Slack does.
+	for deadline := time.Now().Add(10 * time.Second); s.broadcast(env) == 0; {
+		if time.Now().After(deadline) {
+			return nil, errors.New("no socket to send on")
+		}
+		time.Sleep(10 * time.Millisecond)
+		sent = time.Now()
 	}
 	select {
 	case p := <-ch:

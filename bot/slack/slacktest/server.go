@@ -213,7 +213,7 @@ func (s *Server) Connects() int {
 func (s *Server) Connected() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns) > 0
+	return len(s.writers) > 0
 }
 
 // Calls is how many times a Web API method was called.
