@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 SCALE       ?= 10
 RUNS        ?= 3
 
-.PHONY: help build demo test bench fmt-check vet lint fuzz clean postgres
+.PHONY: help build demo test bench bench-bot fmt-check vet lint fuzz clean postgres
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j,
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
 	fi
 	$(GO) run ./cmd/stagebench -scale $(SCALE) -runs $(RUNS) -stagebot $(BIN)/stagebot
+
+bench-bot: ## the bot's own costs: CPU a minute with 1,000 runs waiting; start, status and history with 10,000 runs
+	$(GO) test ./cmd/stagebot -run '^$$' -bench 'Idle_1000WaitingRuns' -benchtime 1x -idle 60s
+	$(GO) test ./cmd/stagebot -run '^$$' -bench 'Store_10000Runs' -benchtime 5x
 
 # The tests and the demo start their own PostgreSQL servers from the system's
 # binaries: install Debian's postgresql package when they are missing.

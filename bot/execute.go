@@ -3,6 +3,8 @@ package bot
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -27,6 +29,7 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 	now := b.clock.Now()
 	plan := runner.MakePlan(ctx, t.Name, t.Pipelines[r.Pipeline])
 	r.State, r.StartedAt, r.Reason, r.WaitNotice, r.HoldWait = store.RunRunning, now, "", "", false
+	r.Token = newToken()
 	r.Steps = plan.Results()
 	if probs := plan.Problems(); len(probs) > 0 {
 		r.State, r.EndedAt = store.RunFailed, now
@@ -74,7 +77,7 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 	logs := &logSink{b: b, run: r.ID}
 	up := newUpdater(b, r)
 	rep := &reporter{b: b, up: up, logs: logs, run: r.ID}
-	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process}
+	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process, Token: r.Token}
 	results, err := runner.Execute(ctx, plan, env, rep, b.clock.Now)
 	logs.flush()
 
@@ -118,6 +121,13 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 		text += fmt.Sprintf("\n⚠ The clean-up after step %q failed: %v", ce.Step, ce.Err)
 	}
 	b.send(bg, Message{Channel: cur.Channel, Thread: cur.Status, Mentions: []store.User{cur.Requester}, Text: text})
+}
+
+// newToken is a run's token: what marks the processes its steps start.
+func newToken() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // runHolder is who holds the targets while run r runs.

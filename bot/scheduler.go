@@ -415,13 +415,21 @@ func (b *Bot) Recover(ctx context.Context) error {
 		interrupted[r.Target] = true
 		// What its steps left running goes first: it may still be writing.
 		var groups []string
+		seen := map[int]bool{}
 		for _, p := range r.Processes {
 			found, err := runner.EndLeftover(p, 5*time.Second)
 			if err != nil {
 				b.log.Error("end a leftover process group", "run", r.ID, "pgid", p.PGID, "err", err)
 			}
 			if found {
+				seen[p.PGID] = true
 				groups = append(groups, strconv.Itoa(p.PGID))
+			}
+		}
+		// And any started too late to be recorded, found by the run's token.
+		for _, pgid := range runner.EndTokenHolders(r.Token, 5*time.Second) {
+			if !seen[pgid] {
+				groups = append(groups, strconv.Itoa(pgid))
 			}
 		}
 		if len(groups) > 0 {

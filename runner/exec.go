@@ -164,6 +164,9 @@ func (e *Exec) run(ctx context.Context, env *Env, argv, extra []string) error {
 		"STAGEBOT_TARGET=" + env.Target,
 		"STAGEBOT_PIPELINE=" + env.Pipeline,
 	}, extra...)
+	if env.Token != "" {
+		runtime = append(runtime, TokenVar+"="+env.Token)
+	}
 	// ${STAGEBOT_RUN} and the like in an argv (no shell to read them) or
 	// in env values are filled in here.
 	fill := func(s string) string {

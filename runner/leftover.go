@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -12,6 +13,50 @@ import (
 
 	"github.com/stagebot/stagebot/store"
 )
+
+// TokenVar is the variable that carries a run's token into its steps'
+// processes.
+const TokenVar = "STAGEBOT_RUN_TOKEN"
+
+// EndTokenHolders ends the process groups of every process whose
+// environment carries token (its run's steps and whatever they started),
+// SIGTERM first and SIGKILL after grace. It returns the groups it ended.
+func EndTokenHolders(token string, grace time.Duration) []int {
+	if token == "" {
+		return nil
+	}
+	want := []byte("\x00" + TokenVar + "=" + token + "\x00")
+	self := os.Getpid()
+	groups := map[int]bool{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + d.Name() + "/environ")
+		if err != nil || !bytes.Contains(append(append([]byte{0}, env...), 0), want) {
+			continue
+		}
+		if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 && pgid != syscall.Getpgrp() {
+			groups[pgid] = true
+		}
+	}
+	var out []int
+	for pgid := range groups {
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		out = append(out, pgid)
+	}
+	deadline := time.Now().Add(grace)
+	for _, pgid := range out {
+		for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Identify describes the process group pgid so that a later start of the
 // bot can tell whether it is still the same group: the leader's start time

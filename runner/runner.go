@@ -44,6 +44,9 @@ type Env struct {
 	Log io.Writer
 	// Progress reports how far the step is.
 	Progress func(Progress)
+	// Token, when set, goes into the environment of every process a step
+	// starts, as STAGEBOT_RUN_TOKEN (EndLeftover finds them by it).
+	Token string
 	// Process, when set, hears of each process group a step starts
 	// (running) and ends, so that one a crash leaves behind can be ended by
 	// the next start (EndLeftover).

@@ -92,6 +92,10 @@ type Run struct {
 	// Processes are the process groups the run's steps have running now,
 	// so that the next start can end what a crash left behind.
 	Processes []Process `json:"processes,omitempty"`
+	// Token is put in the environment of every process the run's steps
+	// start (STAGEBOT_RUN_TOKEN), so that the next start finds them all,
+	// even one started the instant before a crash.
+	Token string `json:"token,omitempty"`
 
 	StartedAt time.Time    `json:"started_at,omitzero"`
 	EndedAt   time.Time    `json:"ended_at,omitzero"`

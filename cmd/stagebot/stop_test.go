@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+	"github.com/stagebot/stagebot/store/bolt"
 )
 
 // stopEnv is a bot whose pipeline has a step that runs until it is stopped
@@ -146,4 +152,37 @@ func TestStop_KilledBotLeavesNothingRunning(t *testing.T) {
 	if !e.exists("finally") {
 		t.Error("the finally step did not run")
 	}
+}
+
+// TestStop_LeftoverStartedJustBeforeTheCrashIsFound: a step's process
+// started the instant before the bot died, too late to be recorded, is
+// still found (by its run's token) and ended by the next start.
+func TestStop_LeftoverStartedJustBeforeTheCrashIsFound(t *testing.T) {
+	e := newStopEnv(t, "1m")
+	s, err := bolt.Open(filepath.Join(e.dir, "stagebot.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &store.Run{Target: "app", Pipeline: "default", Requester: store.User{ID: "alice", Name: "alice"}, State: store.RunRunning, Channel: "infra",
+		CreatedAt: time.Now(), StartAt: time.Now(), StartedAt: time.Now(), Token: "0123456789abcdef01234567",
+		Steps: []store.StepResult{{Name: "long", Kind: "exec", State: store.StepRunning}, {Name: "start app", Kind: "exec", Finally: true, State: store.StepPending}}}
+	if err := s.CreateRun(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	cmd := exec.Command("sh", "-c", "sleep 300 & wait")
+	cmd.Env = append(os.Environ(), runner.TokenVar+"="+r.Token)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go cmd.Wait()
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	bot := startBot(t, e.cfg)
+	out := bot.finish(t)
+	if want := fmt.Sprintf("ended the processes its steps had left running (process group %d)", pgid); !strings.Contains(out, want) {
+		t.Fatalf("output lacks %q:\n%s", want, out)
+	}
+	waitUntil(t, "the leftover group to end", func() bool { return !alive(pgid) })
 }
