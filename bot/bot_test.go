@@ -461,14 +461,18 @@ func TestFailure_ReportsStepAndReason(t *testing.T) {
 	}
 }
 
-func TestCron_CreatesRunsThroughDispatcher(t *testing.T) {
-	tg := fas2()
+// atNoon gives tg a schedule at 12:00 every day.
+func atNoon(t *testing.T, tg *bot.Target) *bot.Target {
 	sched, err := cron.ParseStandard("0 12 * * *")
 	if err != nil {
 		t.Fatal(err)
 	}
 	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
-	e := newEnv(t, tg)
+	return tg
+}
+
+func TestCron_CreatesRunsThroughDispatcher(t *testing.T) {
+	e := newEnv(t, atNoon(t, fas2()))
 	// 09:00 now; the 12:00 slot is within the 24h ladder, so it is created
 	// and announced at once.
 	out := e.advance(0)
@@ -767,13 +771,7 @@ func TestScheduler_WaitingRunsWakeNothing(t *testing.T) {
 // TestSchedule_ListsEachRunOnceInTimeOrder: a cron slot whose run exists
 // already is listed once, as the run, and everything in time order.
 func TestSchedule_ListsEachRunOnceInTimeOrder(t *testing.T) {
-	tg := fas2()
-	sched, err := cron.ParseStandard("0 12 * * *")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
-	e := newEnv(t, tg)
+	e := newEnv(t, atNoon(t, fas2()))
 	e.advance(0)
 	e.advance(time.Hour) // 10:00: today's 12:00 run exists (announced 24h ahead)
 	e.say(alice, "!stage resync fas2 in 30m")

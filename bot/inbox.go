@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/stagebot/stagebot/commands"
 )
@@ -57,4 +58,36 @@ func (i *Inbox) Run(ctx context.Context) {
 		}
 		i.handle(ctx, *in)
 	}
+}
+
+// Seen remembers event IDs for an hour, so that an adapter executes an
+// event its platform delivers twice once. The zero value is ready to use.
+type Seen struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// First reports whether id is new; an empty id always is.
+func (s *Seen) First(id string) bool {
+	if id == "" {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[id]; ok {
+		return false
+	}
+	now := time.Now()
+	if s.m == nil {
+		s.m = map[string]time.Time{}
+	}
+	s.m[id] = now
+	if len(s.m) > 1000 {
+		for k, t := range s.m {
+			if now.Sub(t) > time.Hour {
+				delete(s.m, k)
+			}
+		}
+	}
+	return true
 }

@@ -46,9 +46,9 @@ type Adapter struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	buttons map[string]string    // custom_id → command, for commands too long for an ID
-	seen    map[string]time.Time // event IDs, against replays
-	conns   []net.Conn           // connections dialled during Open, closed to unblock it
+	buttons map[string]string // custom_id → command, for commands too long for an ID
+	seen    bot.Seen          // event IDs, against replays
+	conns   []net.Conn        // connections dialled during Open, closed to unblock it
 }
 
 var (
@@ -87,7 +87,7 @@ func New(o Options) (*Adapter, error) {
 		// package globals and stay untouched.
 		s.Client = &http.Client{Timeout: 20 * time.Second, Transport: rewrite{base: base}}
 	}
-	a := &Adapter{opts: o, s: s, log: o.Logger, buttons: map[string]string{}, seen: map[string]time.Time{}}
+	a := &Adapter{opts: o, s: s, log: o.Logger, buttons: map[string]string{}}
 	// discordgo's Open holds the session lock while it waits for READY,
 	// with no deadline, so Close would wait forever too. The adapter keeps
 	// the gateway's TCP connections to itself and closes them instead.
@@ -134,28 +134,9 @@ func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-// firstTime reports whether an event ID (a message's or an interaction's)
-// is new.
-func (a *Adapter) firstTime(id string) bool {
-	if id == "" {
-		return true
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.seen[id]; ok {
-		return false
-	}
-	now := time.Now()
-	a.seen[id] = now
-	if len(a.seen) > 1000 {
-		for k, t := range a.seen {
-			if now.Sub(t) > time.Hour {
-				delete(a.seen, k)
-			}
-		}
-	}
-	return true
-}
+// firstTime reports whether an event ID is new (platforms deliver again
+// what they think was not received).
+func (a *Adapter) firstTime(id string) bool { return a.seen.First(id) }
 
 // Close stops delivering messages.
 func (a *Adapter) Close() { a.cancel() }

@@ -46,7 +46,7 @@ type Adapter struct {
 	botUserID string
 	botID     string
 	names     map[string]string
-	seen      map[string]time.Time // event IDs, against redelivery
+	seen      bot.Seen // event IDs, against redelivery
 }
 
 var (
@@ -76,7 +76,7 @@ func New(o Options) (*Adapter, error) {
 	a := &Adapter{
 		opts: o, log: o.Logger,
 		api:   slack.New(o.BotToken, slack.OptionAppLevelToken(o.AppToken), slack.OptionAPIURL(o.APIURL), slack.OptionLog(sdkLog)),
-		names: map[string]string{}, seen: map[string]time.Time{},
+		names: map[string]string{},
 	}
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -267,25 +267,9 @@ func (a *Adapter) fromEvent(ctx context.Context, cb slackevents.EventsAPIEvent) 
 	return bot.Incoming{}, false
 }
 
-// firstTime reports whether an event ID is new (Slack redelivers events it
-// thinks were not acked).
-func (a *Adapter) firstTime(id string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.seen[id]; ok {
-		return false
-	}
-	now := time.Now()
-	a.seen[id] = now
-	if len(a.seen) > 1000 {
-		for k, t := range a.seen {
-			if now.Sub(t) > time.Hour {
-				delete(a.seen, k)
-			}
-		}
-	}
-	return true
-}
+// firstTime reports whether an event ID is new (platforms deliver again
+// what they think was not received).
+func (a *Adapter) firstTime(id string) bool { return a.seen.First(id) }
 
 // userName shows a user by name; the ID stays the identity.
 func (a *Adapter) userName(ctx context.Context, id string) string {
