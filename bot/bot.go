@@ -262,11 +262,12 @@ func (b *Bot) drain(ctx context.Context) {
 		if !due {
 			now := b.clock.Now()
 			runs, err := b.store.Runs(ctx, store.RunFilter{Active: true})
+			holds, herr := b.store.Holds(ctx, true)
 			for _, r := range runs {
-				if err != nil || r.State == store.RunRunning || r.StartAt.After(now) {
+				if err != nil || herr != nil || r.State == store.RunRunning || r.StartAt.After(now) {
 					continue
 				}
-				if k, err := b.currentBlockers(ctx, r); err == nil && len(k.holds) == 0 && k.missing == 0 {
+				if k, err := b.blockersOf(ctx, r, holds, runs); err == nil && len(k.holds) == 0 && k.missing == 0 {
 					due = true
 					break
 				}

@@ -17,6 +17,7 @@ import (
 
 // execution is a run under way in this process.
 type execution struct {
+	target      string
 	cancel      context.CancelFunc
 	abortedBy   store.User
 	abortReason string
@@ -59,7 +60,7 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	x := &execution{cancel: cancel}
+	x := &execution{target: r.Target, cancel: cancel}
 	b.running[r.ID] = x
 	b.runs.Add(1)
 	run := *r

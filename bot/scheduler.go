@@ -204,17 +204,19 @@ func (b *Bot) blockersOf(ctx context.Context, r *store.Run, holds []*store.Hold,
 	return k, nil
 }
 
-// currentBlockers is what keeps r waiting now.
+// currentBlockers is what keeps r waiting now. The runs under way are the
+// ones this process executes: no need to read every active run.
+// b.mu is held.
 func (b *Bot) currentBlockers(ctx context.Context, r *store.Run) (blockers, error) {
 	holds, err := b.store.Holds(ctx, true)
 	if err != nil {
 		return blockers{}, err
 	}
-	active, err := b.store.Runs(ctx, store.RunFilter{Target: r.Target, Active: true})
-	if err != nil {
-		return blockers{}, err
+	var running []*store.Run
+	for id, x := range b.running {
+		running = append(running, &store.Run{ID: id, Target: x.target, State: store.RunRunning})
 	}
-	return b.blockersOf(ctx, r, holds, active)
+	return b.blockersOf(ctx, r, holds, running)
 }
 
 func (b *Bot) describe(k blockers) string {
