@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,6 +59,9 @@ type Outbox struct {
 	resolved map[string]store.MessageRef
 	seq      int
 	wake     chan struct{}
+	// session keeps this process's placeholders apart from those an
+	// earlier one left in the store.
+	session string
 }
 
 type outItem struct {
@@ -77,7 +82,9 @@ func NewOutbox(s Sender, log *slog.Logger) *Outbox {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{sender: s, log: log, MaxBackoff: 30 * time.Second,
+	session := make([]byte, 4)
+	rand.Read(session)
+	return &Outbox{sender: s, log: log, MaxBackoff: 30 * time.Second, session: hex.EncodeToString(session),
 		resolved: map[string]store.MessageRef{}, wake: make(chan struct{}, 1)}
 }
 
@@ -108,7 +115,7 @@ func (o *Outbox) push(it *outItem) {
 func (o *Outbox) Send(ctx context.Context, m Message) (store.MessageRef, error) {
 	o.mu.Lock()
 	o.seq++
-	it := &outItem{post: true, local: fmt.Sprintf("%s%d", pendingPrefix, o.seq), msg: m, done: make(chan outResult, 1)}
+	it := &outItem{post: true, local: fmt.Sprintf("%s%s-%d", pendingPrefix, o.session, o.seq), msg: m, done: make(chan outResult, 1)}
 	o.mu.Unlock()
 	o.push(it)
 	return store.MessageRef{Channel: m.Channel, ID: it.local}, nil

@@ -151,3 +151,14 @@ func TestOutbox_ObeysRateLimitsAndDropsPermanentFailures(t *testing.T) {
 		t.Fatalf("posts = %v", posts)
 	}
 }
+
+// TestOutbox_PlaceholdersDifferAcrossRestarts: a placeholder an earlier
+// process left in the store never names a message of the next one.
+func TestOutbox_PlaceholdersDifferAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	a, _ := bot.NewOutbox(&flakySender{}, nil).Send(ctx, bot.Message{Channel: "c", Text: "x"})
+	b, _ := bot.NewOutbox(&flakySender{}, nil).Send(ctx, bot.Message{Channel: "c", Text: "x"})
+	if a == b || !bot.IsPlaceholder(a) || !bot.IsPlaceholder(b) {
+		t.Fatalf("placeholders %v and %v", a, b)
+	}
+}

@@ -257,11 +257,11 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 	if r.live() && r.Method != MethodDump {
 		// The streamer creates the shadow while it reads production,
 		// reports its own progress and analyzes each table as it goes.
-		err := r.stream(ctx, env, tl, next, prog)
-		if perr := props(); err == nil {
-			err = perr
+		if err := r.stream(ctx, env, tl, next, prog); err != nil {
+			<-propsCh
+			return err
 		}
-		if err != nil {
+		if err := props(); err != nil {
 			return err
 		}
 		prog.logSize(ctx)
@@ -279,10 +279,11 @@ func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
 	if err == nil {
 		err = t.analyze(ctx, env, next)
 	}
-	if perr := props(); err == nil {
-		err = perr
-	}
 	if err != nil {
+		<-propsCh
+		return err
+	}
+	if err := props(); err != nil {
 		return err
 	}
 	prog.logSize(ctx)
