@@ -87,6 +87,8 @@ type Options struct {
 	Logger       *slog.Logger
 	// Redact removes secrets from every text the bot sends or logs.
 	Redact func(string) string
+	// Observer, when set, hears of every run that ends (metrics).
+	Observer Observer
 	// StopGrace is how long runs under way may go on when the bot is told
 	// to stop (default 1m); then they are aborted and their finally steps
 	// run. Hurry, when it closes (a second signal), aborts them at once.
@@ -114,6 +116,7 @@ type Bot struct {
 	wake    chan struct{}
 	// stopping: the bot is on its way out and starts no run.
 	stopping bool
+	beat     heartbeat
 }
 
 // New builds a bot. It does not touch the store or the adapter until Run.
@@ -394,6 +397,7 @@ func (b *Bot) schedule(ctx context.Context) {
 		// What is due by at, the tick does (or cannot do until something
 		// else happens); the clock may move on while it works.
 		at := b.clock.Now()
+		b.beat.beat()
 		if err := b.Tick(ctx); err != nil && ctx.Err() == nil {
 			b.log.Error("scheduler tick", "err", err)
 		}

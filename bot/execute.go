@@ -113,6 +113,9 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 		b.log.Error("store finished run", "run", r.ID, "err", err)
 	}
 	b.audit(bg, store.Scheduler, string(cur.State), cur.Target, cur.ID, 0, cur.Reason)
+	if b.opts.Observer != nil {
+		b.opts.Observer.RunEnded(cur)
+	}
 	b.endRunHolds(bg, cur)
 	final := b.statusMessage(cur)
 	up.stop(&final)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bwmarrin/discordgo"
@@ -45,10 +46,11 @@ type Adapter struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	buttons map[string]string // custom_id → command, for commands too long for an ID
-	seen    bot.Seen          // event IDs, against replays
-	conns   []net.Conn        // connections dialled during Open, closed to unblock it
+	mu        sync.Mutex
+	buttons   map[string]string // custom_id → command, for commands too long for an ID
+	seen      bot.Seen          // event IDs, against replays
+	connected atomic.Bool
+	conns     []net.Conn // connections dialled during Open, closed to unblock it
 }
 
 var (
@@ -134,6 +136,9 @@ func (r rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
+// Connected implements bot.Connector: the gateway session is up.
+func (a *Adapter) Connected() bool { return a.connected.Load() }
+
 // firstTime reports whether an event ID is new (platforms deliver again
 // what they think was not received).
 func (a *Adapter) firstTime(id string) bool { return a.seen.First(id) }
@@ -162,6 +167,9 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		}
 	})
 	defer removeMsg()
+	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Connect) { a.connected.Store(true) })()
+	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Disconnect) { a.connected.Store(false) })()
+	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Ready) { a.connected.Store(true) })()
 	removeInt := a.s.AddHandler(func(s *discordgo.Session, i *discordgo.InteractionCreate) {
 		if in, ok := a.fromInteraction(ctx, i); ok {
 			handle(ctx, in)

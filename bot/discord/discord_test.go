@@ -125,13 +125,18 @@ func TestDiscord_DeliversEverythingAfterADroppedConnection(t *testing.T) {
 	must(t, e.fake.Click("U2", "bob", e.waitMessage("Run 1: refresh of demo"), "Approve"))
 	status := e.waitMessage("Run 1 of demo/default: running")
 	_, resumesBefore, _ := e.fake.Stats()
+	if !e.a.Connected() {
+		t.Fatal("the adapter says it is not connected")
+	}
 	e.fake.SetDown(true)
+	bottest.Eventually(t, "the adapter to see it is disconnected", func() bool { return !e.a.Connected() })
 	e.WaitRun(1, store.RunSucceeded)
 	if e.a.Outbox().Pending() == 0 {
 		t.Fatal("nothing waited while Discord was down")
 	}
 	e.fake.SetDown(false)
 	bottest.Eventually(t, "the outbox to drain", func() bool { return e.a.Outbox().Pending() == 0 })
+	bottest.Eventually(t, "the adapter to see it is connected again", e.a.Connected)
 	final := e.waitMessage("Run 1 of demo/default: succeeded")
 	if final.ID != status.ID {
 		t.Fatalf("final state went to message %s, not the status message %s", final.ID, status.ID)

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -47,6 +48,7 @@ type Adapter struct {
 	botID     string
 	names     map[string]string
 	seen      bot.Seen // event IDs, against redelivery
+	connected atomic.Bool
 }
 
 var (
@@ -152,11 +154,16 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmode.Event, handle func(context.Context, bot.Incoming)) {
 	switch ev.Type {
 	case socketmode.EventTypeConnected:
+		a.connected.Store(true)
 		a.log.Info("slack connected")
 	case socketmode.EventTypeConnecting:
+		a.connected.Store(false)
 		a.log.Info("slack connecting")
 	case socketmode.EventTypeConnectionError:
+		a.connected.Store(false)
 		a.log.Warn("slack connection error", "err", ev.Data)
+	case socketmode.EventTypeDisconnect:
+		a.connected.Store(false)
 	case socketmode.EventTypeEventsAPI:
 		sm.Ack(*ev.Request)
 		if !a.firstTime("envelope:" + ev.Request.EnvelopeID) {
@@ -266,6 +273,9 @@ func (a *Adapter) fromEvent(ctx context.Context, cb slackevents.EventsAPIEvent) 
 	}
 	return bot.Incoming{}, false
 }
+
+// Connected implements bot.Connector: the Socket Mode connection is up.
+func (a *Adapter) Connected() bool { return a.connected.Load() }
 
 // firstTime reports whether an event ID is new (platforms deliver again
 // what they think was not received).

@@ -131,8 +131,12 @@ func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
 	must(t, err)
 	must(t, e.fake.Click("U2", "bob", e.waitMessage("Run 1: refresh of demo"), "Approve"))
 	status := e.waitMessage("Run 1 of demo/default: running")
+	if !e.a.Connected() {
+		t.Fatal("the adapter says it is not connected")
+	}
 	// Slack goes away mid-run: the socket drops and every call fails.
 	e.fake.SetDown(true)
+	bottest.Eventually(t, "the adapter to see it is disconnected", func() bool { return !e.a.Connected() })
 	e.WaitRun(1, store.RunSucceeded)
 	if e.a.Outbox().Pending() == 0 {
 		t.Fatal("nothing was waiting while Slack was down")
@@ -153,6 +157,7 @@ func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
 	}
 	// The socket came back by itself.
 	must(t, e.fake.WaitConnected(10*time.Second))
+	bottest.Eventually(t, "the adapter to see it is connected again", e.a.Connected)
 	_, err = e.fake.Say("U1", infra, "!stage history")
 	must(t, err)
 	e.waitMessage("#1 demo/default ✅ succeeded")

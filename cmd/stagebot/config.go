@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -34,6 +35,7 @@ type Config struct {
 	Chat     ChatConfig               `yaml:"chat"`
 	Access   AccessConfig             `yaml:"access"`
 	Defaults DefaultsConfig           `yaml:"defaults"`
+	HTTP     HTTPConfig               `yaml:"http"`
 	Targets  map[string]*TargetConfig `yaml:"targets"`
 	// ProductionServers are servers (DSNs) no target's staging may be on,
 	// besides every target's own production server.
@@ -59,6 +61,15 @@ type StoreConfig struct {
 type KeepConfig struct {
 	Runs *int `yaml:"runs"`
 	Days *int `yaml:"days"`
+}
+
+// HTTPConfig is the HTTP endpoint: /healthz, /readyz and /metrics.
+type HTTPConfig struct {
+	// Listen is host:port; empty turns HTTP off.
+	Listen string `yaml:"listen"`
+	// Token, when set, is required as a bearer token on every path but
+	// /healthz.
+	Token string `yaml:"token"`
 }
 
 // LogConfig sets up the operator's log.
@@ -536,6 +547,16 @@ func (c *Config) validate(errs *ConfigError) {
 		}
 	default:
 		bad("store.type", "unknown store %q: the only store is bolt", c.Store.Type)
+	}
+	if c.HTTP.Listen != "" {
+		if host, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
+			bad("http.listen", "%q is not host:port: write it like 127.0.0.1:9187", c.HTTP.Listen)
+		} else if ip := net.ParseIP(host); c.HTTP.Token == "" && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			bad("http.listen", "%s is reachable from other machines: set http.token (from the environment) to guard it, or listen on 127.0.0.1", c.HTTP.Listen)
+		}
+	}
+	if c.HTTP.Token != "" {
+		c.secrets = append(c.secrets, c.HTTP.Token)
 	}
 	for _, k := range []struct {
 		field string

@@ -572,6 +572,9 @@ func TestExamples_PassCheck(t *testing.T) {
 		t.Fatalf("examples: %v, %v", files, err)
 	}
 	for _, f := range files {
+		if filepath.Base(f) == "prometheus-alerts.yaml" {
+			continue // Prometheus's rules, not a stagebot config (tested in bot/web)
+		}
 		var out strings.Builder
 		err := Main(context.Background(), []string{"check", "-c", f}, strings.NewReader(""), &out, &out)
 		if err != nil || !strings.HasPrefix(out.String(), "Config is valid") {

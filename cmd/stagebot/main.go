@@ -24,6 +24,7 @@ import (
 	"github.com/stagebot/stagebot/bot/console"
 	discordadapter "github.com/stagebot/stagebot/bot/discord"
 	slackadapter "github.com/stagebot/stagebot/bot/slack"
+	"github.com/stagebot/stagebot/bot/web"
 	"github.com/stagebot/stagebot/store/bolt"
 )
 
@@ -39,6 +40,10 @@ Usage:
   stagebot version
 `
 
+// httpAddr, when set, hears the address the HTTP endpoint listens on (the
+// demo prints it).
+var httpAddr func(addr string)
+
 // hurry closes on a second stop signal: the runs under way are aborted at
 // once instead of after their grace period.
 var hurry = make(chan struct{})
@@ -48,6 +53,15 @@ func main() {
 	defer stop()
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// Reloading the config on SIGHUP is not built yet: say so rather than
+	// die (SIGHUP's default).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			fmt.Fprintln(os.Stderr, "stagebot: SIGHUP: reloading the config is not supported yet; restart stagebot to apply a changed config")
+		}
+	}()
 	go func() {
 		<-sigs
 		stop()
@@ -167,6 +181,12 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		ready.Wait()
 		b.Tell(target, msg)
 	}})
+	platform := cfg.Chat.Platform
+	if platform == "" {
+		platform = "console"
+	}
+	metrics := web.NewMetrics(platform)
+	opts.Observer = metrics
 	if channel == "" {
 		channel = "infra"
 		if len(opts.Access.ControlChannels) > 0 {
@@ -198,9 +218,44 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	}
 	b = bot.New(s, adapter, opts)
 	ready.Done()
+	metrics.SetSource(b)
+	if cfg.HTTP.Listen != "" {
+		srv := web.New(web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}, b, metrics)
+		if err := srv.Listen(); err != nil {
+			return err
+		}
+		logger.Info("serving /healthz, /readyz and /metrics", "url", "http://"+srv.Addr())
+		if httpAddr != nil {
+			httpAddr(srv.Addr())
+		}
+		// Served until the bot has stopped, its graceful stop included.
+		hctx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopHTTP()
+		go srv.Serve(hctx)
+	}
 	if c, ok := adapter.(*console.Adapter); ok {
 		c.WaitIdle = b.WaitIdle
 	}
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
+	// The service manager hears that the bot is up once its loop turns,
+	// that it is stopping when told to, and gets a watchdog ping while the
+	// loop keeps turning.
+	sctx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNotify()
+	go func() {
+		for sctx.Err() == nil {
+			if ok, _ := b.Health(); ok {
+				sdNotify("READY=1\nSTATUS=serving chat")
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		go watchdog(sctx, func() bool { ok, _ := b.Health(); return ok })
+		select {
+		case <-ctx.Done():
+			sdNotify("STOPPING=1\nSTATUS=stopping: runs under way get their grace period")
+		case <-sctx.Done():
+		}
+	}()
 	return b.Run(ctx)
 }
