@@ -18,6 +18,7 @@ import (
 // execution is a run under way in this process.
 type execution struct {
 	target      string
+	up          *updater // the run as it is now, progress included
 	cancel      context.CancelFunc
 	abortedBy   store.User
 	abortReason string
@@ -77,6 +78,9 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *execution) {
 	logs := &logSink{b: b, run: r.ID}
 	up := newUpdater(b, r)
+	b.mu.Lock()
+	x.up = up
+	b.mu.Unlock()
 	rep := &reporter{b: b, up: up, logs: logs, run: r.ID}
 	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process, Token: r.Token}
 	results, err := runner.Execute(ctx, plan, env, rep, b.clock.Now)

@@ -34,19 +34,22 @@ type Options struct {
 type Server struct {
 	o       Options
 	b       *bot.Bot
+	st      store.Store
 	metrics *Metrics
 	ln      net.Listener
 	srv     *http.Server
 }
 
-// New builds a server for b; metrics is where the bot's runs are counted
-// (give it to the bot as its Observer).
-func New(o Options, b *bot.Bot, metrics *Metrics) *Server {
+// New builds a server for b, which keeps its state in st; metrics is where
+// the bot's runs are counted (give it to the bot as its Observer).
+func New(o Options, b *bot.Bot, st store.Store, metrics *Metrics) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{o: o, b: b, metrics: metrics}
+	s := &Server{o: o, b: b, st: st, metrics: metrics}
 	mux := http.NewServeMux()
+	mux.Handle("GET /", s.guard(http.HandlerFunc(s.status)))
+	mux.Handle("GET /runs/", s.guard(http.HandlerFunc(s.run)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /readyz", s.guard(http.HandlerFunc(s.readyz)))
 	mux.Handle("GET /metrics", s.guard(promhttp.HandlerFor(metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)})))

@@ -55,7 +55,7 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 		}},
 	})
 	metrics.SetSource(sc.Bot)
-	srv := web.New(web.Options{Listen: "127.0.0.1:0", Token: "s3cret-token", Platform: "console"}, sc.Bot, metrics)
+	srv := web.New(web.Options{Listen: "127.0.0.1:0", Token: "s3cret-token", Platform: "console"}, sc.Bot, sc.Store, metrics)
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,5 +120,71 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(body)
+	}
+}
+
+// TestWeb_StatusPage loads the page as a person would during a real run:
+// holds (what people typed, escaped), the run under way with its steps as
+// they change, then the history and the run's log.
+func TestWeb_StatusPage(t *testing.T) {
+	a := bottest.NewAdapter()
+	metrics := web.NewMetrics("console")
+	sc := bottest.StartBotWith(t, a, bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), bot.Options{
+		EditInterval: 10 * time.Millisecond, Observer: metrics,
+		Access: bot.Access{ControlChannels: []string{"infra"}, Everyone: []string{"stage"}},
+		Targets: []*bot.Target{{
+			Name: "demo", Description: "the shop's staging", Channel: "infra", Notice: 10 * time.Minute,
+			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default",
+				Steps: []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying; sleep 1"}, &runner.Exec{StepName: "verify", Shell: "echo verified"}}}},
+			DefaultPipeline: "default",
+		}},
+	})
+	metrics.SetSource(sc.Bot)
+	srv := web.New(web.Options{Listen: "127.0.0.1:0"}, sc.Bot, sc.Store, metrics)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx)
+	base := "http://" + srv.Addr()
+
+	a.Type(ctx, "infra", alice, `!stage hold demo 1h testing <script>alert(1)</script> the login`)
+	a.Type(ctx, "infra", bob, "!stage resync demo now")
+	code, page := get(t, base+"/", "")
+	for _, want := range []string{"<h2>demo <span class=\"muted\">— the shop&#39;s staging</span></h2>", "refreshed never", "alice until", "testing &lt;script&gt;alert(1)&lt;/script&gt; the login", "Run 1</a> (default) waiting", "No runs yet."} {
+		if code != http.StatusOK || !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script>alert(1)") {
+		t.Fatal("what a person typed reached the page unescaped")
+	}
+	// The hold ends; the run starts after its notice and runs.
+	a.Type(ctx, "infra", alice, "!stage release demo")
+	var live string
+	bottest.Eventually(t, "the live part to show the run's first step under way", func() bool {
+		sc.Clock.Advance(time.Minute)
+		_, live = get(t, base+"/?part=live", "")
+		return strings.Contains(live, "▶ <a href=\"/runs/1\">Run 1</a>") && strings.Contains(live, "▶ copy")
+	})
+	if strings.Contains(live, "<html") {
+		t.Fatal("the live part is a whole page")
+	}
+	bottest.Eventually(t, "the live part to show the first step done", func() bool {
+		_, live = get(t, base+"/?part=live", "")
+		return strings.Contains(live, "✓ copy") || !strings.Contains(live, "Run 1</a>")
+	})
+	sc.WaitRun(1, store.RunSucceeded)
+	_, page = get(t, base+"/", "")
+	if !strings.Contains(page, `<a href="/runs/1">#1</a>`) || !strings.Contains(page, "succeeded") || strings.Contains(page, "refreshed never") {
+		t.Errorf("after the run the page says:\n%s", page)
+	}
+	code, runPage := get(t, base+"/runs/1", "")
+	if code != http.StatusOK || !strings.Contains(runPage, "Run 1: demo/default, succeeded") || !strings.Contains(runPage, "copying") || !strings.Contains(runPage, "✓ verify") {
+		t.Errorf("/runs/1: %d\n%s", code, runPage)
+	}
+	if code, _ := get(t, base+"/runs/99", ""); code != http.StatusNotFound {
+		t.Errorf("/runs/99: %d", code)
 	}
 }

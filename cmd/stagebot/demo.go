@@ -63,7 +63,7 @@ func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as str
 	cfg.Log.Level = "warn"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	httpAddr = func(addr string) {
-		fmt.Fprintf(stdout, "Health and metrics: http://%s/healthz · http://%s/metrics\n\n", addr, addr)
+		fmt.Fprintf(stdout, "Status page: http://%s/ · health and metrics: /healthz, /metrics\n\n", addr)
 	}
 	fmt.Fprintf(stdout, `Production: %s (5000 customers, 20000 orders). Staging: %s (empty until the first refresh).
 Try: !stage help · !stage resync demo now · !stage status · !stage log 1

@@ -220,11 +220,11 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	ready.Done()
 	metrics.SetSource(b)
 	if cfg.HTTP.Listen != "" {
-		srv := web.New(web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}, b, metrics)
+		srv := web.New(web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}, b, s, metrics)
 		if err := srv.Listen(); err != nil {
 			return err
 		}
-		logger.Info("serving /healthz, /readyz and /metrics", "url", "http://"+srv.Addr())
+		logger.Info("serving the status page, /healthz, /readyz and /metrics", "url", "http://"+srv.Addr())
 		if httpAddr != nil {
 			httpAddr(srv.Addr())
 		}

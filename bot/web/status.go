@@ -1,0 +1,161 @@
+package web
+
+import (
+	_ "embed"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/store"
+)
+
+//go:embed status.html
+var statusHTML string
+
+var pages = template.Must(template.New("status").Funcs(template.FuncMap{
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return roundDur(now.Sub(t)) + " ago"
+	},
+	"at":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
+	"dur":  roundDur,
+	"mark": stepMark,
+}).Parse(statusHTML))
+
+func roundDur(d time.Duration) string {
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	case d >= time.Second:
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func stepMark(s store.StepState) string {
+	return map[store.StepState]string{store.StepPending: "·", store.StepRunning: "▶", store.StepSucceeded: "✓",
+		store.StepFailed: "✗", store.StepSkipped: "–", store.StepAborted: "⏹"}[s]
+}
+
+// targetView is one target on the status page.
+type targetView struct {
+	bot.TargetInfo
+	LastSuccess time.Time
+	Holds       []*store.Hold
+	Pending     []*store.Run
+	Running     []store.Run
+}
+
+type statusView struct {
+	Now      time.Time
+	Targets  []targetView
+	History  []*store.Run
+	Fragment bool
+}
+
+// status is the page at /: every target, its data age, holds, runs waiting
+// and under way (with live progress), and the recent history. With
+// ?part=live only the live part, which the page's script fetches every
+// two seconds.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	ctx := r.Context()
+	snap, err := s.b.Snapshot(ctx)
+	if err != nil {
+		http.Error(w, "cannot read the bot's state: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	holds, err := s.st.Holds(ctx, true)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	active, err := s.st.Runs(ctx, store.RunFilter{Active: true})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	v := statusView{Now: snap.Now, Fragment: r.URL.Query().Get("part") == "live"}
+	for _, t := range s.b.Targets() {
+		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name]}
+		for _, h := range holds {
+			if h.Covers(t.Name) {
+				tv.Holds = append(tv.Holds, h)
+			}
+		}
+		for i := len(active) - 1; i >= 0; i-- {
+			run := active[i]
+			if run.Target != t.Name {
+				continue
+			}
+			if live, ok := s.b.LiveRun(run.ID); ok {
+				tv.Running = append(tv.Running, live)
+			} else if run.State == store.RunRunning {
+				tv.Running = append(tv.Running, *run)
+			} else {
+				tv.Pending = append(tv.Pending, run)
+			}
+		}
+		v.Targets = append(v.Targets, tv)
+	}
+	if !v.Fragment {
+		// The runs that have ended; the others are in the live part.
+		recent, err := s.st.Runs(ctx, store.RunFilter{Limit: 20 + len(active)})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		for _, r := range recent {
+			if r.State.Done() && len(v.History) < 20 {
+				v.History = append(v.History, r)
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	name := "page"
+	if v.Fragment {
+		name = "live"
+	}
+	if err := pages.ExecuteTemplate(w, name, v); err != nil {
+		s.o.Logger.Warn("render the status page", "err", err)
+	}
+}
+
+// run is the page of one run: its steps and its log.
+func (s *Server) run(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/runs/"), 10, 64)
+	if err != nil {
+		http.Error(w, "give a run number: /runs/42", http.StatusBadRequest)
+		return
+	}
+	ctx := r.Context()
+	run, err := s.st.Run(ctx, id)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("there is no run %d", id), http.StatusNotFound)
+		return
+	}
+	if live, ok := s.b.LiveRun(id); ok {
+		run = &live
+	}
+	log, err := s.st.Log(ctx, id)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := pages.ExecuteTemplate(w, "run", struct {
+		Run *store.Run
+		Log string
+	}{run, string(log)}); err != nil {
+		s.o.Logger.Warn("render a run's page", "err", err)
+	}
+}
