@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 SCALE       ?= 10
 RUNS        ?= 3
 
-.PHONY: help build demo test bench bench-bot fmt-check vet lint fuzz clean postgres
+.PHONY: help build demo test bench bench-bot fmt-check vet lint fuzz clean postgres chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,7 +19,7 @@ build: ## build bin/stagebot
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint postgres ## gofmt check, go vet, staticcheck, then every test with -race
+test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, then every test with -race
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.5 GB)
@@ -42,6 +42,16 @@ postgres:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else \
 		echo "PostgreSQL server binaries are missing: run 'sudo apt-get install postgresql', then try again"; exit 1; \
+	fi
+
+# The status page is tested in a real browser: Debian's chromium package.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || command -v google-chrome >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Chromium (Debian's chromium package) for the status page's browser test…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium is missing (the status page's test runs in it): run 'sudo apt-get install chromium', then try again"; exit 1; \
 	fi
 
 fmt-check:
