@@ -102,7 +102,9 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	waitText("the copy under way", func(s string) bool { return strings.Contains(s, "▶ copy production") && strings.Contains(s, "✓ stop httpd") })
+	waitText("the copy under way", func(s string) bool {
+		return strings.Contains(s, "▶ copy production") && strings.Contains(s, "✓ stop httpd")
+	})
 	if path := os.Getenv("STAGEBOT_SCREENSHOT"); path != "" {
 		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
