@@ -241,7 +241,10 @@ func (b *Bot) Run(ctx context.Context) error {
 		stopAdapter()
 		err = <-errc
 	}
-	for _, t := range b.targets {
+	b.mu.Lock()
+	targets := b.targets
+	b.mu.Unlock()
+	for _, t := range targets {
 		if t.Wait != nil {
 			t.Wait()
 		}
@@ -323,6 +326,7 @@ func (b *Bot) shutdown() {
 		b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Text: text, Mentions: []store.User{r.Requester}})
 		b.log.Info("stopping: a run is under way", "run", r.ID, "target", r.Target, "step", step, "grace", b.opts.StopGrace)
 	}
+	grace := b.opts.StopGrace
 	b.mu.Unlock()
 	if len(ids) == 0 {
 		return
@@ -333,8 +337,8 @@ func (b *Bot) shutdown() {
 	select {
 	case <-done:
 		return
-	case <-time.After(b.opts.StopGrace):
-		why = fmt.Sprintf("stagebot was stopping and the run did not finish within %s", fmtDur(b.opts.StopGrace))
+	case <-time.After(grace):
+		why = fmt.Sprintf("stagebot was stopping and the run did not finish within %s", fmtDur(grace))
 	case <-b.opts.Hurry:
 		why = "stagebot was told twice to stop"
 	}
@@ -362,11 +366,11 @@ func (b *Bot) flushOutbox(wait time.Duration) {
 
 // compact applies the retention policy, at most once a day.
 func (b *Bot) compact(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.opts.KeepRuns == 0 && b.opts.KeepAge == 0 || ctx.Err() != nil {
 		return
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	now := b.clock.Now()
 	if last, err := b.store.Mark(ctx, "compacted"); err == nil && now.Sub(last) < 24*time.Hour {
 		return

@@ -14,6 +14,8 @@ type TargetInfo struct {
 
 // Targets lists the configured targets, by name.
 func (b *Bot) Targets() []TargetInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	var out []TargetInfo
 	for _, name := range b.targetNames("") {
 		t := b.targets[name]

@@ -44,6 +44,8 @@ type Config struct {
 	PGBinDir string `yaml:"pg_bindir"`
 
 	location *time.Location
+	// path is the file the config was read from ("" when given as bytes).
+	path string
 	// secrets are values that came from secret-looking environment
 	// variables; they are removed from everything the bot says or logs.
 	secrets []string
@@ -302,7 +304,11 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(data, path)
+	cfg, err := ParseConfig(data, path)
+	if cfg != nil {
+		cfg.path = path
+	}
+	return cfg, err
 }
 
 // ConfigError lists every problem of a config file.

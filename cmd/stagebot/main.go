@@ -13,9 +13,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	_ "time/tzdata"
@@ -44,6 +47,9 @@ Usage:
 // demo prints it).
 var httpAddr func(addr string)
 
+// reloads carries SIGHUP to the running bot.
+var reloads = make(chan struct{}, 1)
+
 // hurry closes on a second stop signal: the runs under way are aborted at
 // once instead of after their grace period.
 var hurry = make(chan struct{})
@@ -53,13 +59,16 @@ func main() {
 	defer stop()
 	sigs := make(chan os.Signal, 3)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	// Reloading the config on SIGHUP is not built yet: say so rather than
-	// die (SIGHUP's default).
+	// SIGHUP reloads the config (run does it; before it runs, the signal
+	// is only noted).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
 		for range hup {
-			fmt.Fprintln(os.Stderr, "stagebot: SIGHUP: reloading the config is not supported yet; restart stagebot to apply a changed config")
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	go func() {
@@ -164,6 +173,51 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 	return nil
 }
 
+// reload reads the config file again; when it is valid the bot takes its
+// targets, access and limits, and says what changed in its log and its
+// control channel; when it is not, the bot keeps its config and says why.
+func reload(cur *Config, b *bot.Bot, logger *slog.Logger, dp deps, metrics *web.Metrics) *Config {
+	if cur.path == "" {
+		return nil
+	}
+	next, err := LoadConfig(cur.path)
+	if err != nil {
+		logger.Error("config reload failed; the old config stays", "err", err)
+		b.Say(fmt.Sprintf("⚠ I could not reload my config, so I keep the one I have:\n%v", err))
+		return nil
+	}
+	opts := next.botOptions(dp)
+	opts.Observer = metrics
+	changes := b.Reconfigure(opts)
+	var restart []string
+	for _, c := range []struct {
+		name     string
+		old, new any
+	}{
+		{"chat", cur.Chat, next.Chat}, {"store", cur.Store.Path + cur.Store.Type, next.Store.Path + next.Store.Type},
+		{"prefix", cur.Prefix, next.Prefix}, {"timezone", cur.Timezone, next.Timezone}, {"http", cur.HTTP, next.HTTP},
+		{"log", cur.Log, next.Log}, {"defaults.edit_interval", cur.Defaults.EditInterval, next.Defaults.EditInterval},
+	} {
+		if fmt.Sprint(c.old) != fmt.Sprint(c.new) {
+			restart = append(restart, c.name)
+		}
+	}
+	if changes == "" && len(restart) == 0 {
+		logger.Info("config reloaded: nothing changed")
+		return next
+	}
+	msg := "🔄 Config reloaded."
+	if changes != "" {
+		msg += "\n" + changes
+	}
+	if len(restart) > 0 {
+		msg += fmt.Sprintf("\nThese need a restart to apply: %s.", strings.Join(restart, ", "))
+	}
+	logger.Info("config reloaded", "changes", strings.ReplaceAll(changes, "\n", "; "), "need_restart", strings.Join(restart, ", "))
+	b.Say(msg)
+	return next
+}
+
 // run serves chat until ctx ends (or the console input does).
 func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Writer, as, channel string) error {
 	logger := newLogger(cfg, stderr)
@@ -181,6 +235,12 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		ready.Wait()
 		b.Tell(target, msg)
 	}})
+	// The redactor can change with a reload (new secrets): the bot calls
+	// whichever is current.
+	var redactor atomic.Pointer[func(string) string]
+	first := opts.Redact
+	redactor.Store(&first)
+	opts.Redact = func(s string) string { return (*redactor.Load())(s) }
 	platform := cfg.Chat.Platform
 	if platform == "" {
 		platform = "console"
@@ -237,6 +297,22 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		c.WaitIdle = b.WaitIdle
 	}
 	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-reloads:
+				if next := reload(cfg, b, logger, deps{logger: logger, reg: s, hurry: hurry, tell: b.Tell}, metrics); next != nil {
+					// Old secrets stay redacted too: they may be in logs
+					// and messages still being written.
+					r := newRedactor(append(append([]string(nil), cfg.secrets...), next.secrets...))
+					redactor.Store(&r)
+					cfg.secrets = append(cfg.secrets, next.secrets...)
+				}
+			}
+		}
+	}()
 	// The service manager hears that the bot is up once its loop turns,
 	// that it is stopping when told to, and gets a watchdog ping while the
 	// loop keeps turning.

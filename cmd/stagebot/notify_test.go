@@ -66,7 +66,7 @@ func TestSystemdUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Type=notify", "ExecStartPre=/usr/local/bin/stagebot check -c ", "ExecStart=/usr/local/bin/stagebot run -c ", "WatchdogSec=", "TimeoutStopSec=", "StateDirectory=stagebot", "Restart=on-failure"} {
+	for _, want := range []string{"Type=notify", "ExecStartPre=/usr/local/bin/stagebot check -c ", "ExecStart=/usr/local/bin/stagebot run -c ", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID", "TimeoutStopSec=", "StateDirectory=stagebot", "Restart=on-failure"} {
 		if !strings.Contains(string(unit), "\n"+want) {
 			t.Errorf("the unit lacks %q", want)
 		}
