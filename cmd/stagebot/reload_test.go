@@ -42,7 +42,9 @@ targets:
 
 	write("  web2:\n    notice: soon\n    pipelines: {default: {steps: [{exec: \"true\"}]}}\n")
 	bot.cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil(t, "the refusal", func() bool { return strings.Contains(bot.out.String(), "I could not reload my config, so I keep the one I have") })
+	waitUntil(t, "the refusal", func() bool {
+		return strings.Contains(bot.out.String(), "I could not reload my config, so I keep the one I have")
+	})
 	bot.say(t, "!stage resync web2 --dry-run")
 	out := bot.finish(t)
 	for _, want := range []string{
