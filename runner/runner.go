@@ -59,7 +59,9 @@ type Progress struct {
 	Unit        string // "bytes", "rows"…
 	// Items is a short count of finished pieces, e.g. "3/12 tables".
 	Items string
-	ETA   time.Duration
+	// Rows copied so far, for a step that copies rows.
+	Rows int64
+	ETA  time.Duration
 }
 
 // String renders the progress in one short line.
@@ -233,9 +235,10 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		stepEnv.Log = &lineWriter{w: env.Log, prefix: "[" + s.Name() + "] "}
 		var detailMu sync.Mutex
 		detail := ""
+		var last Progress
 		stepEnv.Progress = func(p Progress) {
 			detailMu.Lock()
-			detail = p.String()
+			detail, last = p.String(), p
 			detailMu.Unlock()
 			rep.StepProgress(i, p)
 		}
@@ -246,6 +249,10 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		detailMu.Lock()
 		// The last progress line stays as the step's detail.
 		results[i].Detail = detail
+		if last.Unit == "bytes" {
+			results[i].Bytes = last.Done
+		}
+		results[i].Rows = last.Rows
 		detailMu.Unlock()
 		results[i].Duration = now().Sub(results[i].StartedAt)
 		switch {

@@ -133,6 +133,9 @@ type StepResult struct {
 	Error     string        `json:"error,omitempty"`
 	// Detail is a short line about the step (progress, or what it measured).
 	Detail string `json:"detail,omitempty"`
+	// Bytes and Rows are what the step copied, when it copies.
+	Bytes int64 `json:"bytes,omitempty"`
+	Rows  int64 `json:"rows,omitempty"`
 }
 
 // AllTargets is the Target of a hold on every target.

@@ -125,6 +125,7 @@ type Metrics struct {
 	runs     *prometheus.CounterVec
 	runTime  *prometheus.HistogramVec
 	stepTime *prometheus.HistogramVec
+	copied   *prometheus.CounterVec
 	snapshot func(context.Context) (bot.Snapshot, error)
 	platform string
 }
@@ -140,7 +141,8 @@ func NewMetrics(platform string) *Metrics {
 		Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200}}, []string{"target", "pipeline", "outcome"})
 	m.stepTime = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "stagebot_step_duration_seconds", Help: "How long steps took, by kind.",
 		Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600}}, []string{"target", "kind", "state"})
-	m.reg.MustRegister(m.runs, m.runTime, m.stepTime, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*stateCollector)(m))
+	m.copied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stagebot_copied_total", Help: "What refreshes copied into staging: bytes (table data and indexes) and rows."}, []string{"target", "unit"})
+	m.reg.MustRegister(m.runs, m.runTime, m.stepTime, m.copied, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), (*stateCollector)(m))
 	return m
 }
 
@@ -156,6 +158,12 @@ func (m *Metrics) RunEnded(r *store.Run) {
 	for _, s := range r.Steps {
 		if !s.StartedAt.IsZero() {
 			m.stepTime.WithLabelValues(r.Target, s.Kind, string(s.State)).Observe(s.Duration.Seconds())
+		}
+		if s.Bytes > 0 {
+			m.copied.WithLabelValues(r.Target, "bytes").Add(float64(s.Bytes))
+		}
+		if s.Rows > 0 {
+			m.copied.WithLabelValues(r.Target, "rows").Add(float64(s.Rows))
 		}
 	}
 }

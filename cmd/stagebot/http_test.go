@@ -80,3 +80,58 @@ func TestConfig_HTTPListen(t *testing.T) {
 		t.Errorf("with a token: %v", err)
 	}
 }
+
+// TestRun_MetricsDuringAndAfterARealRefresh scrapes /metrics while the bot
+// refreshes a real staging database and after: the figures match what
+// happened.
+func TestRun_MetricsDuringAndAfterARealRefresh(t *testing.T) {
+	e := newCrashEnv(t)
+	data, err := os.ReadFile(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(strings.Replace(string(data), "log: {level: warn}", "log: {level: info}\nhttp: {listen: \"127.0.0.1:0\"}", 1)), 0o600)
+	bot := startBot(t, cfg)
+	var base string
+	url := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
+	waitUntil(t, "the HTTP endpoint", func() bool {
+		m := url.FindStringSubmatch(bot.out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	scrape := func() string {
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	bot.say(t, "!stage resync app now")
+	waitUntil(t, "a scrape during the refresh", func() bool { return strings.Contains(scrape(), "stagebot_runs_running 1") })
+	waitUntil(t, "the refresh to be counted", func() bool {
+		return strings.Contains(scrape(), `stagebot_runs_total{outcome="succeeded",pipeline="default",target="app"} 1`)
+	})
+	body := scrape()
+	for _, want := range []string{
+		`stagebot_copied_total{target="app",unit="rows"} 800001`,
+		`stagebot_copied_total{target="app",unit="bytes"}`,
+		`stagebot_step_duration_seconds_count{kind="pg_refresh",state="succeeded",target="app"} 1`,
+		`stagebot_step_duration_seconds_count{kind="pg_swap",state="succeeded",target="app"} 1`,
+		`stagebot_swap_unavailable_seconds{target="app"}`,
+		`stagebot_data_age_seconds{target="app"}`,
+		"stagebot_runs_running 0",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+	bot.finish(t)
+}

@@ -956,7 +956,7 @@ func (s *streamer) report(final bool) {
 			data += min(tb.size, int64(float64(tb.size)*float64(n)/float64(tb.tuples)))
 		}
 	}
-	p := runner.Progress{Done: data + s.indexDone.Load(), Total: s.totalData + s.totalIndex, Unit: "bytes"}
+	p := runner.Progress{Done: data + s.indexDone.Load(), Total: s.totalData + s.totalIndex, Unit: "bytes", Rows: rows}
 	rowsText := fmt.Sprintf("%d of ~%d rows", rows, s.totalRows)
 	if final {
 		rowsText = fmt.Sprintf("%d rows", rows)
