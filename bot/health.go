@@ -76,6 +76,8 @@ type Snapshot struct {
 	// chat is up.
 	Outbox    int
 	Connected bool
+	// SendFailures counts the sends chat refused or did not answer.
+	SendFailures int64
 }
 
 // Snapshot reads the state the metrics show.
@@ -134,6 +136,7 @@ func (b *Bot) Snapshot(ctx context.Context) (Snapshot, error) {
 	}
 	if ob, ok := b.adapter.(interface{ Outbox() *Outbox }); ok {
 		s.Outbox = ob.Outbox().Pending()
+		s.SendFailures = ob.Outbox().Failures()
 	}
 	if c, ok := b.adapter.(Connector); ok {
 		s.Connected = c.Connected()

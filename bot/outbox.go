@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stagebot/stagebot/store"
@@ -61,8 +62,13 @@ type Outbox struct {
 	wake     chan struct{}
 	// session keeps this process's placeholders apart from those an
 	// earlier one left in the store.
-	session string
+	session  string
+	failures atomic.Int64
 }
+
+// Failures counts the sends the platform refused or did not answer
+// (each retry counts).
+func (o *Outbox) Failures() int64 { return o.failures.Load() }
 
 type outItem struct {
 	post  bool
@@ -169,6 +175,9 @@ func (o *Outbox) Run(ctx context.Context) {
 			}
 		}
 		res, err := o.deliver(ctx, it)
+		if err != nil && ctx.Err() == nil {
+			o.failures.Add(1)
+		}
 		var ra *RetryAfter
 		var perm *permanentError
 		switch {

@@ -141,6 +141,9 @@ func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
 	if e.a.Outbox().Pending() == 0 {
 		t.Fatal("nothing was waiting while Slack was down")
 	}
+	if e.a.Outbox().Failures() == 0 {
+		t.Error("no failed send was counted while Slack was down")
+	}
 	e.fake.SetDown(false)
 	deadline := time.Now().Add(10 * time.Second)
 	for e.a.Outbox().Pending() > 0 && time.Now().Before(deadline) {

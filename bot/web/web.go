@@ -176,6 +176,7 @@ var (
 	runsWaiting = prometheus.NewDesc("stagebot_runs_waiting", "Runs not yet started, by what they wait for.", []string{"reason"}, nil)
 	runsRunning = prometheus.NewDesc("stagebot_runs_running", "Runs under way.", nil, nil)
 	outboxQueue = prometheus.NewDesc("stagebot_outbox_queued", "Messages waiting to be sent to chat.", []string{"platform"}, nil)
+	sendFails   = prometheus.NewDesc("stagebot_outbox_send_failures_total", "Sends to chat that failed (refused, rate-limited or unanswered; each retry counts).", []string{"platform"}, nil)
 	chatUp      = prometheus.NewDesc("stagebot_chat_connected", "1 when the chat connection is up.", []string{"platform"}, nil)
 	scrapeOK    = prometheus.NewDesc("stagebot_state_up", "1 when the bot's state could be read for this scrape.", nil, nil)
 )
@@ -184,7 +185,7 @@ var (
 type stateCollector Metrics
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dataAge, lastSuccess, unavailable, holdsActive, runsWaiting, runsRunning, outboxQueue, chatUp, scrapeOK} {
+	for _, d := range []*prometheus.Desc{dataAge, lastSuccess, unavailable, holdsActive, runsWaiting, runsRunning, outboxQueue, sendFails, chatUp, scrapeOK} {
 		ch <- d
 	}
 }
@@ -217,6 +218,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(runsRunning, prometheus.GaugeValue, float64(s.Running))
 	ch <- prometheus.MustNewConstMetric(outboxQueue, prometheus.GaugeValue, float64(s.Outbox), c.platform)
+	ch <- prometheus.MustNewConstMetric(sendFails, prometheus.CounterValue, float64(s.SendFailures), c.platform)
 	up := 0.0
 	if s.Connected {
 		up = 1

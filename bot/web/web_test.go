@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -93,6 +94,7 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 		`stagebot_runs_running 0`,
 		`stagebot_chat_connected{platform="console"} 1`,
 		`stagebot_outbox_queued{platform="console"} 0`,
+		`stagebot_outbox_send_failures_total{platform="console"} 0`,
 		`stagebot_state_up 1`,
 		"go_goroutines ",
 		"process_resident_memory_bytes ",
@@ -108,6 +110,11 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 	rules, err := os.ReadFile("../../examples/prometheus-alerts.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		if out, err := exec.Command(promtool, "check", "rules", "../../examples/prometheus-alerts.yaml").CombinedOutput(); err != nil {
+			t.Errorf("promtool check rules: %v\n%s", err, out)
+		}
 	}
 	used := regexp.MustCompile(`stagebot_[a-z_]+`).FindAllString(string(rules), -1)
 	if len(used) < 5 {
