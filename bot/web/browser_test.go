@@ -52,14 +52,9 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 			DefaultPipeline: "default",
 		}},
 	})
-	metrics.SetSource(sc.Bot)
-	srv := web.New(web.Options{Listen: "127.0.0.1:0"}, sc.Bot, sc.Store, metrics)
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
+	base := serve(t, sc, metrics, web.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go srv.Serve(ctx)
 
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.WindowSize(1000, 900))...)
@@ -71,7 +66,7 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 
 	a.Type(ctx, "infra", alice, "!stage hold fas2 1h testing the new login")
 	a.Type(ctx, "infra", bob, "!stage resync fas2 now")
-	if err := chromedp.Do(bctx, chromedp.Navigate("http://"+srv.Addr()+"/")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/")); err != nil {
 		t.Fatal(err)
 	}
 	text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#live")))

@@ -38,6 +38,22 @@ func get(t *testing.T, url, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// serve starts the HTTP side of the scenario's bot on a free port until
+// the test ends, and returns its base URL.
+func serve(t *testing.T, sc *bottest.Scenario, metrics *web.Metrics, o web.Options) string {
+	t.Helper()
+	metrics.SetSource(sc.Bot)
+	o.Listen = "127.0.0.1:0"
+	srv := web.New(o, sc.Bot, sc.Store, metrics)
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go srv.Serve(ctx)
+	return "http://" + srv.Addr()
+}
+
 func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 	a := bottest.NewAdapter()
 	metrics := web.NewMetrics("console")
@@ -55,15 +71,8 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 			DefaultPipeline: "default",
 		}},
 	})
-	metrics.SetSource(sc.Bot)
-	srv := web.New(web.Options{Listen: "127.0.0.1:0", Token: "s3cret-token", Platform: "console"}, sc.Bot, sc.Store, metrics)
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx)
-	base := "http://" + srv.Addr()
+	base := serve(t, sc, metrics, web.Options{Token: "s3cret-token", Platform: "console"})
+	ctx := context.Background()
 
 	bottest.Eventually(t, "a healthy bot", func() bool { code, _ := get(t, base+"/healthz", ""); return code == http.StatusOK })
 	if code, body := get(t, base+"/readyz", ""); code != http.StatusUnauthorized || !strings.Contains(body, "Bearer") {
@@ -146,15 +155,8 @@ func TestWeb_StatusPage(t *testing.T) {
 			DefaultPipeline: "default",
 		}},
 	})
-	metrics.SetSource(sc.Bot)
-	srv := web.New(web.Options{Listen: "127.0.0.1:0"}, sc.Bot, sc.Store, metrics)
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.Serve(ctx)
-	base := "http://" + srv.Addr()
+	base := serve(t, sc, metrics, web.Options{})
+	ctx := context.Background()
 
 	a.Type(ctx, "infra", alice, `!stage hold demo 1h testing <script>alert(1)</script> the login`)
 	a.Type(ctx, "infra", bob, "!stage resync demo now")

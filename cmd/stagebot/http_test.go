@@ -11,6 +11,22 @@ import (
 	"testing"
 )
 
+var httpURL = regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
+
+// httpBase waits for the bot to log where it serves HTTP.
+func httpBase(t *testing.T, bot *botProcess) string {
+	t.Helper()
+	var base string
+	waitUntil(t, "the HTTP endpoint", func() bool {
+		m := httpURL.FindStringSubmatch(bot.out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	return base
+}
+
 // TestRun_ServesHealthAndMetrics runs the real binary with http.listen and
 // scrapes it before and after a run.
 func TestRun_ServesHealthAndMetrics(t *testing.T) {
@@ -27,15 +43,7 @@ targets:
         steps: [{name: copy, exec: "echo copying"}]
 `, filepath.Join(dir, "stagebot.db"))), 0o600)
 	bot := startBot(t, cfg, "STAGEBOT_TEST_HTTP_TOKEN=tok-7f3a9c")
-	var base string
-	url := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
-	waitUntil(t, "the HTTP endpoint", func() bool {
-		m := url.FindStringSubmatch(bot.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base := httpBase(t, bot)
 	scrape := func(path string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
 		req.Header.Set("Authorization", "Bearer tok-7f3a9c")
@@ -93,15 +101,7 @@ func TestRun_MetricsDuringAndAfterARealRefresh(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte(strings.Replace(string(data), "log: {level: warn}", "log: {level: info}\nhttp: {listen: \"127.0.0.1:0\"}", 1)), 0o600)
 	bot := startBot(t, cfg)
-	var base string
-	url := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`)
-	waitUntil(t, "the HTTP endpoint", func() bool {
-		m := url.FindStringSubmatch(bot.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base := httpBase(t, bot)
 	scrape := func() string {
 		resp, err := http.Get(base + "/metrics")
 		if err != nil {
