@@ -18,7 +18,8 @@ import (
 // execution is a run under way in this process.
 type execution struct {
 	target      string
-	up          *updater // the run as it is now, progress included
+	planTook    time.Duration // checking every step before the start
+	up          *updater      // the run as it is now, progress included
 	cancel      context.CancelFunc
 	abortedBy   store.User
 	abortReason string
@@ -29,7 +30,9 @@ type execution struct {
 // b.mu is held.
 func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 	now := b.clock.Now()
+	planStart := time.Now()
 	plan := runner.MakePlan(ctx, t.Name, t.Pipelines[r.Pipeline])
+	planTook := time.Since(planStart)
 	r.State, r.StartedAt, r.Reason, r.WaitNotice, r.HoldWait = store.RunRunning, now, "", "", false
 	r.Token = newToken()
 	r.Steps = plan.Results()
@@ -61,7 +64,7 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 	}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	x := &execution{target: r.Target, cancel: cancel}
+	x := &execution{target: r.Target, cancel: cancel, planTook: planTook}
 	b.running[r.ID] = x
 	b.runs.Add(1)
 	run := *r
@@ -77,6 +80,7 @@ func (b *Bot) startRun(ctx context.Context, r *store.Run, t *Target) error {
 // takes it for each store write.
 func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *execution) {
 	logs := &logSink{b: b, run: r.ID}
+	fmt.Fprintf(logs, "== plan: every step checked (guards, connections, tools) in %s\n", x.planTook.Round(time.Millisecond))
 	up := newUpdater(b, r)
 	b.mu.Lock()
 	x.up = up

@@ -33,14 +33,17 @@ func (b *Bot) Targets() []TargetInfo {
 // progress, which the store gets only as each step ends.
 func (b *Bot) LiveRun(id uint64) (store.Run, bool) {
 	b.mu.Lock()
-	x := b.running[id]
+	var up *updater
+	if x := b.running[id]; x != nil {
+		up = x.up
+	}
 	b.mu.Unlock()
-	if x == nil || x.up == nil {
+	if up == nil {
 		return store.Run{}, false
 	}
-	x.up.mu.Lock()
-	defer x.up.mu.Unlock()
-	r := x.up.run
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	r := up.run
 	r.Steps = slices.Clone(r.Steps)
 	return r, true
 }

@@ -63,7 +63,8 @@ type method struct {
 type result struct {
 	wall        time.Duration
 	unavailable time.Duration
-	peakRSS     int64 // bytes; 0 when not measured
+	peakRSS     int64   // bytes; 0 when not measured
+	busy        float64 // share of the machine's CPU time in use meanwhile (0–1)
 }
 
 var methods = []method{
@@ -240,7 +241,9 @@ func bench(ctx context.Context, o options) error {
 				return err
 			}
 			fmt.Fprintf(b.log, "%s (run %d of %d)…\n", m.name, round, runs)
+			before := cpuStat()
 			res, err := m.run(b, ctx)
+			res.busy = before.busySince()
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -304,13 +307,13 @@ func bench(ctx context.Context, o options) error {
 		fmt.Fprintf(o.out, "Each method ran %d times (pg_dump | xz once); the table shows the run with the median wall time, the fastest and slowest runs, in how many rounds stagebot's streaming refresh was faster than the method's run in the same round, and the highest peak memory of all runs.\n", runs)
 	}
 	fmt.Fprintln(o.out)
-	fmt.Fprintln(o.out, "| method | wall time | fastest–slowest | vs stagebot stream | stagebot faster in | staging unavailable | bot peak memory | data |")
-	fmt.Fprintln(o.out, "|---|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(o.out, "| method | wall time | fastest–slowest | vs stagebot stream | stagebot faster in | staging unavailable | bot peak memory | machine busy | data |")
+	fmt.Fprintln(o.out, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
 	failed := false
 	for _, r := range rows {
 		if r.err != nil {
 			failed = true
-			fmt.Fprintf(o.out, "| %s | failed: %s | | | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
+			fmt.Fprintf(o.out, "| %s | failed: %s | | | | | | | |\n", cell(r.name), strings.ReplaceAll(r.err.Error(), "\n", " "))
 			continue
 		}
 		if r.same != "identical" {
@@ -332,7 +335,7 @@ func bench(ctx context.Context, o options) error {
 		if w, ok := wins[r]; ok {
 			won = w + " rounds"
 		}
-		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", cell(r.name), dur(r.res.wall), spread, ratio, won, dur(r.res.unavailable), mem, r.same)
+		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n", cell(r.name), dur(r.res.wall), spread, ratio, won, dur(r.res.unavailable), mem, 100*r.res.busy, r.same)
 	}
 	if failed {
 		return errors.New("a method failed or produced different data")
@@ -727,4 +730,37 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// cpuTimes are the machine's CPU counters from /proc/stat, in clock ticks.
+type cpuTimes struct{ total, idle uint64 }
+
+func cpuStat() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal …
+	var c cpuTimes
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseUint(v, 10, 64)
+		if i < 8 { // guest time is counted in user already
+			c.total += n
+		}
+		if i == 3 || i == 4 { // idle and iowait
+			c.idle += n
+		}
+	}
+	return c
+}
+
+// busySince is the share of the machine's CPU time in use since c.
+func (c cpuTimes) busySince() float64 {
+	now := cpuStat()
+	total := now.total - c.total
+	if total == 0 {
+		return 0
+	}
+	return 1 - float64(now.idle-c.idle)/float64(total)
 }

@@ -25,9 +25,9 @@ func TestBench_SmallScale(t *testing.T) {
 		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
 	}
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`\| stagebot stream \| [0-9.]+m?s \| [0-9.]+m?s \| 1\.00× \| — \| [0-9.]+m?s \| [0-9.]+ MiB \| identical \|`),
-		regexp.MustCompile(`\| stagebot dump \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| identical \|`),
-		regexp.MustCompile(`\| pg_dump \\\| psql \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| — \| identical \|`),
+		regexp.MustCompile(`\| stagebot stream \| [0-9.]+m?s \| [0-9.]+m?s \| 1\.00× \| — \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
+		regexp.MustCompile(`\| stagebot dump \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
+		regexp.MustCompile(`\| pg_dump \\\| psql \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| — \| [0-9]+% \| identical \|`),
 	} {
 		if !want.MatchString(out.String()) {
 			t.Errorf("table lacks %s:\n%s", want, out.String())

@@ -157,6 +157,7 @@ func (t *Target) applyProps(ctx context.Context, env *runner.Env, next string, s
 	if len(stmts) == 0 {
 		return nil
 	}
+	start := time.Now()
 	c, err := t.maintenance(ctx)
 	if err != nil {
 		return err
@@ -174,7 +175,7 @@ func (t *Target) applyProps(ctx context.Context, env *runner.Env, next string, s
 		}
 		n++
 	}
-	fmt.Fprintf(env.Log, "%d database-level properties (owner, privileges, comment, settings) applied to %s\n", n, next)
+	fmt.Fprintf(env.Log, "%d database-level properties (owner, privileges, comment, settings) applied to %s in %s\n", n, next, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -328,6 +328,7 @@ func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	encoding, collate, ctype, provider, icu := "UTF8", "", "", "", ""
 	if p, err := t.production(ctx); err == nil {
 		q := `select pg_encoding_to_char(encoding), datcollate, datctype, '', '' from pg_database where datname = current_database()`
@@ -363,7 +364,7 @@ func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
 	if err := t.record(ctx, c, next, env.Run); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Log, "created %s (%s)\n", next, encoding)
+	fmt.Fprintf(env.Log, "created %s (%s) in %s\n", next, encoding, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -258,6 +258,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		<-postErr
 		return err
 	}
+	fmt.Fprintf(env.Log, "schema in after %s\n", time.Since(start).Round(time.Millisecond))
 	if err := <-postErr; err != nil {
 		return fmt.Errorf("pg_dump --section=post-data: %w", cmdErrOf(ctx, err, cmd))
 	}
