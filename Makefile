@@ -7,6 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 
 SCALE       ?= 10
 RUNS        ?= 3
+SHAPE       ?= pgbench
 
 .PHONY: help build demo test bench bench-bot fmt-check vet lint fuzz clean postgres chromium
 
@@ -22,12 +23,12 @@ demo: build postgres ## the console, with two throwaway PostgreSQL servers
 test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, then every test with -race
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.5 GB)
+bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.5 GB; SHAPE=all: every shape)
 	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing pgcopydb (Debian's package) to compare against…"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
 	fi
-	$(GO) run ./cmd/stagebench -scale $(SCALE) -runs $(RUNS) -stagebot $(BIN)/stagebot
+	$(GO) run ./cmd/stagebench -scale $(SCALE) -runs $(RUNS) -shape $(SHAPE) -stagebot $(BIN)/stagebot
 
 bench-bot: ## the bot's own costs: CPU a minute with 1,000 runs waiting; start, status and history with 10,000 runs
 	$(GO) test ./cmd/stagebot -run '^$$' -bench 'Idle_1000WaitingRuns' -benchtime 1x -idle 60s

@@ -43,10 +43,11 @@ func main() {
 	bin := flag.String("stagebot", "bin/stagebot", "the stagebot binary to time")
 	runs := flag.Int("runs", 1, "times to run each method (the table shows the median wall time)")
 	only := flag.String("methods", "", "comma-separated methods to run (default: all): "+strings.Join(methodNames(), ","))
+	shape := flag.String("shape", "pgbench", "the shape of the production database: "+strings.Join(shapeNames(), ", ")+", or all (each in turn)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := options{scale: *scale, jobs: *jobs, runs: *runs, stagebot: *bin, methods: *only, out: os.Stdout, log: os.Stderr}
+	o := options{scale: *scale, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, methods: *only, out: os.Stdout, log: os.Stderr}
 	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(1)
@@ -125,6 +126,7 @@ var serverSettings = map[string]string{
 // options are the command line's.
 type options struct {
 	scale, jobs, runs int
+	shape             string // a shape's name, or "all"
 	stagebot          string // the binary
 	methods           string // comma-separated keys; empty: all
 	out, log          io.Writer
@@ -139,6 +141,11 @@ func bench(ctx context.Context, o options) error {
 		return fmt.Errorf("-jobs %d: give 1 or more", jobs)
 	case runs < 1:
 		return fmt.Errorf("-runs %d: give 1 or more", runs)
+	case o.shape == "":
+		o.shape = "pgbench"
+	}
+	if o.shape != "all" && !slices.Contains(shapeNames(), o.shape) {
+		return fmt.Errorf("-shape: no shape %q; pick from %s, or all", o.shape, strings.Join(shapeNames(), ", "))
 	}
 	// Checked before anything starts: a typo must not cost a generated
 	// database.
@@ -180,10 +187,42 @@ func bench(ctx context.Context, o options) error {
 	}
 	defer b.stg.Stop()
 
+	failed := false
+	for _, sh := range shapes {
+		if o.shape != "all" && o.shape != sh.name {
+			continue
+		}
+		err := b.benchShape(ctx, o, sh, selected)
+		switch {
+		case errors.Is(err, errDiffers):
+			failed = true
+		case err != nil:
+			return fmt.Errorf("shape %s: %w", sh.name, err)
+		}
+	}
+	if failed {
+		return errors.New("a method failed or produced different data")
+	}
+	return nil
+}
+
+// errDiffers: a method failed, or its copy differs from production.
+var errDiffers = errors.New("a method failed or produced different data")
+
+// benchShape generates production in one shape and times every method on
+// it, in rounds, then prints the table.
+func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[string]bool) error {
+	scale, runs := o.scale, o.runs
 	t0 := time.Now()
-	fmt.Fprintf(b.log, "generating production: pgbench scale %d plus orders…\n", scale)
-	if err := b.generate(ctx, scale); err != nil {
+	fmt.Fprintf(b.log, "generating production: %s…\n", sh.describe(scale))
+	if err := sqlExec(ctx, b.prod.DSN("postgres"), "drop database if exists "+db+" with (force)", "create database "+db); err != nil {
+		return err
+	}
+	if err := sh.generate(b, ctx, scale); err != nil {
 		return fmt.Errorf("generate production: %w", err)
+	}
+	if err := sqlExec(ctx, b.prod.DSN(db), "vacuum analyze", "checkpoint"); err != nil {
+		return err
 	}
 	var size int64
 	if err := query(ctx, b.prod.DSN(db), "select pg_database_size(current_database())", &size); err != nil {
@@ -195,7 +234,7 @@ func bench(ctx context.Context, o options) error {
 	}
 	fmt.Fprintf(b.log, "production: %s in %s\n", mib(size), time.Since(t0).Round(time.Second))
 	// Staging has a database to replace, as it would in real life.
-	if err := sqlExec(ctx, b.stg.DSN("postgres"), "create database "+db); err != nil {
+	if err := sqlExec(ctx, b.stg.DSN("postgres"), "drop database if exists "+db+" with (force)", "create database "+db); err != nil {
 		return err
 	}
 
@@ -302,7 +341,7 @@ func bench(ctx context.Context, o options) error {
 	}
 	var version string
 	query(ctx, b.prod.DSN(db), "select current_setting('server_version')", &version)
-	fmt.Fprintf(o.out, "\nProduction: pgbench scale %d plus orders, %s; PostgreSQL %s; %s.\n", scale, mib(size), version, machine())
+	fmt.Fprintf(o.out, "\nShape %s. Production: %s, %s; PostgreSQL %s; %s.\n", sh.name, sh.describe(scale), mib(size), version, machine())
 	if runs > 1 {
 		fmt.Fprintf(o.out, "Each method ran %d times (pg_dump | xz once); the table shows the run with the median wall time, the fastest and slowest runs, in how many rounds stagebot's streaming refresh was faster than the method's run in the same round, and the highest peak memory of all runs.\n", runs)
 	}
@@ -338,7 +377,7 @@ func bench(ctx context.Context, o options) error {
 		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n", cell(r.name), dur(r.res.wall), spread, ratio, won, dur(r.res.unavailable), mem, 100*r.res.busy, r.same)
 	}
 	if failed {
-		return errors.New("a method failed or produced different data")
+		return errDiffers
 	}
 	return nil
 }
@@ -346,9 +385,6 @@ func bench(ctx context.Context, o options) error {
 // generate fills production: pgbench's tables with their keys, plus an
 // orders table with an identity key and four secondary indexes.
 func (b *env) generate(ctx context.Context, scale int) error {
-	if err := sqlExec(ctx, b.prod.DSN("postgres"), "create database "+db); err != nil {
-		return err
-	}
 	if err := b.shell(ctx, fmt.Sprintf("pgbench -i -q -I dtGvpf -s %d %q", scale, b.prod.DSN(db))); err != nil {
 		return err
 	}
@@ -365,9 +401,7 @@ func (b *env) generate(ctx context.Context, scale int) error {
 		`create index orders_account_idx on orders (account_id)`,
 		`create index orders_placed_idx on orders (placed)`,
 		`create index orders_status_idx on orders (status, placed)`,
-		`create index orders_branch_idx on orders (branch_id, amount)`,
-		`vacuum analyze`,
-		`checkpoint`)
+		`create index orders_branch_idx on orders (branch_id, amount)`)
 }
 
 // runStagebot runs bin/stagebot with a console chat, asks it for a refresh now

@@ -79,3 +79,25 @@ func TestBench_RefusesBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// Every shape generates, and stagebot's streaming refresh copies it
+// identically (row counts and hashes, indexes, constraints, sequences).
+func TestBench_EveryShapeCopiesIdentically(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "stagebot")
+	if out, err := exec.Command("go", "build", "-o", bin, "../stagebot").CombinedOutput(); err != nil {
+		t.Fatalf("build stagebot: %v\n%s", err, out)
+	}
+	var out, log strings.Builder
+	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, shape: "all", stagebot: bin, methods: "stream", out: &out, log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
+	}
+	for _, sh := range shapes {
+		if !strings.Contains(out.String(), "Shape "+sh.name+". Production: "+sh.describe(1)) {
+			t.Errorf("no table for shape %s", sh.name)
+		}
+	}
+	if n := strings.Count(out.String(), "| identical |"); n != len(shapes) {
+		t.Errorf("%d identical copies, want %d:\n%s", n, len(shapes), out.String())
+	}
+}
