@@ -93,6 +93,7 @@ type postEntry struct {
 	cost               int64        // a guess at the work it takes (buildCost)
 	ref                *streamTable // a foreign key's referenced table
 	queued             bool         // a foreign key handed to the builders
+	parallel           int          // PostgreSQL's parallel workers it may use
 }
 
 var entryHeader = regexp.MustCompile(`(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?);.*\n--\n`)
@@ -754,6 +755,14 @@ func (s *streamer) take(r role) (c *copyTask, b *postEntry, ok bool) {
 			e := s.builds[0]
 			s.builds = s.builds[1:]
 			s.building++
+			// Once every copy is done, a build that would leave cores idle
+			// (fewer builds than sessions) may use PostgreSQL's parallel
+			// workers for them.
+			if e.kind == "INDEX" || e.kind == "CONSTRAINT" {
+				if len(s.copies) == 0 && s.pending == 0 {
+					e.parallel = max(0, s.r.Target.jobs()-s.building-len(s.builds))
+				}
+			}
 			return nil, &e, true
 		case r == copier && len(s.copies) > 0:
 			t := s.copies[0]
@@ -792,6 +801,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 		s.fail(err)
 		return
 	}
+	workers := 0 // the session's max_parallel_maintenance_workers
 	for {
 		task, build, ok := s.take(r)
 		if !ok {
@@ -799,6 +809,13 @@ func (s *streamer) work(ctx context.Context, r role) {
 		}
 		if build != nil {
 			t0 := time.Now()
+			if build.parallel != workers {
+				workers = build.parallel
+				if err := shadow.PgConn().Exec(ctx, fmt.Sprintf("SET max_parallel_maintenance_workers = %d", workers)).Close(); err != nil {
+					s.fail(fmt.Errorf("shadow session: %w", err))
+					return
+				}
+			}
 			if err := shadow.PgConn().Exec(ctx, build.sql).Close(); err != nil {
 				s.fail(fmt.Errorf("%s %s: %w", strings.ToLower(build.kind), build.name, err))
 				return
@@ -824,7 +841,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 				continue
 			}
 			s.indexDone.Add(build.size)
-			fmt.Fprintf(s.env.Log, "built %s %s in %s\n", strings.ToLower(build.kind), build.name, time.Since(t0).Round(time.Millisecond))
+			fmt.Fprintf(s.env.Log, "built %s %s in %s (%d parallel workers)\n", strings.ToLower(build.kind), build.name, time.Since(t0).Round(time.Millisecond), build.parallel)
 			continue
 		}
 		if prod == nil {
