@@ -215,7 +215,7 @@ func TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow(t *testing.T) {
 	var worst time.Duration
 	for i, d := range e.fake.CallbackTimes() {
 		worst = max(worst, d)
-		if d > time.Second {
+		if d > 2*time.Second { // Discord fails the click after 3s
 			t.Errorf("click %d answered after %s, with Discord slow", i, d)
 		}
 	}

@@ -252,7 +252,7 @@ func TestSlack_AcksAtOnceWhileSlackIsSlow(t *testing.T) {
 	var worst time.Duration
 	for i, d := range acks {
 		worst = max(worst, d)
-		if d > time.Second {
+		if d > 2*time.Second { // Slack redelivers after 3s
 			t.Errorf("envelope %d acknowledged after %s, with Slack slow", i, d)
 		}
 	}
