@@ -406,17 +406,23 @@ func (b *Bot) schedule(ctx context.Context) {
 			b.log.Error("scheduler tick", "err", err)
 		}
 		b.compact(ctx)
-		wait := time.Minute
-		if next, ok := b.nextWake(ctx, at); ok {
-			if d := next.Sub(b.clock.Now()); d < wait {
-				wait = max(d, 0)
-			}
+		now := b.clock.Now()
+		until := now.Add(time.Minute)
+		if next, ok := b.nextWake(ctx, at); ok && next.Before(until) {
+			until = next
+		}
+		timer := b.clock.After(until.Sub(now))
+		// The clock may have passed the wake-up time between reading it
+		// and setting the timer (which then counts from the later time):
+		// look again rather than sleep past it.
+		if !b.clock.Now().Before(until) {
+			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
-		case <-b.clock.After(wait):
+		case <-timer:
 		}
 	}
 }
