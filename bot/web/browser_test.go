@@ -11,8 +11,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/stagebot/stagebot/bot"
-	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/web"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
@@ -35,23 +33,13 @@ func chromium(t *testing.T) string {
 // screenshot of the page mid-run.
 func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	exe := chromium(t)
-	a := bottest.NewAdapter()
-	metrics := web.NewMetrics("console")
-	sc := bottest.StartBotWith(t, a, bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), bot.Options{
-		EditInterval: 10 * time.Millisecond, Observer: metrics,
-		Access: bot.Access{ControlChannels: []string{"infra"}, Everyone: []string{"stage"}},
-		Targets: []*bot.Target{{
-			Name: "fas2", Description: "Fedora accounts staging", Channel: "infra", Notice: 10 * time.Minute,
-			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default",
-				Steps: []runner.Step{
-					&runner.Exec{StepName: "stop httpd", Shell: "echo stopping"},
-					&runner.Exec{StepName: "copy production", Shell: "echo copying; sleep 3"},
-					&runner.Exec{StepName: "sanitise", Shell: "echo sanitising"},
-				},
-				Finally: []runner.Step{&runner.Exec{StepName: "start httpd", Shell: "echo starting"}}}},
-			DefaultPipeline: "default",
-		}},
-	})
+	a, metrics, sc := pageBot(t, "fas2", "Fedora accounts staging",
+		[]runner.Step{
+			&runner.Exec{StepName: "stop httpd", Shell: "echo stopping"},
+			&runner.Exec{StepName: "copy production", Shell: "echo copying; sleep 3"},
+			&runner.Exec{StepName: "sanitise", Shell: "echo sanitising"},
+		},
+		[]runner.Step{&runner.Exec{StepName: "start httpd", Shell: "echo starting"}})
 	base := serve(t, sc, metrics, web.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

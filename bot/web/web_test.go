@@ -147,22 +147,29 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 	}
 }
 
-// TestWeb_StatusPage loads the page as a person would during a real run:
-// holds (what people typed, escaped), the run under way with its steps as
-// they change, then the history and the run's log.
-func TestWeb_StatusPage(t *testing.T) {
+// pageBot runs a bot with one target that everyone may act on, counted by
+// a fresh Metrics, for the status page's tests.
+func pageBot(t *testing.T, name, desc string, steps, finally []runner.Step) (*bottest.Adapter, *web.Metrics, *bottest.Scenario) {
 	a := bottest.NewAdapter()
 	metrics := web.NewMetrics("console")
 	sc := bottest.StartBotWith(t, a, bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), bot.Options{
 		EditInterval: 10 * time.Millisecond, Observer: metrics,
 		Access: bot.Access{ControlChannels: []string{"infra"}, Everyone: []string{"stage"}},
 		Targets: []*bot.Target{{
-			Name: "demo", Description: "the shop's staging", Channel: "infra", Notice: 10 * time.Minute,
-			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default",
-				Steps: []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying; sleep 1"}, &runner.Exec{StepName: "verify", Shell: "echo verified"}}}},
+			Name: name, Description: desc, Channel: "infra", Notice: 10 * time.Minute,
+			Pipelines:       map[string]*runner.Pipeline{"default": {Name: "default", Steps: steps, Finally: finally}},
 			DefaultPipeline: "default",
 		}},
 	})
+	return a, metrics, sc
+}
+
+// TestWeb_StatusPage loads the page as a person would during a real run:
+// holds (what people typed, escaped), the run under way with its steps as
+// they change, then the history and the run's log.
+func TestWeb_StatusPage(t *testing.T) {
+	a, metrics, sc := pageBot(t, "demo", "the shop's staging",
+		[]runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying; sleep 1"}, &runner.Exec{StepName: "verify", Shell: "echo verified"}}, nil)
 	base := serve(t, sc, metrics, web.Options{})
 	ctx := context.Background()
 
