@@ -61,6 +61,17 @@ func newAwkward(t *testing.T, prod, stg *pgtest.Server) *awkward {
 		"create table app.clustered (id int primary key, v text)",
 		"insert into app.clustered select g, 'v' || g from generate_series(1, 100) g",
 		"alter table app.clustered cluster on clustered_pkey",
+		// Keys of every kind the streaming copy builds as an index first,
+		// and of the kinds it must not (deferrable, descending, a name
+		// with a semicolon).
+		`create table app.keyed (a int not null, b text, c int, d int,
+			constraint keyed_pk primary key (a) include (c) with (fillfactor = 70),
+			constraint keyed_b unique nulls not distinct (b),
+			constraint keyed_c unique (c) deferrable initially deferred,
+			constraint "keyed;odd" unique (b, a))`,
+		"create unique index keyed_d_desc on app.keyed (d desc)",
+		"insert into app.keyed select g, case when g > 1 then 'b' || g end, g, g from generate_series(1, 301) g",
+		"alter table app.keyed cluster on keyed_b",
 		"create table app.legacy (amount int)",
 		"insert into app.legacy values (-5), (10)",
 		"alter table app.legacy add constraint legacy_positive check (amount > 0) not valid",
@@ -116,7 +127,7 @@ func observe(t *testing.T, dsn string) map[string]string {
 		"session: unqualified name":   `select count(*)::text from invoices`,
 		"relations": `select coalesce(string_agg(x, '; ' order by x), '') from (select format('%s.%s %s %s rls=%s/%s populated=%s', n.nspname, c.relname, c.relkind, c.relpersistence, c.relrowsecurity, c.relforcerowsecurity, c.relispopulated) x
 			from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname not in ('pg_catalog', 'information_schema', 'pg_toast') and c.relkind <> 'i') s`,
-		"indexes": `select coalesce(string_agg(x, '; ' order by x), '') from (select format('%s clustered=%s valid=%s', indexrelid::regclass, indisclustered, indisvalid) x from pg_index
+		"indexes": `select coalesce(string_agg(x, '; ' order by x), '') from (select format('%s clustered=%s valid=%s immediate=%s %s', indexrelid::regclass, indisclustered, indisvalid, indimmediate, pg_get_indexdef(indexrelid)) x from pg_index
 			where indrelid in (select oid from pg_class where relnamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace))) s`,
 		"constraints": `select coalesce(string_agg(x, '; ' order by x), '') from (select format('%s %s validated=%s', conname, pg_get_constraintdef(oid), convalidated) x from pg_constraint
 			where connamespace not in ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)) s`,
@@ -166,20 +177,23 @@ func TestRefresh_FaithfulCopyOfAnAwkwardDatabase(t *testing.T) {
 	a := newAwkward(t, prod, stg)
 	want := observe(t, prod.DSN(a.db))
 	// The checks see what they must compare.
-	for k, v := range map[string]string{
-		"database: settings":        `"search_path=\"$user\", public, app, \"` + a.billed + `\""`,
-		"session: search_path":      `{public,app,"` + a.billed + `"}`,
-		"session: DateStyle":        "01/12/2026",
-		"database: privileges":      a.reader + "=c/",
-		"database: comment":         "the shop's books\nsecond line",
-		"session: unqualified name": "500",
-		"large objects":             "comment=the first",
-		"indexes":                   "clustered_pkey clustered=t",
-		"constraints":               "legacy_positive CHECK ((amount > 0)) NOT VALID validated=f",
-		"relations":                 "app.summary m p rls=f/f populated=f",
-		"rows of app.dupes":         "5 rows",
-		"statistics":                "app.accounts.owner_name",
+	for _, c := range [][2]string{
+		{"database: settings", `"search_path=\"$user\", public, app, \"` + a.billed + `\""`},
+		{"session: search_path", `{public,app,"` + a.billed + `"}`},
+		{"session: DateStyle", "01/12/2026"},
+		{"database: privileges", a.reader + "=c/"},
+		{"database: comment", "the shop's books\nsecond line"},
+		{"session: unqualified name", "500"},
+		{"large objects", "comment=the first"},
+		{"indexes", "clustered_pkey clustered=t"},
+		{"constraints", "keyed_c UNIQUE (c) DEFERRABLE INITIALLY DEFERRED"},
+		{"constraints", "legacy_positive CHECK ((amount > 0)) NOT VALID validated=f"},
+		{"relations", "app.summary m p rls=f/f populated=f"},
+		{"rows of app.dupes", "5 rows"},
+		{"statistics", "app.accounts.owner_name"},
+		{"indexes", "keyed_b clustered=t"},
 	} {
+		k, v := c[0], c[1]
 		if !strings.Contains(want[k], v) {
 			t.Fatalf("production's %s = %q, want it to contain %q", k, want[k], v)
 		}

@@ -46,3 +46,44 @@ func TestQueueOrder(t *testing.T) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
 }
+
+func TestAfterConstraint(t *testing.T) {
+	for _, tt := range []struct {
+		sql, after string
+		ok         bool
+	}{
+		{"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);", "", true},
+		{"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);\n\n\nALTER TABLE public.t CLUSTER ON t_pkey;", "ALTER TABLE public.t CLUSTER ON t_pkey;", true},
+		// A semicolon in a name: run pg_dump's entry as it is.
+		{"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT \"a;b\" UNIQUE (id);", "", false},
+		{"ALTER TABLE ONLY public.t\n    ADD CONSTRAINT \"a;\nb\" UNIQUE (id);", "", false},
+		{"ALTER TABLE public.t\n    ADD CONSTRAINT t_pkey PRIMARY KEY (id);", "", false},
+		{"CREATE INDEX i ON public.t USING btree (id);", "", false},
+	} {
+		after, ok := afterConstraint(tt.sql)
+		if after != tt.after || ok != tt.ok {
+			t.Errorf("afterConstraint(%q) = %q, %v; want %q, %v", tt.sql, after, ok, tt.after, tt.ok)
+		}
+	}
+}
+
+func TestSortMemory(t *testing.T) {
+	const mb = 1 << 20
+	for _, tt := range []struct {
+		bytes    int64
+		parallel int
+		want     int64 // in MB, rounded down
+	}{
+		{0, 0, 16},           // never below 16 MB
+		{170 * mb, 0, 16},    // a 3 M-row index: its sort fits a cache-sized run
+		{170 * mb, 2, 96},    // three participants at 32 MB each
+		{10 << 30, 0, 101},   // 10 GB: one merge pass needs about 51 MB
+		{1 << 50, 0, 1024},   // never above 1 GB
+		{10 << 30, 40, 1024}, // nor for many workers
+		{4 << 30, 1, 64},     // one worker: 64 MB beats the 51 MB merge needs
+	} {
+		if got := sortMemory(tt.bytes, tt.parallel) / mb; got != tt.want {
+			t.Errorf("sortMemory(%d, %d) = %d MB, want %d", tt.bytes, tt.parallel, got, tt.want)
+		}
+	}
+}
