@@ -8,8 +8,9 @@ STATICCHECK_VERSION := v0.8.2
 SCALE       ?= 10
 RUNS        ?= 3
 SHAPE       ?= pgbench
+CHAOS       ?= 10m
 
-.PHONY: help build demo test bench bench-bot fmt-check vet lint fuzz clean postgres chromium
+.PHONY: help build demo test bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +30,9 @@ bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j,
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
 	fi
 	$(GO) run ./cmd/stagebench -scale $(SCALE) -runs $(RUNS) -shape $(SHAPE) -stagebot $(BIN)/stagebot
+
+chaos: postgres ## three bots on one PostgreSQL store, the leader killed or paused again and again, for CHAOS (default 10m)
+	$(GO) test ./cmd/stagebot -run '^TestChaos$$' -chaos $(CHAOS) -timeout 0 -v -count=1
 
 bench-bot: ## the bot's own costs: CPU a minute with 1,000 runs waiting; start, status and history with 10,000 runs
 	$(GO) test ./cmd/stagebot -run '^$$' -bench 'Idle_1000WaitingRuns' -benchtime 1x -idle 60s

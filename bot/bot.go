@@ -94,6 +94,11 @@ type Options struct {
 	// run. Hurry, when it closes (a second signal), aborts them at once.
 	StopGrace time.Duration
 	Hurry     <-chan struct{}
+	// Fence, when set, says whether this process may still act for the
+	// next need: with several bots sharing one store, only the one
+	// holding the lease may, and it neither talks in chat nor runs a step
+	// once Fence errs.
+	Fence func(need time.Duration) error
 	// Keep is the retention policy for finished runs (zero: keep all):
 	// at most KeepRuns of them, none older than KeepAge.
 	KeepRuns int
@@ -162,6 +167,9 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 	}
 	if ob, ok := a.(interface{ Outbox() *Outbox }); ok {
 		ob.Outbox().OnDelivered = b.delivered
+		if o.Fence != nil {
+			ob.Outbox().Allow = func() error { return o.Fence(0) }
+		}
 	}
 	return b
 }
@@ -556,6 +564,10 @@ func (b *Bot) reply(ctx context.Context, in Incoming, text string) {
 
 // send posts m with secrets removed; failures are logged, not fatal.
 func (b *Bot) send(ctx context.Context, m Message) store.MessageRef {
+	if err := b.fenced(); err != nil {
+		b.log.Warn("message not sent", "channel", m.Channel, "err", err)
+		return store.MessageRef{}
+	}
 	b.redact(&m)
 	ref, err := b.adapter.Send(ctx, m)
 	if err != nil {
@@ -564,10 +576,18 @@ func (b *Bot) send(ctx context.Context, m Message) store.MessageRef {
 	return ref
 }
 
+// fenced is the error Options.Fence gives now (nil: the bot may act).
+func (b *Bot) fenced() error {
+	if b.opts.Fence == nil {
+		return nil
+	}
+	return b.opts.Fence(0)
+}
+
 // edit changes a posted message, or does nothing when the adapter cannot.
 func (b *Bot) edit(ctx context.Context, ref store.MessageRef, m Message) {
 	ed, ok := b.adapter.(Editor)
-	if !ok || ref.IsZero() {
+	if !ok || ref.IsZero() || b.fenced() != nil {
 		return
 	}
 	b.redact(&m)

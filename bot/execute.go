@@ -86,7 +86,7 @@ func (b *Bot) execute(ctx context.Context, r *store.Run, plan *runner.Plan, x *e
 	x.up = up
 	b.mu.Unlock()
 	rep := &reporter{b: b, up: up, logs: logs, run: r.ID}
-	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process, Token: r.Token}
+	env := runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Process: rep.process, Token: r.Token, Fence: b.opts.Fence}
 	results, err := runner.Execute(ctx, plan, env, rep, b.clock.Now)
 	logs.flush()
 

@@ -54,6 +54,10 @@ type Outbox struct {
 	// with a posted message's placeholder and its real reference, so that
 	// whoever kept the placeholder can keep the real one instead.
 	OnDelivered func(placeholder, ref store.MessageRef)
+	// Allow, when set, is asked before each send: a process that no
+	// longer holds the lease of a shared store must not talk in chat
+	// (the bot that took over does).
+	Allow func() error
 
 	mu       sync.Mutex
 	queue    []*outItem
@@ -213,6 +217,11 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func (o *Outbox) deliver(ctx context.Context, it *outItem) (store.MessageRef, error) {
+	if o.Allow != nil {
+		if err := o.Allow(); err != nil {
+			return store.MessageRef{}, Permanent(fmt.Errorf("not sent: %w", err))
+		}
+	}
 	m := it.msg
 	if !m.Thread.IsZero() {
 		t, ok := o.resolve(m.Thread)

@@ -521,7 +521,7 @@ func (b *Bot) finallyAfterCrash(ctx context.Context, r *store.Run) {
 	plan := runner.MakePlan(ctx, t.Name, &runner.Pipeline{Name: p.Name, Finally: p.Finally})
 	logs := &logSink{b: b, run: r.ID}
 	fmt.Fprintf(logs, "== after a restart: the finally steps of the interrupted run\n")
-	results, err := runner.Execute(ctx, plan, runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs}, nil, b.clock.Now)
+	results, err := runner.Execute(ctx, plan, runner.Env{Run: r.ID, Target: r.Target, Pipeline: r.Pipeline, Log: logs, Fence: b.opts.Fence}, nil, b.clock.Now)
 	logs.flush()
 	b.mu.Lock()
 	defer b.mu.Unlock()

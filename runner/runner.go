@@ -51,6 +51,11 @@ type Env struct {
 	// (running) and ends, so that one a crash leaves behind can be ended by
 	// the next start (EndLeftover).
 	Process func(pgid int, running bool)
+	// Fence, when set, says whether this process may still act for the
+	// next need (it holds the lease of a store shared by several bots).
+	// No step starts, finally steps and clean-up included, once it errs:
+	// the bot that took over finishes the run.
+	Fence func(need time.Duration) error
 }
 
 // Progress is a step's report of how far it has come.
@@ -214,6 +219,17 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		if i == nMain {
 			runErr = finish(ctx, plan.Pipeline.Steps, started, env, runErr)
 		}
+		if env.Fence != nil {
+			if ferr := env.Fence(0); ferr != nil {
+				results[i].State = store.StepSkipped
+				results[i].Error = ferr.Error()
+				if runErr == nil || !errors.Is(runErr, ferr) {
+					runErr = errors.Join(runErr, ferr)
+				}
+				rep.StepFinished(i, results[i])
+				continue
+			}
+		}
 		stepCtx := ctx
 		cancel := func() {}
 		if finally {
@@ -284,6 +300,9 @@ func finish(ctx context.Context, steps []Step, started map[int]bool, env Env, ru
 		f, ok := s.(Finisher)
 		if !ok || !started[i] {
 			continue
+		}
+		if env.Fence != nil && env.Fence(0) != nil {
+			return runErr
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), FinallyTimeout)
 		err := f.Finish(fctx, &env, runErr)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -296,5 +297,51 @@ func TestExec_RunTimeVariables(t *testing.T) {
 		if log.String() != want {
 			t.Errorf("%s: %q, want %q", e.StepName, log.String(), want)
 		}
+	}
+}
+
+// TestExecute_FenceStopsEveryLaterStep: once the process no longer holds
+// the lease, nothing more runs, finally steps included: the bot that took
+// over runs them.
+func TestExecute_FenceStopsEveryLaterStep(t *testing.T) {
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "ran")
+	var lost atomic.Bool
+	fenced := errors.New("no longer the leader")
+	p := &Pipeline{
+		Steps:   []Step{sh("stop", "echo stop >> "+mark), sh("copy", "echo copy >> "+mark), sh("swap", "echo swap >> "+mark)},
+		Finally: []Step{sh("start httpd", "echo start >> "+mark)},
+	}
+	env := Env{Fence: func(time.Duration) error {
+		if lost.Load() {
+			return fenced
+		}
+		return nil
+	}}
+	rep := &fenceAfter{n: 2, lost: &lost}
+	res, err := Execute(context.Background(), MakePlan(context.Background(), "t", p), env, rep, nil)
+	if !errors.Is(err, fenced) {
+		t.Fatalf("error = %v, want the fence's", err)
+	}
+	if got := states(res); got != "succeeded,succeeded,skipped,skipped" {
+		t.Fatalf("states = %s", got)
+	}
+	out, _ := os.ReadFile(mark)
+	if string(out) != "stop\ncopy\n" {
+		t.Fatalf("steps that ran: %q", out)
+	}
+}
+
+// fenceAfter loses the lease once n steps have finished.
+type fenceAfter struct {
+	n    int
+	lost *atomic.Bool
+}
+
+func (f *fenceAfter) StepStarted(int, store.StepResult) {}
+func (f *fenceAfter) StepProgress(int, Progress)        {}
+func (f *fenceAfter) StepFinished(int, store.StepResult) {
+	if f.n--; f.n == 0 {
+		f.lost.Store(true)
 	}
 }

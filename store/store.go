@@ -139,3 +139,28 @@ func (f EventFilter) Match(e *Event) bool {
 	}
 	return true
 }
+
+// Dump is everything a store holds, to move it to another store.
+type Dump struct {
+	Runs      []*Run               `json:"runs"`
+	Logs      map[uint64][]byte    `json:"logs"`
+	Holds     []*Hold              `json:"holds"`
+	Approvals []Approval           `json:"approvals"` // in the order they were given
+	Watchers  map[string][]User    `json:"watchers"`  // by target
+	Events    []Event              `json:"events"`
+	Marks     map[string]time.Time `json:"marks"`
+	Databases map[string]uint64    `json:"databases"`
+}
+
+// Porter is implemented by stores whose contents can be moved whole.
+type Porter interface {
+	// Export reads everything, in one consistent view.
+	Export(ctx context.Context) (*Dump, error)
+	// Import writes d into an empty store, keeping every record's number
+	// (the next run after it is numbered as it would have been). It
+	// refuses a store that holds anything.
+	Import(ctx context.Context, d *Dump) error
+}
+
+// ErrNotEmpty is Import's answer when the destination holds records.
+var ErrNotEmpty = errors.New("the destination store is not empty")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type Options struct {
 	// Platform names the chat platform in the metrics' labels.
 	Platform string
 	Logger   *slog.Logger
+	// Follower, when set, names the process that leads while this one
+	// follows ("" while this one leads): several bots share a store, and
+	// only the leader is ready.
+	Follower func() string
 }
 
 // Server is the HTTP side of one bot.
@@ -100,11 +105,24 @@ func (s *Server) guard(h http.Handler) http.Handler {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if s.o.Follower != nil {
+		// A follower is healthy while it can read the store.
+		if leader := s.o.Follower(); leader != "" {
+			answer(w, !strings.HasPrefix(leader, "unknown"), "ok: following "+leader)
+			return
+		}
+	}
 	ok, why := s.b.Health()
 	answer(w, ok, why)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.o.Follower != nil {
+		if leader := s.o.Follower(); leader != "" {
+			answer(w, false, "follower of "+leader)
+			return
+		}
+	}
 	ok, why := s.b.Ready(r.Context())
 	answer(w, ok, why)
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,5 +211,43 @@ func TestWeb_StatusPage(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/runs/99", ""); code != http.StatusNotFound {
 		t.Errorf("/runs/99: %d", code)
+	}
+}
+
+// TestWeb_FollowerIsHealthyButNotReady: a bot that follows another (they
+// share a store) is alive and serves its page, but only the leader is
+// ready; once it leads, it answers as any bot does.
+func TestWeb_FollowerIsHealthyButNotReady(t *testing.T) {
+	sc := bottest.StartBotWith(t, bottest.NewAdapter(), bottest.NewClock(time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)), bot.Options{
+		Targets: []*bot.Target{{Name: "demo", Channel: "infra", Pipelines: map[string]*runner.Pipeline{"default": {Name: "default"}}, DefaultPipeline: "default"}},
+	})
+	var leader atomic.Value
+	leader.Store("db-2/4242/a1b2c3")
+	base := serve(t, sc, web.NewMetrics("console"), web.Options{Follower: func() string { return leader.Load().(string) }})
+	if code, body := get(t, base+"/readyz", ""); code != http.StatusServiceUnavailable || strings.TrimSpace(body) != "follower of db-2/4242/a1b2c3" {
+		t.Fatalf("a follower's /readyz: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/healthz", ""); code != http.StatusOK || !strings.Contains(body, "following db-2/4242/a1b2c3") {
+		t.Fatalf("a follower's /healthz: %d %q", code, body)
+	}
+	if code, body := get(t, base+"/", ""); code != http.StatusOK || !strings.Contains(body, "demo") {
+		t.Fatalf("a follower's status page: %d", code)
+	}
+	leader.Store("unknown (the store did not answer)")
+	if code, _ := get(t, base+"/healthz", ""); code != http.StatusServiceUnavailable {
+		t.Fatalf("a follower that cannot read the store: /healthz %d", code)
+	}
+	leader.Store("")
+	waitFor(t, func() bool { code, _ := get(t, base+"/readyz", ""); return code == http.StatusOK })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -53,9 +53,15 @@ type Config struct {
 
 // StoreConfig says where state is kept.
 type StoreConfig struct {
-	Type string     `yaml:"type"`
-	Path string     `yaml:"path"`
-	Keep KeepConfig `yaml:"keep"`
+	// Type is bolt (one file, one bot) or postgres (a database several
+	// bots share, one of them acting at a time).
+	Type string `yaml:"type"`
+	Path string `yaml:"path"`
+	// DSN is the postgres store's database; Lease how long a leader may
+	// go unheard before another bot takes over (default 15s).
+	DSN   string     `yaml:"dsn"`
+	Lease Duration   `yaml:"lease"`
+	Keep  KeepConfig `yaml:"keep"`
 }
 
 // KeepConfig is the retention policy: finished runs and their logs beyond
@@ -551,8 +557,29 @@ func (c *Config) validate(errs *ConfigError) {
 		if c.Store.Path == "" {
 			c.Store.Path = "stagebot.db"
 		}
+		if c.Store.DSN != "" {
+			bad("store.dsn", "is for store.type postgres; a bolt store is a file (store.path)")
+		}
+	case "postgres":
+		switch cfg, err := pgconn.ParseConfig(c.Store.DSN); {
+		case c.Store.DSN == "":
+			bad("store.dsn", "give the database the bots share, e.g. dsn: ${STAGEBOT_STORE_DSN}")
+		case err != nil:
+			bad("store.dsn", "not a usable DSN (%s)", redactDSNError(err, c.Store.DSN))
+		case cfg.Password != "":
+			c.secrets = append(c.secrets, cfg.Password)
+		}
+		if c.Store.Path != "" {
+			bad("store.path", "is for store.type bolt; a postgres store is a database (store.dsn)")
+		}
+		switch {
+		case c.Store.Lease == 0:
+			c.Store.Lease = Duration(15 * time.Second)
+		case c.Store.Lease < Duration(3*time.Second):
+			bad("store.lease", "%s is too short for a leader to renew it through a slow moment: give 3s or more (15s is usual)", time.Duration(c.Store.Lease))
+		}
 	default:
-		bad("store.type", "unknown store %q: the only store is bolt", c.Store.Type)
+		bad("store.type", "unknown store %q: use bolt (one bot, a file) or postgres (bots on several hosts sharing a database)", c.Store.Type)
 	}
 	if c.HTTP.Listen != "" {
 		if host, port, err := net.SplitHostPort(c.HTTP.Listen); err != nil || port == "" {
@@ -770,8 +797,11 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 			bad(field, "expected 5 fields (minute hour day-of-month month day-of-week), got %d", n)
 		} else if s, err := cronParser.Parse(spec); err != nil {
 			bad(field, "%s", err)
-		} else if s.Next(time.Now()).IsZero() {
+		} else if n := s.Next(time.Now()); n.IsZero() {
 			bad(field, "%q never comes round", body)
+		} else if s.Next(n).Sub(n) < time.Minute {
+			// Runs are announced and held to the minute.
+			bad(field, "%q comes round more often than once a minute; the shortest schedule is every minute (* * * * *)", body)
 		} else {
 			return s
 		}

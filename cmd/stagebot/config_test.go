@@ -461,7 +461,15 @@ func TestConfig_SeveralSchedules(t *testing.T) {
 		{"    schedules:\n      - pipeline: destroy\n", "targets.stage.schedules[0].cron: missing"},
 		{"    schedules:\n      - cron: \"0 2 * * *\"\n        pipeline: nuke\n", `targets.stage.schedules[0].pipeline: there is no pipeline "nuke"`},
 		{"    schedules:\n      - cron: \"0 2 * *\"\n", "targets.stage.schedules[0].cron: expected 5 fields"},
+		{"    schedule: \"@every 10s\"\n", `targets.stage.schedule: "@every 10s" comes round more often than once a minute`},
+		{"    schedule: \"@every 1m\"\n    schedule_pipeline: rebuild\n", ""},
 	} {
+		if tt.want == "" {
+			if _, err := ParseConfig([]byte("targets:\n  stage:\n    default_pipeline: rebuild\n"+tt.yaml+pipelines), "c.yaml"); err != nil {
+				t.Errorf("%q: %v", tt.yaml, err)
+			}
+			continue
+		}
 		_, err := ParseConfig([]byte("targets:\n  stage:\n    default_pipeline: rebuild\n"+tt.yaml+pipelines), "c.yaml")
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("error = %v, want %q", err, tt.want)

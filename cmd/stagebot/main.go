@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"flag"
@@ -28,7 +29,9 @@ import (
 	discordadapter "github.com/stagebot/stagebot/bot/discord"
 	slackadapter "github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/bot/web"
+	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
+	pgstore "github.com/stagebot/stagebot/store/postgres"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -40,6 +43,7 @@ Usage:
   stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console, slack or discord)
   stagebot check -c FILE                               validate the config; print the next runs and announcements
   stagebot demo [--as USER]                            try it: a demo target in the console
+  stagebot store copy --from FILE|DSN --to DSN|FILE    move the state between a bolt file and PostgreSQL (stop the bots first)
   stagebot version
 `
 
@@ -129,6 +133,17 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			return err
 		}
 		return demo(ctx, stdin, stdout, stderr, *as)
+	case "store":
+		if len(args) < 2 || args[1] != "copy" {
+			fmt.Fprint(stderr, usage)
+			return errors.New("stagebot store: the only subcommand is copy (stagebot store copy --from FILE --to DSN)")
+		}
+		from := fs.String("from", "", "the store to copy: a bolt file, or a PostgreSQL DSN")
+		to := fs.String("to", "", "the empty store to copy into: a bolt file, or a PostgreSQL DSN")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		return copyStore(ctx, stdout, *from, *to)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
@@ -219,27 +234,72 @@ func reload(cur *Config, b *bot.Bot, logger *slog.Logger, dp deps, metrics *web.
 }
 
 // run serves chat until ctx ends (or the console input does).
-func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Writer, as, channel string) error {
+// errSteppedDown ends a process that lost the leadership lease.
+var errSteppedDown = errors.New("stepped down: another process holds the lease now; start this one again to follow it")
+
+// holderName names this process in the lease: host, process ID and a
+// random part (a restarted process is another holder).
+var holderName = func() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}()
+
+// openStore opens the configured store; with postgres, also the elector
+// of this process.
+func openStore(ctx context.Context, cfg *Config, logger *slog.Logger) (store.Store, *pgstore.Elector, error) {
+	if cfg.Store.Type != "postgres" {
+		s, err := bolt.Open(cfg.Store.Path)
+		return s, nil, err
+	}
+	s, err := pgstore.Open(ctx, cfg.Store.DSN)
+	if err != nil {
+		return nil, nil, errors.New(newRedactor(cfg.secrets)(err.Error()))
+	}
+	return s, pgstore.NewElector(s, holderName, time.Duration(cfg.Store.Lease), logger), nil
+}
+
+func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Writer, as, channel string) (err error) {
 	logger := newLogger(cfg, stderr)
-	s, err := bolt.Open(cfg.Store.Path)
+	s, el, err := openStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	var fence func(time.Duration) error
+	hurried := hurry
+	if el != nil {
+		fence = el.Fence
+		// A process that lost the lease gives its runs no grace: the
+		// process that took over finishes them.
+		h := make(chan struct{})
+		go func() {
+			select {
+			case <-hurry:
+			case <-el.Lost():
+			}
+			close(h)
+		}()
+		hurried = h
+	}
+	dp := deps{logger: logger, reg: s, hurry: hurried, fence: fence}
 	// The targets tell the bot what their background repairs did; the bot
 	// exists only once the options do.
 	var b *bot.Bot
 	var ready sync.WaitGroup
 	ready.Add(1)
-	opts := cfg.botOptions(deps{logger: logger, reg: s, hurry: hurry, tell: func(target, msg string) {
+	first := dp
+	first.tell = func(target, msg string) {
 		ready.Wait()
 		b.Tell(target, msg)
-	}})
+	}
+	opts := cfg.botOptions(first)
 	// The redactor can change with a reload (new secrets): the bot calls
 	// whichever is current.
 	var redactor atomic.Pointer[func(string) string]
-	first := opts.Redact
-	redactor.Store(&first)
+	firstRedact := opts.Redact
+	redactor.Store(&firstRedact)
 	opts.Redact = func(s string) string { return (*redactor.Load())(s) }
 	platform := cfg.Chat.Platform
 	if platform == "" {
@@ -280,7 +340,23 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	ready.Done()
 	metrics.SetSource(b)
 	if cfg.HTTP.Listen != "" {
-		srv := web.New(web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}, b, s, metrics)
+		wo := web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}
+		if el != nil {
+			wo.Follower = func() string {
+				if el.ValidFor() > 0 {
+					return ""
+				}
+				in, err := el.Info(context.Background())
+				if err != nil {
+					return "unknown (the store did not answer)"
+				}
+				if !in.Valid {
+					return "nobody yet (the lease is free)"
+				}
+				return in.Holder
+			}
+		}
+		srv := web.New(wo, b, s, metrics)
 		if err := srv.Listen(); err != nil {
 			return err
 		}
@@ -296,14 +372,16 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	if c, ok := adapter.(*console.Adapter); ok {
 		c.WaitIdle = b.WaitIdle
 	}
-	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Path, "targets", len(opts.Targets))
+	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Type, "targets", len(opts.Targets))
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-reloads:
-				if next := reload(cfg, b, logger, deps{logger: logger, reg: s, hurry: hurry, tell: b.Tell}, metrics); next != nil {
+				again := dp
+				again.tell = b.Tell
+				if next := reload(cfg, b, logger, again, metrics); next != nil {
 					// Old secrets stay redacted too: they may be in logs
 					// and messages still being written.
 					r := newRedactor(append(append([]string(nil), cfg.secrets...), next.secrets...))
@@ -318,20 +396,72 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	// loop keeps turning.
 	sctx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopNotify()
+	healthy := func() bool {
+		if el != nil && el.ValidFor() <= 0 {
+			return true // following: the store answered when it was opened
+		}
+		ok, _ := b.Health()
+		return ok
+	}
 	go func() {
 		for sctx.Err() == nil {
-			if ok, _ := b.Health(); ok {
+			if healthy() {
 				sdNotify("READY=1\nSTATUS=serving chat")
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		go watchdog(sctx, func() bool { ok, _ := b.Health(); return ok })
+		go watchdog(sctx, healthy)
 		select {
 		case <-ctx.Done():
 			sdNotify("STOPPING=1\nSTATUS=stopping: runs under way get their grace period")
 		case <-sctx.Done():
 		}
 	}()
+	if el != nil {
+		// Only the leader talks in chat, runs the schedule and starts
+		// runs; until then this process serves its status page and waits.
+		logger.Info("waiting for the leadership lease", "holder", holderName, "lease", time.Duration(cfg.Store.Lease))
+		last := ""
+		aerr := el.Acquire(ctx, func(in pgstore.LeaseInfo) {
+			if in.Holder != last {
+				last = in.Holder
+				logger.Info("follower: another process leads", "leader", in.Holder, "token", in.Token)
+			}
+		})
+		if aerr != nil {
+			return nil // stopped while following
+		}
+		lctx, lost := context.WithCancel(ctx)
+		defer lost()
+		steppedDown := make(chan struct{})
+		go func() {
+			select {
+			case <-el.Lost():
+				close(steppedDown)
+				lost()
+			case <-lctx.Done():
+			}
+		}()
+		defer func() {
+			select {
+			case <-steppedDown:
+			default:
+				if err := el.Release(context.WithoutCancel(ctx)); err != nil {
+					logger.Warn("could not hand the lease over; another process takes over when it runs out", "err", err)
+				}
+			}
+		}()
+		ctx = lctx
+		defer func() {
+			select {
+			case <-steppedDown:
+				// Exit so that the service manager starts this process
+				// again, as a follower, with nothing of the old term.
+				err = errSteppedDown
+			default:
+			}
+		}()
+	}
 	return b.Run(ctx)
 }

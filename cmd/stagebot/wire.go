@@ -24,6 +24,9 @@ type deps struct {
 	reg    postgres.Registry        // remembers the databases the targets made (nil: memory)
 	tell   func(target, msg string) // says something in a target's channel
 	hurry  <-chan struct{}          // closes on a second stop signal
+	// fence says whether this process may still act (it holds the lease
+	// of a shared store); nil with a bolt store, where it always may.
+	fence func(need time.Duration) error
 }
 
 // botOptions turns a validated config into the bot's typed options.
@@ -48,6 +51,7 @@ func (c *Config) botOptions(dp deps) bot.Options {
 		Redact:       newRedactor(c.secrets),
 		StopGrace:    c.Defaults.StopGrace.D(),
 		Hurry:        dp.hurry,
+		Fence:        dp.fence,
 	}
 	if k := c.Store.Keep; k.Runs != nil && k.Days != nil {
 		o.KeepRuns, o.KeepAge = *k.Runs, time.Duration(*k.Days)*24*time.Hour
@@ -82,7 +86,10 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
-			Logger: logger, Registry: reg,
+			Logger: logger, Registry: reg, Fence: dp.fence,
+		}
+		if c.Store.Type == "postgres" {
+			pg.StoreDSN = c.Store.DSN
 		}
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait

@@ -65,6 +65,15 @@ type Target struct {
 	// Notify tells people what a background repair did, once staging's
 	// server answered again after a failed step could not clean up.
 	Notify func(msg string)
+	// Fence, when set, says whether this process may still change staging
+	// for the next need: with several bots sharing one store, only the
+	// one holding the lease may, and only while it surely holds it. Every
+	// change to staging's server asks first.
+	Fence func(need time.Duration) error
+	// StoreDSN, when the bot keeps its state in PostgreSQL, is that
+	// database: it must not be staging's database, nor on a production
+	// server (the bot writes its state there).
+	StoreDSN string
 
 	repairMu     sync.Mutex
 	repairCancel context.CancelFunc // a background repair is pending
@@ -163,9 +172,27 @@ func (t *Target) production(ctx context.Context) (*pgx.Conn, error) {
 	return connect(ctx, t.ProductionDSN, "", true)
 }
 
-// maintenance connects to the staging server's postgres database.
+// maintenance connects to the staging server's postgres database, for a
+// change: only while the lease (Fence) allows it.
 func (t *Target) maintenance(ctx context.Context) (*pgx.Conn, error) {
+	if err := t.fence(0); err != nil {
+		return nil, err
+	}
 	return connect(ctx, t.StagingDSN, "postgres", false)
+}
+
+// swapBudget is how long the lease must still last when the renames
+// that swap staging begin.
+const swapBudget = 3 * time.Second
+
+func (t *Target) fence(need time.Duration) error {
+	if t.Fence == nil {
+		return nil
+	}
+	if err := t.Fence(need); err != nil {
+		return fmt.Errorf("staging not touched: %w", err)
+	}
+	return nil
 }
 
 // serverID identifies a server by its system identifier, which initdb
@@ -262,6 +289,15 @@ func (t *Target) Guard(ctx context.Context) error {
 		return err
 	}
 	servers := append([]string{t.ProductionDSN}, t.ProductionServers...)
+	var storeID, storeDB string
+	if t.StoreDSN != "" {
+		if storeID, storeDB, err = productionID(ctx, t.StoreDSN); err != nil {
+			return fmt.Errorf("cannot tell which server the bot's store is on: %w", err)
+		}
+		if storeID == stgID && storeDB == db {
+			return fmt.Errorf("refused: the destination %s is the bot's own store (store.dsn); give the store a database of its own", Describe(t.StagingDSN))
+		}
+	}
 	for i, dsn := range servers {
 		if dsn == "" {
 			continue
@@ -274,6 +310,9 @@ func (t *Target) Guard(ctx context.Context) error {
 			// An unreachable server that was never seen cannot be told
 			// apart from staging's: say so rather than guess.
 			return fmt.Errorf("refused: production server %s is unreachable and was not seen before, so stagebot cannot check that staging is not on it: %w", Describe(dsn), err)
+		}
+		if pid == storeID {
+			return fmt.Errorf("refused: the bot's store (store.dsn) is on production server %s (system identifier %s), and the bot writes its state there; move the store to a server that is not production", Describe(dsn), pid)
 		}
 		if pid == stgID {
 			if i == 0 && pdb == db {
@@ -478,11 +517,19 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 			break
 		}
 		fmt.Fprintf(log, "ended %d session(s) on %s\n", n, db)
+		if err := t.fence(swapBudget); err != nil {
+			restore()
+			return 0, err
+		}
 		if time.Now().After(deadline) {
 			restore()
 			return 0, fmt.Errorf("sessions on %s would not end within 30s", db)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if err := t.fence(swapBudget); err != nil {
+		restore()
+		return 0, err
 	}
 	tx, err := c.Begin(ctx)
 	if err != nil {

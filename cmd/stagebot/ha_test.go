@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/store"
+	"github.com/stagebot/stagebot/store/bolt"
+	pgstore "github.com/stagebot/stagebot/store/postgres"
+)
+
+// TestStoreCopy_BoltToPostgresAndBack moves a state with every kind of
+// record into PostgreSQL and back into a new file: nothing is lost or
+// renumbered, a non-empty destination is refused, and the next run gets
+// the next number.
+func TestStoreCopy_BoltToPostgresAndBack(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.New(t)
+	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
+	dsn := pg.DSN("state")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "stagebot.db")
+	b, err := bolt.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 30, 9, 0, 0, 123456789, time.FixedZone("CET", 3600))
+	alice, bob := store.User{ID: "U1", Name: "alice"}, store.User{ID: "U2", Name: "bob"}
+	for i, state := range []store.RunState{store.RunSucceeded, store.RunFailed, store.RunScheduled} {
+		r := &store.Run{Target: "fas2", Pipeline: "default", State: state, CreatedAt: t0.Add(time.Duration(i) * time.Hour), Requester: alice}
+		if state.Done() {
+			r.EndedAt = r.CreatedAt.Add(time.Minute)
+		}
+		must(t, b.CreateRun(ctx, r))
+		must(t, b.AppendLog(ctx, r.ID, []byte("log of run "+r.Target+"\n")))
+	}
+	must(t, b.AddApproval(ctx, store.Approval{RunID: 3, User: bob, At: t0}))
+	must(t, b.AddApproval(ctx, store.Approval{RunID: 3, User: alice, At: t0.Add(time.Second)}))
+	ended := &store.Hold{Target: "fas2", Holder: bob, Reason: "done", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), EndedAt: t0.Add(time.Minute)}
+	live := &store.Hold{Target: "all", Holder: alice, Reason: "testing the login", CreatedAt: t0, ExpiresAt: t0.Add(48 * time.Hour)}
+	must(t, b.CreateHold(ctx, ended))
+	must(t, b.CreateHold(ctx, live))
+	must(t, b.Watch(ctx, "fas2", bob))
+	must(t, b.Watch(ctx, "fas2", alice))
+	must(t, b.Watch(ctx, "koji", bob))
+	for _, a := range []string{"resync", "hold", "approve"} {
+		must(t, b.AppendEvent(ctx, &store.Event{At: t0, Actor: alice, Action: a, Target: "fas2", RunID: 3}))
+	}
+	must(t, b.SetMark(ctx, "schedule/fas2", t0))
+	must(t, b.RecordDatabase(ctx, "7714483811028143163/16384", 1))
+	want, err := b.Export(ctx)
+	must(t, err)
+	b.Close()
+
+	var out, errOut bytes.Buffer
+	if err := Main(ctx, []string{"store", "copy", "--from", file, "--to", dsn}, nil, &out, &errOut); err != nil {
+		t.Fatalf("bolt → postgres: %v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "copied 3 runs, 2 holds, 2 approvals, 3 audit events, 3 watchers and 1 marks") {
+		t.Fatalf("copy said %q", out.String())
+	}
+	// Again: the destination is not empty now.
+	err = Main(ctx, []string{"store", "copy", "--from", file, "--to", dsn}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "nothing was written") {
+		t.Fatalf("a copy into a non-empty store: %v", err)
+	}
+	back := filepath.Join(dir, "back.db")
+	if err := Main(ctx, []string{"store", "copy", "--from", dsn, "--to", back}, nil, &out, &errOut); err != nil {
+		t.Fatalf("postgres → bolt: %v", err)
+	}
+	for _, where := range []string{dsn, back} {
+		s, err := openAny(ctx, where)
+		must(t, err)
+		got, err := s.(store.Porter).Export(ctx)
+		must(t, err)
+		if diff := cmp.Diff(want, got); diff != "" {
+			s.Close()
+			t.Fatalf("%s differs from the original (-want +got):\n%s", describeStore(where), diff)
+		}
+		r := &store.Run{Target: "fas2", Pipeline: "default", State: store.RunScheduled, CreatedAt: t0}
+		must(t, s.CreateRun(ctx, r))
+		h := &store.Hold{Target: "fas2", Holder: bob, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+		must(t, s.CreateHold(ctx, h))
+		if r.ID != 4 || h.ID != 3 {
+			t.Errorf("%s: the next run is %d and the next hold %d, want 4 and 3", describeStore(where), r.ID, h.ID)
+		}
+		s.Close()
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// haConfig is a target whose runs say which process ran them, on a store
+// in PostgreSQL with a short lease.
+func haConfig(t *testing.T, dsn, marks string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "stagebot.yaml")
+	os.WriteFile(cfg, []byte(`
+store: {type: postgres, dsn: "`+dsn+`", lease: 3s}
+access: {control_channels: [infra], everyone: [stage, stage.admin]}
+targets:
+  web:
+    pipelines:
+      default:
+        steps:
+          - {name: copy, exec: "echo run $$PPID >> `+marks+`"}
+`), 0o600)
+	return cfg
+}
+
+// TestHA_FailoverAndAPausedLeader runs three bot processes on one store.
+// One leads; killed, another takes over within the lease and keeps its
+// holds; paused past its lease, it is replaced, and once it runs again it
+// neither writes nor talks: it steps down, saying so, and exits.
+func TestHA_FailoverAndAPausedLeader(t *testing.T) {
+	ctx := context.Background()
+	pg := pgtest.New(t)
+	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
+	dsn := pg.DSN("state")
+	marks := filepath.Join(t.TempDir(), "runs")
+	cfg := haConfig(t, dsn, marks)
+	took := func(p *botProcess) bool { return strings.Contains(p.out.String(), "took the lease") }
+
+	a := startBot(t, cfg)
+	waitUntil(t, "a leads", func() bool { return took(a) })
+	b := startBot(t, cfg)
+	c := startBot(t, cfg)
+	waitUntil(t, "b and c follow", func() bool {
+		return strings.Contains(b.out.String(), "another process leads") && strings.Contains(c.out.String(), "another process leads")
+	})
+	a.say(t, "!stage resync web now")
+	waitUntil(t, "a's run", func() bool { out, _ := os.ReadFile(marks); return bytes.Count(out, []byte("run ")) == 1 })
+	a.say(t, "!stage hold web 2h testing the login")
+	waitUntil(t, "a's hold", func() bool { return strings.Contains(a.out.String(), "testing the login") })
+
+	// The leader dies.
+	a.kill(t)
+	killed := time.Now()
+	var next, other *botProcess
+	waitUntil(t, "a follower takes over", func() bool {
+		switch {
+		case took(b):
+			next, other = b, c
+		case took(c):
+			next, other = c, b
+		}
+		return next != nil
+	})
+	failover := time.Since(killed)
+	t.Logf("failover after SIGKILL: %s (lease 3s)", failover.Round(time.Millisecond))
+	if failover > 3*time.Second+500*time.Millisecond {
+		t.Errorf("failover took %s, more than the lease", failover)
+	}
+	if took(other) {
+		t.Fatal("both followers took the lease")
+	}
+	next.say(t, "!stage holds")
+	waitUntil(t, "the new leader knows the hold", func() bool { return strings.Contains(next.out.String(), "testing the login") })
+
+	// The new leader is paused past its lease.
+	if err := next.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the third process takes over", func() bool { return took(other) })
+	other.say(t, "!stage release web")
+	st, err := pgstore.Open(ctx, dsn)
+	must(t, err)
+	defer st.Close()
+	waitUntil(t, "the hold ends", func() bool { h, _ := st.Holds(ctx, true); return len(h) == 0 })
+	before, _ := st.Events(ctx, store.EventFilter{})
+	// A command was typed at the paused process while it was paused.
+	next.say(t, "!stage hold web 1h from the paused one")
+	seen := len(next.out.String())
+	if err := next.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- next.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("the replaced leader exited 0; it should exit with an error, to be started again as a follower:\n%s", next.out.String()[seen:])
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("the replaced leader did not step down:\n%s", next.out.String())
+	}
+	after := next.out.String()[seen:]
+	if !strings.Contains(after, "stepping down") {
+		t.Errorf("the replaced leader's log does not say it stepped down:\n%s", after)
+	}
+	if strings.Contains(after, "Hold") || strings.Contains(after, "🔒") {
+		t.Errorf("the replaced leader talked in chat after it came back:\n%s", after)
+	}
+	holds, _ := st.Holds(ctx, true)
+	events, _ := st.Events(ctx, store.EventFilter{})
+	if len(holds) != 0 || len(events) != len(before) {
+		t.Errorf("the replaced leader wrote to the store: %d active holds, %d events (was %d)", len(holds), len(events), len(before))
+	}
+	// The third process runs the next refresh.
+	other.say(t, "!stage resync web now")
+	waitUntil(t, "the third process's run", func() bool { out, _ := os.ReadFile(marks); return bytes.Count(out, []byte("run ")) == 2 })
+	out, _ := os.ReadFile(marks)
+	runs := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if runs[0] == runs[1] {
+		t.Errorf("both runs by the same process: %q", runs)
+	}
+}

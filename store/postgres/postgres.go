@@ -1,0 +1,814 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/stagebot/stagebot/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// MaxLogBytes bounds one run's log, as in the bolt store.
+const MaxLogBytes = 1 << 20
+
+// ErrFenced means a newer leader holds the lease: this process's writes
+// are refused, so that a leader that was paused or cut off and comes back
+// cannot undo what its successor did.
+var ErrFenced = errors.New("a newer leader holds the lease")
+
+// Store is a store.Store in a PostgreSQL database.
+type Store struct {
+	pool *pgxpool.Pool
+	// token is the fencing token every write carries: the lease's token
+	// when this process became leader (0 before).
+	token atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to dsn and creates or upgrades the store's tables. Two
+// processes may open the same database at once: the migrations run under
+// an advisory lock.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store.dsn: %w", err)
+	}
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	// A transaction left open by a process that was paused must not keep
+	// the lease row locked for its successor.
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "5000"
+	cfg.ConnConfig.RuntimeParams["application_name"] = "stagebot"
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 60))
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithSessionLocker(locker), goose.WithTableName("stagebot_schema_version"))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	have, err := p.GetDBVersion(ctx)
+	if err != nil && !errors.Is(err, goose.ErrNoMigrations) {
+		// A fresh database has no version table yet: Up creates it.
+		have = 0
+	}
+	sources := p.ListSources()
+	if latest := sources[len(sources)-1].Version; have > latest {
+		return fmt.Errorf("store: the database has schema version %d, newer than this stagebot understands (%d); upgrade stagebot", have, latest)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("store: create or upgrade the tables: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connections.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// Pool is the store's connection pool (the Elector shares it).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Fence makes every later write carry token and be refused once a newer
+// leader exists.
+func (s *Store) Fence(token uint64) { s.token.Store(token) }
+
+// write runs fn in a transaction that holds the lease row shared: a new
+// leader's takeover waits until it commits, and it is refused once a newer
+// leader exists.
+func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var current uint64
+		if err := tx.QueryRow(ctx, "select token from stagebot_lease where id = 1 for share").Scan(&current); err != nil {
+			return err
+		}
+		if mine := s.token.Load(); current > mine {
+			return fmt.Errorf("%w (token %d, this process's %d)", ErrFenced, current, mine)
+		}
+		return fn(tx)
+	})
+}
+
+// next takes the next number of a kind of record.
+func next(ctx context.Context, tx pgx.Tx, name string) (uint64, error) {
+	var v uint64
+	err := tx.QueryRow(ctx, "update stagebot_counters set value = value + 1 where name = $1 returning value", name).Scan(&v)
+	return v, err
+}
+
+func endedAt(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// CreateRun implements store.Store.
+func (s *Store) CreateRun(ctx context.Context, r *store.Run) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		id, err := next(ctx, tx, "runs")
+		if err != nil {
+			return err
+		}
+		c := *r
+		c.ID, c.Version = id, 1
+		if err := putRun(ctx, tx, &c); err != nil {
+			return err
+		}
+		r.ID, r.Version = c.ID, c.Version
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create run: %w", err)
+	}
+	return nil
+}
+
+func putRun(ctx context.Context, tx pgx.Tx, r *store.Run) error {
+	rec, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `insert into stagebot_runs (id, target, active, ended_at, version, record) values ($1, $2, $3, $4, $5, $6)
+		on conflict (id) do update set target = excluded.target, active = excluded.active, ended_at = excluded.ended_at,
+		version = excluded.version, record = excluded.record`,
+		r.ID, r.Target, !r.State.Done(), endedAt(r.EndedAt), r.Version, rec)
+	return err
+}
+
+// UpdateRun implements store.Store.
+func (s *Store) UpdateRun(ctx context.Context, r *store.Run) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var stored uint64
+		err := tx.QueryRow(ctx, "select version from stagebot_runs where id = $1 for update", r.ID).Scan(&stored)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", r.ID, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if stored != r.Version {
+			return fmt.Errorf("run %d changed since it was read (version %d, stored %d): %w", r.ID, r.Version, stored, store.ErrConflict)
+		}
+		c := *r
+		c.Version++
+		if err := putRun(ctx, tx, &c); err != nil {
+			return err
+		}
+		r.Version = c.Version
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("update run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+func scanRuns(rows pgx.Rows) ([]*store.Run, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Run, error) {
+		var rec []byte
+		if err := row.Scan(&rec); err != nil {
+			return nil, err
+		}
+		var r store.Run
+		if err := json.Unmarshal(rec, &r); err != nil {
+			return nil, fmt.Errorf("decode run: %w", err)
+		}
+		return &r, nil
+	})
+}
+
+// Run implements store.Store.
+func (s *Store) Run(ctx context.Context, id uint64) (*store.Run, error) {
+	rows, err := s.pool.Query(ctx, "select record from stagebot_runs where id = $1", id)
+	if err != nil {
+		return nil, fmt.Errorf("run %d: %w", id, err)
+	}
+	runs, err := scanRuns(rows)
+	if err != nil {
+		return nil, fmt.Errorf("run %d: %w", id, err)
+	}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("run %d: %w", id, store.ErrNotFound)
+	}
+	return runs[0], nil
+}
+
+// Runs implements store.Store.
+func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]*store.Run, error) {
+	q := "select record from stagebot_runs where ($1 = '' or target = $1) and (not $2 or active) order by id desc"
+	rows, err := s.pool.Query(ctx, q, f.Target, f.Active)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	all, err := scanRuns(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list runs: %w", err)
+	}
+	var out []*store.Run
+	for _, r := range all {
+		if !f.Match(r) {
+			continue
+		}
+		out = append(out, r)
+		if f.Limit > 0 && len(out) >= f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+var truncatedNote = []byte("\n[log truncated: it reached its size limit]\n")
+
+func exists(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, runID uint64) error {
+	var one int
+	err := q.QueryRow(ctx, "select 1 from stagebot_runs where id = $1", runID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("run %d: %w", runID, store.ErrNotFound)
+	}
+	return err
+}
+
+// AppendLog implements store.Store.
+func (s *Store) AppendLog(ctx context.Context, runID uint64, text []byte) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		if err := exists(ctx, tx, runID); err != nil {
+			return err
+		}
+		var old []byte
+		err := tx.QueryRow(ctx, "select text from stagebot_logs where run_id = $1 for update", runID).Scan(&old)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if len(old) >= MaxLogBytes {
+			return nil
+		}
+		buf := append(append(make([]byte, 0, len(old)+len(text)), old...), text...)
+		if len(buf) > MaxLogBytes {
+			buf = append(buf[:MaxLogBytes-len(truncatedNote)], truncatedNote...)
+		}
+		_, err = tx.Exec(ctx, "insert into stagebot_logs (run_id, text) values ($1, $2) on conflict (run_id) do update set text = excluded.text", runID, buf)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("append log of run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// Log implements store.Store.
+func (s *Store) Log(ctx context.Context, runID uint64) ([]byte, error) {
+	if err := exists(ctx, s.pool, runID); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := s.pool.QueryRow(ctx, "select text from stagebot_logs where run_id = $1", runID).Scan(&out)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return []byte{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("log of run %d: %w", runID, err)
+	}
+	if out == nil {
+		out = []byte{}
+	}
+	return out, nil
+}
+
+func putHold(ctx context.Context, tx pgx.Tx, h *store.Hold) error {
+	rec, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `insert into stagebot_holds (id, active, ended_at, record) values ($1, $2, $3, $4)
+		on conflict (id) do update set active = excluded.active, ended_at = excluded.ended_at, record = excluded.record`,
+		h.ID, h.Active(), endedAt(h.EndedAt), rec)
+	return err
+}
+
+// CreateHold implements store.Store.
+func (s *Store) CreateHold(ctx context.Context, h *store.Hold) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		id, err := next(ctx, tx, "holds")
+		if err != nil {
+			return err
+		}
+		c := *h
+		c.ID = id
+		if err := putHold(ctx, tx, &c); err != nil {
+			return err
+		}
+		h.ID = id
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("create hold: %w", err)
+	}
+	return nil
+}
+
+// UpdateHold implements store.Store.
+func (s *Store) UpdateHold(ctx context.Context, h *store.Hold) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var one int
+		err := tx.QueryRow(ctx, "select 1 from stagebot_holds where id = $1 for update", h.ID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("hold %d: %w", h.ID, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return putHold(ctx, tx, h)
+	})
+	if err != nil {
+		return fmt.Errorf("update hold %d: %w", h.ID, err)
+	}
+	return nil
+}
+
+// Holds implements store.Store.
+func (s *Store) Holds(ctx context.Context, activeOnly bool) ([]*store.Hold, error) {
+	rows, err := s.pool.Query(ctx, "select record from stagebot_holds where not $1 or active order by id", activeOnly)
+	if err != nil {
+		return nil, fmt.Errorf("list holds: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Hold, error) {
+		var rec []byte
+		if err := row.Scan(&rec); err != nil {
+			return nil, err
+		}
+		var h store.Hold
+		return &h, json.Unmarshal(rec, &h)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list holds: %w", err)
+	}
+	return out, nil
+}
+
+// AddApproval implements store.Store.
+func (s *Store) AddApproval(ctx context.Context, a store.Approval) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		if err := exists(ctx, tx, a.RunID); err != nil {
+			return err
+		}
+		rec, err := json.Marshal(a)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, "insert into stagebot_approvals (run_id, user_id, record) values ($1, $2, $3) on conflict (run_id, user_id) do nothing", a.RunID, a.User.ID, rec)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%s already approved run %d: %w", a.User.Display(), a.RunID, store.ErrConflict)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("add approval: %w", err)
+	}
+	return nil
+}
+
+// Approvals implements store.Store.
+func (s *Store) Approvals(ctx context.Context, runID uint64) ([]store.Approval, error) {
+	rows, err := s.pool.Query(ctx, "select record from stagebot_approvals where run_id = $1 order by seq", runID)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals of run %d: %w", runID, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Approval, error) {
+		var rec []byte
+		var a store.Approval
+		if err := row.Scan(&rec); err != nil {
+			return a, err
+		}
+		return a, json.Unmarshal(rec, &a)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list approvals of run %d: %w", runID, err)
+	}
+	return out, nil
+}
+
+// Watch implements store.Store.
+func (s *Store) Watch(ctx context.Context, target string, user store.User) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		rec, err := json.Marshal(user)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "insert into stagebot_watchers (target, user_id, record) values ($1, $2, $3) on conflict (target, user_id) do update set record = excluded.record", target, user.ID, rec)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", target, err)
+	}
+	return nil
+}
+
+// Unwatch implements store.Store.
+func (s *Store) Unwatch(ctx context.Context, target string, user store.User) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "delete from stagebot_watchers where target = $1 and user_id = $2", target, user.ID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%s does not watch %s: %w", user.Display(), target, store.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("unwatch %s: %w", target, err)
+	}
+	return nil
+}
+
+// Watchers implements store.Store.
+func (s *Store) Watchers(ctx context.Context, target string) ([]store.User, error) {
+	// Ordered by user ID as Go compares strings: byte by byte.
+	rows, err := s.pool.Query(ctx, `select record from stagebot_watchers where target = $1 order by user_id collate "C"`, target)
+	if err != nil {
+		return nil, fmt.Errorf("list watchers of %s: %w", target, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.User, error) {
+		var rec []byte
+		var u store.User
+		if err := row.Scan(&rec); err != nil {
+			return u, err
+		}
+		return u, json.Unmarshal(rec, &u)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list watchers of %s: %w", target, err)
+	}
+	return out, nil
+}
+
+func putEvent(ctx context.Context, tx pgx.Tx, e *store.Event) error {
+	rec, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "insert into stagebot_events (id, target, run_id, record) values ($1, $2, $3, $4)", e.ID, e.Target, e.RunID, rec)
+	return err
+}
+
+// AppendEvent implements store.Store.
+func (s *Store) AppendEvent(ctx context.Context, e *store.Event) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		id, err := next(ctx, tx, "events")
+		if err != nil {
+			return err
+		}
+		c := *e
+		c.ID = id
+		if err := putEvent(ctx, tx, &c); err != nil {
+			return err
+		}
+		e.ID = id
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	return nil
+}
+
+// Events implements store.Store.
+func (s *Store) Events(ctx context.Context, f store.EventFilter) ([]store.Event, error) {
+	limit := int64(f.Limit)
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := s.pool.Query(ctx, `select record from stagebot_events where ($1 = '' or target = $1) and ($2 = 0 or run_id = $2)
+		order by id desc limit case when $3::bigint < 0 then null else $3::bigint end`, f.Target, f.RunID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Event, error) {
+		var rec []byte
+		var e store.Event
+		if err := row.Scan(&rec); err != nil {
+			return e, err
+		}
+		return e, json.Unmarshal(rec, &e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	return out, nil
+}
+
+// Mark implements store.Store.
+func (s *Store) Mark(ctx context.Context, name string) (time.Time, error) {
+	var text string
+	err := s.pool.QueryRow(ctx, "select at from stagebot_marks where name = $1", name).Scan(&text)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	var t time.Time
+	if err == nil {
+		err = t.UnmarshalText([]byte(text))
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read mark %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// SetMark implements store.Store.
+func (s *Store) SetMark(ctx context.Context, name string, t time.Time) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		text, err := t.MarshalText()
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "insert into stagebot_marks (name, at) values ($1, $2) on conflict (name) do update set at = excluded.at", name, string(text))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set mark %s: %w", name, err)
+	}
+	return nil
+}
+
+// RecordDatabase implements store.Store.
+func (s *Store) RecordDatabase(ctx context.Context, key string, run uint64) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "insert into stagebot_databases (key, run_id) values ($1, $2) on conflict (key) do update set run_id = excluded.run_id", key, run)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("record database %s: %w", key, err)
+	}
+	return nil
+}
+
+// DatabaseRun implements store.Store.
+func (s *Store) DatabaseRun(ctx context.Context, key string) (uint64, error) {
+	var run uint64
+	err := s.pool.QueryRow(ctx, "select run_id from stagebot_databases where key = $1", key).Scan(&run)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up database %s: %w", key, err)
+	}
+	return run, nil
+}
+
+// Compact implements store.Store.
+func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
+	removed := 0
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		var before *time.Time
+		if !k.Before.IsZero() {
+			before = &k.Before
+		}
+		keep := int64(k.Runs)
+		if keep <= 0 {
+			keep = -1
+		}
+		// Finished runs that ended too long ago go; of the others, the
+		// newest the count allows stay.
+		tag, err := tx.Exec(ctx, `with old as (
+			select id from stagebot_runs where not active and $2::timestamptz is not null and coalesce(ended_at, '-infinity') < $2::timestamptz
+		), kept as (
+			select id from stagebot_runs where not active and id not in (select id from old) order by id desc limit case when $1::bigint < 0 then null else $1::bigint end
+		)
+		delete from stagebot_runs where not active and (id in (select id from old) or id not in (select id from kept))`, keep, before)
+		if err != nil {
+			return err
+		}
+		removed = int(tag.RowsAffected())
+		if before == nil {
+			return nil
+		}
+		_, err = tx.Exec(ctx, "delete from stagebot_holds where not active and ended_at < $1", before)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("compact: %w", err)
+	}
+	return removed, nil
+}
+
+var _ store.Porter = (*Store)(nil)
+
+// Export implements store.Porter.
+func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
+	d := &store.Dump{Logs: map[uint64][]byte{}, Watchers: map[string][]store.User{}, Marks: map[string]time.Time{}, Databases: map[string]uint64{}}
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		records := func(q string, fn func(rec []byte, extra string) error) error {
+			rows, err := tx.Query(ctx, q)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var rec []byte
+				var extra string
+				if err := rows.Scan(&rec, &extra); err != nil {
+					return err
+				}
+				if err := fn(rec, extra); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}
+		steps := []struct {
+			q  string
+			fn func(rec []byte, extra string) error
+		}{
+			{"select record, '' from stagebot_runs order by id", func(rec []byte, _ string) error {
+				var r store.Run
+				d.Runs = append(d.Runs, &r)
+				return json.Unmarshal(rec, &r)
+			}},
+			{"select text, run_id::text from stagebot_logs", func(rec []byte, id string) error {
+				var n uint64
+				_, err := fmt.Sscan(id, &n)
+				d.Logs[n] = rec
+				return err
+			}},
+			{"select record, '' from stagebot_holds order by id", func(rec []byte, _ string) error {
+				var h store.Hold
+				d.Holds = append(d.Holds, &h)
+				return json.Unmarshal(rec, &h)
+			}},
+			{"select record, '' from stagebot_approvals order by seq", func(rec []byte, _ string) error {
+				var a store.Approval
+				err := json.Unmarshal(rec, &a)
+				d.Approvals = append(d.Approvals, a)
+				return err
+			}},
+			{`select record, target from stagebot_watchers order by target, user_id collate "C"`, func(rec []byte, target string) error {
+				var u store.User
+				err := json.Unmarshal(rec, &u)
+				d.Watchers[target] = append(d.Watchers[target], u)
+				return err
+			}},
+			{"select record, '' from stagebot_events order by id", func(rec []byte, _ string) error {
+				var e store.Event
+				err := json.Unmarshal(rec, &e)
+				d.Events = append(d.Events, e)
+				return err
+			}},
+			{"select convert_to(at, 'UTF8'), name from stagebot_marks", func(rec []byte, name string) error {
+				var t time.Time
+				err := t.UnmarshalText(rec)
+				d.Marks[name] = t
+				return err
+			}},
+			{"select convert_to(run_id::text, 'UTF8'), key from stagebot_databases", func(rec []byte, key string) error {
+				var n uint64
+				_, err := fmt.Sscan(string(rec), &n)
+				d.Databases[key] = n
+				return err
+			}},
+		}
+		for _, st := range steps {
+			if err := records(st.q, st.fn); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	return d, nil
+}
+
+// Import implements store.Porter.
+func (s *Store) Import(ctx context.Context, d *store.Dump) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Nobody writes while the copy goes in.
+		if _, err := tx.Exec(ctx, "lock table stagebot_runs, stagebot_holds, stagebot_events, stagebot_watchers, stagebot_marks, stagebot_databases in exclusive mode"); err != nil {
+			return err
+		}
+		var what string
+		err := tx.QueryRow(ctx, `select coalesce((select 'runs' from stagebot_runs limit 1), (select 'holds' from stagebot_holds limit 1),
+			(select 'events' from stagebot_events limit 1), (select 'watchers' from stagebot_watchers limit 1),
+			(select 'marks' from stagebot_marks limit 1), (select 'databases' from stagebot_databases limit 1), '')`).Scan(&what)
+		if err != nil {
+			return err
+		}
+		if what != "" {
+			return fmt.Errorf("%w: it has %s", store.ErrNotEmpty, what)
+		}
+		counters := map[string]uint64{}
+		for _, r := range d.Runs {
+			if err := putRun(ctx, tx, r); err != nil {
+				return err
+			}
+			counters["runs"] = max(counters["runs"], r.ID)
+		}
+		for id, text := range d.Logs {
+			if _, err := tx.Exec(ctx, "insert into stagebot_logs (run_id, text) values ($1, $2)", id, text); err != nil {
+				return fmt.Errorf("log of run %d: %w", id, err)
+			}
+		}
+		for _, h := range d.Holds {
+			if err := putHold(ctx, tx, h); err != nil {
+				return err
+			}
+			counters["holds"] = max(counters["holds"], h.ID)
+		}
+		for _, a := range d.Approvals {
+			rec, err := json.Marshal(a)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "insert into stagebot_approvals (run_id, user_id, record) values ($1, $2, $3)", a.RunID, a.User.ID, rec); err != nil {
+				return fmt.Errorf("approval of run %d: %w", a.RunID, err)
+			}
+		}
+		for target, users := range d.Watchers {
+			for _, u := range users {
+				rec, err := json.Marshal(u)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, "insert into stagebot_watchers (target, user_id, record) values ($1, $2, $3)", target, u.ID, rec); err != nil {
+					return err
+				}
+			}
+		}
+		for i := range d.Events {
+			if err := putEvent(ctx, tx, &d.Events[i]); err != nil {
+				return err
+			}
+			counters["events"] = max(counters["events"], d.Events[i].ID)
+		}
+		for name, t := range d.Marks {
+			text, err := t.MarshalText()
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "insert into stagebot_marks (name, at) values ($1, $2)", name, string(text)); err != nil {
+				return err
+			}
+		}
+		for key, run := range d.Databases {
+			if _, err := tx.Exec(ctx, "insert into stagebot_databases (key, run_id) values ($1, $2)", key, run); err != nil {
+				return err
+			}
+		}
+		for name, v := range counters {
+			if _, err := tx.Exec(ctx, "update stagebot_counters set value = greatest(value, $2) where name = $1", name, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	return nil
+}
