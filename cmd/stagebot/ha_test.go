@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +99,17 @@ func TestStoreCopy_BoltToPostgresAndBack(t *testing.T) {
 	}
 }
 
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(body))
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -112,6 +125,7 @@ func haConfig(t *testing.T, dsn, marks string) string {
 	os.WriteFile(cfg, []byte(`
 store: {type: postgres, dsn: "`+dsn+`", lease: 3s}
 access: {control_channels: [infra], everyone: [stage, stage.admin]}
+http: {listen: "127.0.0.1:0"}
 targets:
   web:
     pipelines:
@@ -142,8 +156,20 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	waitUntil(t, "b and c follow", func() bool {
 		return strings.Contains(b.out.String(), "another process leads") && strings.Contains(c.out.String(), "another process leads")
 	})
+	// Every process serves HTTP; only the leader is ready.
+	urlA, urlB := httpBase(t, a), httpBase(t, b)
+	if code, body := httpGet(t, urlB+"/readyz"); code != 503 || !strings.HasPrefix(body, "follower of ") {
+		t.Errorf("a follower's /readyz: %d %q", code, body)
+	}
+	if code, body := httpGet(t, urlB+"/healthz"); code != 200 {
+		t.Errorf("a follower's /healthz: %d %q", code, body)
+	}
 	a.say(t, "!stage resync web now")
 	waitUntil(t, "a's run", func() bool { out, _ := os.ReadFile(marks); return bytes.Count(out, []byte("run ")) == 1 })
+	waitUntil(t, "the leader ready", func() bool { code, _ := httpGet(t, urlA+"/readyz"); return code == 200 })
+	if code, body := httpGet(t, urlB+"/"); code != 200 || !strings.Contains(body, "web") || !strings.Contains(body, "succeeded") {
+		t.Errorf("a follower's status page does not show the leader's run: %d\n%s", code, body)
+	}
 	a.say(t, "!stage hold web 2h testing the login")
 	waitUntil(t, "a's hold", func() bool { return strings.Contains(a.out.String(), "testing the login") })
 
@@ -217,5 +243,77 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	runs := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if runs[0] == runs[1] {
 		t.Errorf("both runs by the same process: %q", runs)
+	}
+}
+
+// TestHA_FailoverMidRefresh: the leader is killed while it restores a
+// real database; a follower takes over and repairs what it left, as a
+// restart would: the shadow dropped, the finally step run once, and the
+// channel told which copy staging holds. The state came from the bolt
+// file by stagebot store copy.
+func TestHA_FailoverMidRefresh(t *testing.T) {
+	e := newCrashEnv(t)
+	before := checksum(t, e.stgDSN)
+	ctx := context.Background()
+	// The store lives on staging's server, in a database of its own.
+	pgtest.Exec(t, e.stg.DSN("postgres"), "create database botstate")
+	dsn := e.stg.DSN("botstate")
+	var out, errOut bytes.Buffer
+	if err := Main(ctx, []string{"store", "copy", "--from", filepath.Join(filepath.Dir(e.cfg), "state.db"), "--to", dsn}, nil, &out, &errOut); err != nil {
+		t.Fatalf("store copy: %v", err)
+	}
+	marks := filepath.Join(t.TempDir(), "finally")
+	cfg := filepath.Join(t.TempDir(), "ha.yaml")
+	os.WriteFile(cfg, []byte(`
+store: {type: postgres, dsn: "`+dsn+`", lease: 3s}
+access: {control_channels: [infra], everyone: [stage]}
+targets:
+  app:
+    database:
+      production: `+e.prod.DSN("app")+`
+      staging: `+e.stgDSN+`
+    pipelines:
+      default:
+        steps:
+          - {name: copy production, pg_refresh: {}}
+        finally:
+          - {name: start app, exec: "echo started $STAGEBOT_RUN $PPID >> `+marks+`"}
+`), 0o600)
+	a := startBot(t, cfg)
+	waitUntil(t, "a leads", func() bool { return strings.Contains(a.out.String(), "took the lease") })
+	b := startBot(t, cfg)
+	waitUntil(t, "b follows", func() bool { return strings.Contains(b.out.String(), "another process leads") })
+	a.say(t, "!stage resync app now")
+	waitUntil(t, "the restore to be under way", func() bool {
+		n, err := query[int64](t, e.stg.DSN("postgres"), `select coalesce(sum(tuples_processed), 0) from pg_stat_progress_copy where datname = 'app__stagebot_next'`)
+		return err == nil && n > 0
+	})
+	a.kill(t)
+	waitUntil(t, "b repairs what a left", func() bool {
+		return strings.Contains(b.out.String(), "Run 2 of app was interrupted") && strings.Contains(b.out.String(), "App holds the copy it had before run 2 (made by run 1)")
+	})
+	if !strings.Contains(b.out.String(), "dropped the unfinished copy app__stagebot_next") {
+		t.Errorf("b does not say it dropped the shadow:\n%s", b.out.String())
+	}
+	waitUntil(t, "the finally step", func() bool { data, _ := os.ReadFile(marks); return len(data) > 0 })
+	time.Sleep(time.Second)
+	data, _ := os.ReadFile(marks)
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "started 2 ") {
+		t.Errorf("finally steps run: %q, want run 2's once", data)
+	}
+	if n, _ := query[int64](t, e.stg.DSN("postgres"), "select count(*) from pg_database where datname like 'app__stagebot%'"); n != 0 {
+		t.Errorf("%d stagebot databases left beside staging", n)
+	}
+	if got := checksum(t, e.stgDSN); got != before {
+		t.Fatalf("staging changed: %s → %s", before, got)
+	}
+	// b carries on: the next refresh runs there.
+	b.say(t, "!stage resync app now")
+	waitUntil(t, "b's refresh", func() bool { return strings.Contains(b.out.String(), "Run 3 of app/default") && strings.Contains(b.out.String(), "succeeded") || strings.Contains(b.out.String(), "Run 3 of app/default failed") })
+	if !strings.Contains(b.out.String(), "✅ Run 3 of app/default succeeded") {
+		t.Fatalf("b's refresh:\n%s", b.out.String())
+	}
+	if v, _ := query[int](t, e.stgDSN, "select version from marks"); v != 2 {
+		t.Fatalf("staging has version %d after b's refresh, want 2", v)
 	}
 }

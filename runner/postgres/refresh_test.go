@@ -217,6 +217,22 @@ func TestGuards(t *testing.T) {
 			}
 		})
 	}
+	// The bot's own store (store.dsn) is neither staging nor on production.
+	t.Run("store on production's server", func(t *testing.T) {
+		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.target.StagingDSN, StoreDSN: strings.Replace(f.prod.DSN("postgres"), "127.0.0.1", "localhost", 1)}
+		_, err := run(t, refreshSteps(tg), nil)
+		if err == nil || !strings.Contains(err.Error(), "the bot's store (store.dsn) is on production server") {
+			t.Fatalf("error = %v", err)
+		}
+	})
+	t.Run("store is staging's database", func(t *testing.T) {
+		pgtest.Exec(t, f.stg.DSN("postgres"), "create database botstate")
+		tg := &postgres.Target{ProductionDSN: f.target.ProductionDSN, StagingDSN: f.stg.DSN("botstate"), StoreDSN: f.stg.DSN("botstate"), Adopt: true}
+		_, err := run(t, refreshSteps(tg), nil)
+		if err == nil || !strings.Contains(err.Error(), "is the bot's own store") {
+			t.Fatalf("error = %v", err)
+		}
+	})
 	t.Run("database not made by stagebot", func(t *testing.T) {
 		pgtest.Exec(t, f.stg.DSN("postgres"), "drop database if exists handmade", "create database handmade")
 		pgtest.Exec(t, f.stg.DSN("handmade"), "create table precious (x int)")

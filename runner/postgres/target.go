@@ -182,8 +182,10 @@ func (t *Target) maintenance(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // swapBudget is how long the lease must still last when the renames
-// that swap staging begin.
-const swapBudget = 3 * time.Second
+// that swap staging begin; the renames may take no longer (their lock and
+// statement timeouts). It is under half the shortest lease (3s), which a
+// leader always holds for at least that long between renewals.
+const swapBudget = time.Second
 
 func (t *Target) fence(need time.Duration) error {
 	if t.Fence == nil {
@@ -537,6 +539,12 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	bound := fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d", swapBudget.Milliseconds(), swapBudget.Milliseconds())
+	if _, err := tx.Exec(ctx, bound); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		restore()
+		return 0, err
+	}
 	renames := [][2]string{{db, out}, {in, db}}
 	if retire != "" {
 		renames = append([][2]string{{retire, old}}, renames...)

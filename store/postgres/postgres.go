@@ -28,7 +28,7 @@ const MaxLogBytes = 1 << 20
 // ErrFenced means a newer leader holds the lease: this process's writes
 // are refused, so that a leader that was paused or cut off and comes back
 // cannot undo what its successor did.
-var ErrFenced = errors.New("a newer leader holds the lease")
+var ErrFenced = errors.New("the leadership lease does not allow it")
 
 // Store is a store.Store in a PostgreSQL database.
 type Store struct {
@@ -123,7 +123,7 @@ func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
 			return err
 		}
 		if mine := s.token.Load(); current > mine {
-			return fmt.Errorf("%w (token %d, this process's %d)", ErrFenced, current, mine)
+			return fmt.Errorf("%w: a newer leader holds the lease (token %d, this process's %d)", ErrFenced, current, mine)
 		}
 		return fn(tx)
 	})
