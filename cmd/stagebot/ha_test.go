@@ -309,7 +309,9 @@ targets:
 	}
 	// b carries on: the next refresh runs there.
 	b.say(t, "!stage resync app now")
-	waitUntil(t, "b's refresh", func() bool { return strings.Contains(b.out.String(), "Run 3 of app/default") && strings.Contains(b.out.String(), "succeeded") || strings.Contains(b.out.String(), "Run 3 of app/default failed") })
+	waitUntil(t, "b's refresh", func() bool {
+		return strings.Contains(b.out.String(), "Run 3 of app/default") && strings.Contains(b.out.String(), "succeeded") || strings.Contains(b.out.String(), "Run 3 of app/default failed")
+	})
 	if !strings.Contains(b.out.String(), "✅ Run 3 of app/default succeeded") {
 		t.Fatalf("b's refresh:\n%s", b.out.String())
 	}
