@@ -45,6 +45,10 @@ type Target struct {
 	// run ("fas2 holds the new copy, made by run 12"), so that the bot can
 	// tell the truth after a crash.
 	Holding func(ctx context.Context, run uint64) string
+	// Changes, when set, says what a refresh would wipe on staging now:
+	// the tables written since the last refresh, who is connected, and
+	// whether the replaced copy is kept.
+	Changes func(ctx context.Context) (string, error)
 	// Wait, when set, waits for what the target still does after a run
 	// (dropping a replaced copy in the background); the bot calls it
 	// before it stops.
@@ -107,6 +111,7 @@ type Options struct {
 
 // Bot is the running bot.
 type Bot struct {
+	loss    lossCache
 	opts    Options
 	store   store.Store
 	adapter Adapter

@@ -811,3 +811,26 @@ func TestCard_SaysWhatTheRunWaitsForNow(t *testing.T) {
 		}
 	}
 }
+
+// TestChanges_InTheAnnouncementAndOnDemand: the card of a refresh says what
+// it would wipe on staging, and `changes` says it on demand.
+func TestChanges_InTheAnnouncementAndOnDemand(t *testing.T) {
+	tg := fas2()
+	var looks atomic.Int32
+	tg.Changes = func(context.Context) (string, error) {
+		looks.Add(1)
+		return "Changed on staging since run 7 (2h ago):\n• public.audit: 1,500 inserted\nConnected now: qa (psql) from 10.0.0.5 for 12m.", nil
+	}
+	e := newEnv(t, tg)
+	out := e.say(alice, "!stage resync fas2 in 2h")
+	wantText(t, out, "What will be lost: the staging data of fas2 is replaced", "• public.audit: 1,500 inserted", "Connected now: qa (psql)")
+	wantText(t, e.say(alice, "!stage changes fas2"), "Changed on staging since run 7 (2h ago)")
+	if looks.Load() < 2 {
+		t.Fatalf("staging was looked at %d times", looks.Load())
+	}
+	wantText(t, e.say(alice, "!stage changes nosuch"), "nosuch")
+	noDB := fas2()
+	noDB.Name = "docs"
+	e2 := newEnv(t, noDB)
+	wantText(t, e2.say(alice, "!stage changes docs"), "docs has no database")
+}

@@ -143,6 +143,9 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 		return m
 	}
 	fmt.Fprintf(&sb, "\nWhat will be lost: the staging data of %s is replaced; save anything you need, or hold it.", r.Target)
+	if note := b.lossText(t); note != "" {
+		sb.WriteString("\n" + note)
+	}
 	m.Text = sb.String()
 	rule := b.rule(r)
 	if rule.Count > 0 {

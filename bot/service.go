@@ -49,6 +49,10 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 		start = c.When.Time
 	}
 	plan := runner.MakePlan(ctx, t.Name, t.Pipelines[pipeline])
+	if !c.DryRun {
+		// The announcement says what the refresh would wipe.
+		b.refreshLoss(ctx, t)
+	}
 	if c.DryRun {
 		b.reply(ctx, in, b.renderPlan(ctx, t, pipeline, plan, origin))
 		return nil

@@ -19,6 +19,7 @@ type Service interface {
 	Hold(ctx context.Context, c *Call) error
 	Release(ctx context.Context, c *Call) error
 	Holds(ctx context.Context, c *Call) error
+	Changes(ctx context.Context, c *Call) error
 	Schedule(ctx context.Context, c *Call) error
 	History(ctx context.Context, c *Call) error
 	Log(ctx context.Context, c *Call) error
@@ -179,6 +180,16 @@ func init() {
 			Examples:    []string{"holds"},
 			parse:       parseNothing,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Holds(ctx, c) },
+		},
+		{
+			Name: "changes", Args: "<target>",
+			Summary: "what a refresh would wipe on staging now",
+			Description: "Lists the tables written on staging since the last refresh (rows inserted, updated, deleted; the busiest " +
+				"first), tables added or dropped, who is connected now, and whether the copy a refresh replaces is kept. Where the " +
+				"counters cannot be trusted (statistics reset, server restarted) it says unknown.",
+			Examples: []string{"changes fas2"},
+			parse:    parseTarget,
+			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Changes(ctx, c) },
 		},
 		{
 			Name: "schedule", Args: "[target]",

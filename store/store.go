@@ -78,6 +78,12 @@ type Store interface {
 	// ErrNotFound.
 	DatabaseRun(ctx context.Context, key string) (uint64, error)
 
+	// SetValue keeps a small named value for a part of the bot (a
+	// target's write counters at its last refresh); Value returns it, or
+	// an error wrapping ErrNotFound.
+	SetValue(ctx context.Context, name string, v []byte) error
+	Value(ctx context.Context, name string) ([]byte, error)
+
 	// Compact removes finished runs (with their logs and approvals) that
 	// the retention policy no longer keeps, and holds that ended before
 	// k.Before. Active runs and holds always stay. It returns how many
@@ -150,6 +156,7 @@ type Dump struct {
 	Events    []Event              `json:"events"`
 	Marks     map[string]time.Time `json:"marks"`
 	Databases map[string]uint64    `json:"databases"`
+	Values    map[string][]byte    `json:"values"`
 }
 
 // Porter is implemented by stores whose contents can be moved whole.

@@ -59,6 +59,7 @@ func TestStoreCopy_BoltToPostgresAndBack(t *testing.T) {
 	}
 	must(t, b.SetMark(ctx, "schedule/fas2", t0))
 	must(t, b.RecordDatabase(ctx, "7714483811028143163/16384", 1))
+	must(t, b.SetValue(ctx, "baseline/fas2", []byte(`{"tables":{}}`)))
 	want, err := b.Export(ctx)
 	must(t, err)
 	b.Close()

@@ -94,6 +94,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait
 		t.Holding = pg.Holding
+		t.Changes = pg.Changes
 		if dp.tell != nil {
 			pg.Notify = func(msg string) { dp.tell(name, msg) }
 		}

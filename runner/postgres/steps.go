@@ -219,6 +219,7 @@ func (s *Swap) Run(ctx context.Context, env *runner.Env) error {
 	if env.Progress != nil {
 		env.Progress(runner.Progress{Items: strings.TrimPrefix(msg, "staging was ")})
 	}
+	s.Target.recordBaseline(ctx, env.Run, func(f string, a ...any) { fmt.Fprintf(env.Log, f+"\n", a...) })
 	return nil
 }
 

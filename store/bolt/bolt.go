@@ -29,7 +29,8 @@ var (
 	bucketEvents    = []byte("events")
 	bucketMarks     = []byte("marks")
 	bucketDatabases = []byte("databases")
-	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketActive, bucketLogs, bucketHolds, bucketApprovals, bucketWatchers, bucketEvents, bucketMarks, bucketDatabases}
+	bucketValues    = []byte("values")
+	allBuckets      = [][]byte{bucketMeta, bucketRuns, bucketActive, bucketLogs, bucketHolds, bucketApprovals, bucketWatchers, bucketEvents, bucketMarks, bucketDatabases, bucketValues}
 )
 
 const schemaVersion = 1
@@ -576,6 +577,34 @@ func (s *Store) DatabaseRun(ctx context.Context, key string) (uint64, error) {
 	return run, nil
 }
 
+// SetValue implements store.Store.
+func (s *Store) SetValue(ctx context.Context, name string, v []byte) error {
+	err := s.update(ctx, func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketValues).Put([]byte(name), bytes.Clone(v))
+	})
+	if err != nil {
+		return fmt.Errorf("set value %s: %w", name, err)
+	}
+	return nil
+}
+
+// Value implements store.Store.
+func (s *Store) Value(ctx context.Context, name string) ([]byte, error) {
+	var out []byte
+	err := s.view(ctx, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bucketValues).Get([]byte(name))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		out = bytes.Clone(v)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("value %s: %w", name, err)
+	}
+	return out, nil
+}
+
 // Compact implements store.Store.
 func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
 	removed := 0
@@ -653,7 +682,7 @@ var _ store.Porter = (*Store)(nil)
 
 // Export implements store.Porter.
 func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
-	d := &store.Dump{Logs: map[uint64][]byte{}, Watchers: map[string][]store.User{}, Marks: map[string]time.Time{}, Databases: map[string]uint64{}}
+	d := &store.Dump{Logs: map[uint64][]byte{}, Watchers: map[string][]store.User{}, Marks: map[string]time.Time{}, Databases: map[string]uint64{}, Values: map[string][]byte{}}
 	err := s.view(ctx, func(tx *bbolt.Tx) error {
 		each := func(bucket []byte, fn func(k, v []byte) error) error { return tx.Bucket(bucket).ForEach(fn) }
 		if err := each(bucketRuns, func(k, v []byte) error {
@@ -728,6 +757,12 @@ func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
 				return err
 			}
 			d.Marks[string(k)] = t
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := each(bucketValues, func(k, v []byte) error {
+			d.Values[string(k)] = bytes.Clone(v)
 			return nil
 		}); err != nil {
 			return err
@@ -824,6 +859,11 @@ func (s *Store) Import(ctx context.Context, d *store.Dump) error {
 		}
 		for key, run := range d.Databases {
 			if err := tx.Bucket(bucketDatabases).Put([]byte(key), itob(run)); err != nil {
+				return err
+			}
+		}
+		for name, v := range d.Values {
+			if err := tx.Bucket(bucketValues).Put([]byte(name), v); err != nil {
 				return err
 			}
 		}

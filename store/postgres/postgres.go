@@ -601,6 +601,34 @@ func (s *Store) DatabaseRun(ctx context.Context, key string) (uint64, error) {
 	return run, nil
 }
 
+// SetValue implements store.Store.
+func (s *Store) SetValue(ctx context.Context, name string, v []byte) error {
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "insert into stagebot_values (name, value) values ($1, $2) on conflict (name) do update set value = excluded.value", name, v)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set value %s: %w", name, err)
+	}
+	return nil
+}
+
+// Value implements store.Store.
+func (s *Store) Value(ctx context.Context, name string) ([]byte, error) {
+	var v []byte
+	err := s.pool.QueryRow(ctx, "select value from stagebot_values where name = $1", name).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("value %s: %w", name, err)
+	}
+	if v == nil {
+		v = []byte{}
+	}
+	return v, nil
+}
+
 // Compact implements store.Store.
 func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
 	removed := 0
@@ -641,7 +669,7 @@ var _ store.Porter = (*Store)(nil)
 
 // Export implements store.Porter.
 func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
-	d := &store.Dump{Logs: map[uint64][]byte{}, Watchers: map[string][]store.User{}, Marks: map[string]time.Time{}, Databases: map[string]uint64{}}
+	d := &store.Dump{Logs: map[uint64][]byte{}, Watchers: map[string][]store.User{}, Marks: map[string]time.Time{}, Databases: map[string]uint64{}, Values: map[string][]byte{}}
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		records := func(q string, fn func(rec []byte, extra string) error) error {
 			rows, err := tx.Query(ctx, q)
@@ -705,6 +733,10 @@ func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
 				d.Marks[name] = t
 				return err
 			}},
+			{"select value, name from stagebot_values", func(rec []byte, name string) error {
+				d.Values[name] = rec
+				return nil
+			}},
 			{"select convert_to(run_id::text, 'UTF8'), key from stagebot_databases", func(rec []byte, key string) error {
 				var n uint64
 				_, err := fmt.Sscan(string(rec), &n)
@@ -735,7 +767,8 @@ func (s *Store) Import(ctx context.Context, d *store.Dump) error {
 		var what string
 		err := tx.QueryRow(ctx, `select coalesce((select 'runs' from stagebot_runs limit 1), (select 'holds' from stagebot_holds limit 1),
 			(select 'events' from stagebot_events limit 1), (select 'watchers' from stagebot_watchers limit 1),
-			(select 'marks' from stagebot_marks limit 1), (select 'databases' from stagebot_databases limit 1), '')`).Scan(&what)
+			(select 'marks' from stagebot_marks limit 1), (select 'databases' from stagebot_databases limit 1),
+			(select 'values' from stagebot_values limit 1), '')`).Scan(&what)
 		if err != nil {
 			return err
 		}
@@ -797,6 +830,11 @@ func (s *Store) Import(ctx context.Context, d *store.Dump) error {
 		}
 		for key, run := range d.Databases {
 			if _, err := tx.Exec(ctx, "insert into stagebot_databases (key, run_id) values ($1, $2)", key, run); err != nil {
+				return err
+			}
+		}
+		for name, v := range d.Values {
+			if _, err := tx.Exec(ctx, "insert into stagebot_values (name, value) values ($1, $2)", name, v); err != nil {
 				return err
 			}
 		}

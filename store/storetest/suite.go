@@ -33,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"Events", testEvents},
 		{"Marks", testMarks},
 		{"Databases", testDatabases},
+		{"Values", testValues},
 		{"Compact", testCompact},
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
@@ -419,6 +420,24 @@ func testDatabases(t *testing.T, open Opener) {
 	}
 	if _, err := s.DatabaseRun(ctx, "other/16384"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another server's database: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testValues(t *testing.T, open Opener) {
+	ctx := context.Background()
+	s, reopen := open(t)
+	if _, err := s.Value(ctx, "baseline/fas2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unset value: err = %v, want ErrNotFound", err)
+	}
+	must(t, s.SetValue(ctx, "baseline/fas2", []byte(`{"a":1}`)))
+	must(t, s.SetValue(ctx, "baseline/koji", []byte{}))
+	must(t, s.SetValue(ctx, "baseline/fas2", []byte(`{"a":2}`))) // replaced
+	s = reopen()
+	for name, want := range map[string]string{"baseline/fas2": `{"a":2}`, "baseline/koji": ""} {
+		got, err := s.Value(ctx, name)
+		if err != nil || string(got) != want {
+			t.Fatalf("Value(%s) = %q, %v; want %q", name, got, err, want)
+		}
 	}
 }
 
