@@ -537,6 +537,32 @@ func TestCron_MissedSlotIsReported(t *testing.T) {
 	}
 }
 
+// TestCron_SlotMissedByMomentsRunsLate: when no bot acted at a slot a
+// moment ago (a restart, another bot taking over), the run is announced
+// now with the target's notice instead of being lost.
+func TestCron_SlotMissedByMomentsRunsLate(t *testing.T) {
+	tg := fas2()
+	sched, _ := cron.ParseStandard("0 12 * * *")
+	tg.Schedules = []bot.Schedule{{Spec: "0 12 * * *", Cron: sched, Pipeline: "default"}}
+	tg.Ladder = nil
+	tg.Notice = 2 * time.Minute
+	e := newEnv(t, tg)
+	e.advance(0) // sets the cursor at 09:00
+	e.clock.Advance(3*time.Hour - 3*time.Minute)
+	wantNothing(t, e.advance(0))
+	// Down from 11:57 until 12:02: the run was due to be announced at 11:58.
+	e.clock.Advance(5 * time.Minute)
+	wantText(t, e.advance(0), "Run 1: refresh of fas2 (default pipeline) starts at 12:04 UTC (in 2m)")
+	r := e.run(1)
+	if r.Origin != store.OriginScheduled {
+		t.Fatalf("the late run's origin = %s", r.Origin)
+	}
+	events, _ := e.s.Events(context.Background(), store.EventFilter{})
+	if len(events) == 0 || events[len(events)-1].Action != "late" {
+		t.Fatalf("the audit log does not say the slot was taken late: %+v", events)
+	}
+}
+
 func TestRestart_MarksRunningRunsInterrupted(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()

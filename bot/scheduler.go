@@ -57,6 +57,11 @@ func cronMark(target string, s Schedule) string {
 	return "cron/" + target + "/" + s.Pipeline + "/" + s.Spec
 }
 
+// lateGrace is how long after its slot a scheduled run no bot created
+// (the bot restarted, another took over) is still created, late, rather
+// than reported missed.
+const lateGrace = 5 * time.Minute
+
 // tickCron creates the runs of cron slots whose first announcement is due.
 // The request goes through the dispatcher as the scheduler principal, like a
 // typed command.
@@ -89,7 +94,18 @@ func (b *Bot) tickSchedule(ctx context.Context, now time.Time, t *Target, sc Sch
 		if next.IsZero() || now.Before(next.Add(-t.lead())) {
 			break
 		}
-		if !next.After(now) {
+		if !next.After(now) && now.Sub(next) <= lateGrace {
+			// No bot acted when the slot came round, a moment ago (a
+			// restart, another bot taking over): the run is announced
+			// now, with the target's notice, rather than lost.
+			start := now.Add(t.Notice)
+			text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, sc.Pipeline, start.In(b.opts.Location).Format("2006-01-02 15:04"))
+			if t.Notice < time.Minute {
+				text = fmt.Sprintf("%s resync %s %s in %s", b.opts.Prefix, name, sc.Pipeline, max(t.Notice, time.Second).Round(time.Second))
+			}
+			b.audit(ctx, store.Scheduler, "late", name, 0, 0, next.Format(time.RFC3339))
+			b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
+		} else if !next.After(now) {
 			// The bot was not running when this slot came round.
 			b.audit(ctx, store.Scheduler, "missed", name, 0, 0, next.Format(time.RFC3339))
 			b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf(

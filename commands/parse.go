@@ -359,6 +359,22 @@ func parseHistory(p *argParser, c *Call) error {
 	return p.done()
 }
 
+// ResetPipeline is the pipeline a keep_base target has for reset.
+const ResetPipeline = "reset"
+
+func parseReset(p *argParser, c *Call) error {
+	t, err := p.target(false)
+	if err != nil {
+		return err
+	}
+	if p.o.Targets != nil && !contains(p.o.Targets[t], ResetPipeline) {
+		return fmt.Errorf("target %s keeps no base copy to reset to: set keep_base: true in its database section (a refresh from production then keeps one)", t)
+	}
+	// The rest as for resync, with the reset pipeline.
+	p.words = append([]string{t, ResetPipeline}, p.words...)
+	return parseResync(p, c)
+}
+
 func parseResync(p *argParser, c *Call) error {
 	t, err := p.target(false)
 	if err != nil {

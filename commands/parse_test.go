@@ -23,7 +23,7 @@ var now = time.Date(2026, 11, 22, 14, 30, 0, 0, berlin)
 func opts() Options {
 	return Options{
 		Prefix: "!stage", Now: now, Location: berlin,
-		Targets: map[string][]string{"fas2": {"default", "db"}, "koji": {"default"}},
+		Targets: map[string][]string{"fas2": {"default", "db", "reset"}, "koji": {"default"}},
 	}
 }
 
@@ -290,5 +290,16 @@ func TestParse_Limits(t *testing.T) {
 	// Chatter that is not for the bot stays ignored, however long.
 	if r := Parse(strings.Repeat("y", 100_000), opts()); r.Outcome != Ignore {
 		t.Fatalf("long chatter: %v", r.Outcome)
+	}
+}
+
+func TestParse_Reset(t *testing.T) {
+	r := Parse("!stage reset fas2 in 10m", opts())
+	if r.Outcome != Command || r.Call.Target != "fas2" || r.Call.Pipeline != "reset" || r.Call.When.Kind != WhenIn || r.Call.When.Duration != 10*time.Minute {
+		t.Fatalf("reset fas2 in 10m: %+v %q", r.Call, r.Text)
+	}
+	r = Parse("!stage reset koji", opts())
+	if r.Outcome == Command || !strings.Contains(r.Text, "keep_base: true") {
+		t.Fatalf("reset of a target without a base: %q", r.Text)
 	}
 }

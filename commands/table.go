@@ -113,6 +113,27 @@ func init() {
 			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
 		},
 		{
+			Name: "reset", Args: "<target> [in <duration> | at <time> | now] [--dry-run]",
+			Summary: "put staging back to the last refresh, in seconds, without reading production",
+			Description: "For targets with keep_base: a run of their reset pipeline copies the base kept by the last refresh (sanitised " +
+				"and checked) into a shadow and swaps it in. It wipes what was changed on staging, as a refresh does, and is announced, " +
+				"held and approved like one. It is refused when no base is kept or the base is older than max_age.",
+			Examples: []string{"reset fas2", "reset fas2 now", "reset fas2 in 10m"},
+			Mutates:  true,
+			Scopes: func(c *Call) []string {
+				if c.DryRun {
+					return nil
+				}
+				s := scope(ScopeRoot, "resync", c.Target)
+				if c.When.Kind == WhenNow {
+					s = append(s, scope(ScopeRoot, "now", c.Target)...)
+				}
+				return s
+			},
+			parse:   parseReset,
+			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
+		},
+		{
 			Name: "approve", Args: "<run>",
 			Summary:     "approve a waiting run",
 			Description: "Counts your approval towards the run's rule. Approvals stay with the run when it is deferred. Whether the requester may approve their own run is set per target.",

@@ -152,6 +152,9 @@ type TargetConfig struct {
 	Approvals        ApprovalsConfig            `yaml:"approvals"`
 	Pipelines        map[string]*PipelineConfig `yaml:"pipelines"`
 	Database         *DatabaseConfig            `yaml:"database"`
+	// MaxAge is how old staging's data may get; a reset refuses a base
+	// copy older than this.
+	MaxAge Duration `yaml:"max_age"`
 
 	schedules []bot.Schedule
 }
@@ -172,8 +175,11 @@ type DatabaseConfig struct {
 	NoOwner      bool   `yaml:"no_owner"`
 	NoACL        bool   `yaml:"no_acl"`
 	KeepPrevious *bool  `yaml:"keep_previous"`
-	Jobs         int    `yaml:"jobs"`
-	WorkDir      string `yaml:"work_dir"`
+	// KeepBase keeps a template copy of each refresh, after its sanitising
+	// and checks, for !stage reset (one more copy of staging's size).
+	KeepBase bool   `yaml:"keep_base"`
+	Jobs     int    `yaml:"jobs"`
+	WorkDir  string `yaml:"work_dir"`
 }
 
 // ApprovalsConfig has one rule for requested runs and one for scheduled ones.
@@ -749,6 +755,17 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	sort.Slice(t.Ladder, func(i, j int) bool { return t.Ladder[i] > t.Ladder[j] })
 	if t.Database != nil {
 		c.validateDatabase(f+".database", t.Database, bad)
+	}
+	if t.MaxAge < 0 {
+		bad(f+".max_age", "must not be negative")
+	}
+	if t.Database != nil && t.Database.KeepBase {
+		if _, ok := t.Pipelines["reset"]; ok {
+			bad(f+".pipelines.reset", "keep_base makes the target's reset pipeline itself: give yours another name")
+		}
+		if dp := t.Pipelines[t.DefaultPipeline]; dp != nil && !slices.ContainsFunc(dp.Steps, func(s StepConfig) bool { return s.kind() == "pg_refresh" }) {
+			bad(f+".database.keep_base", "the default pipeline (%s) has no pg_refresh step for a reset to stand in for", t.DefaultPipeline)
+		}
 	}
 	if len(t.Pipelines) == 0 {
 		bad(f+".pipelines", "no pipelines: give the target at least one")

@@ -29,6 +29,7 @@ import (
 	discordadapter "github.com/stagebot/stagebot/bot/discord"
 	slackadapter "github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/bot/web"
+	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
 	pgstore "github.com/stagebot/stagebot/store/postgres"
@@ -166,6 +167,10 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 			ps = append(ps, fmt.Sprintf("%s (%d steps, %d finally)", p, len(t.Pipelines[p].Steps), len(t.Pipelines[p].Finally)))
 		}
 		fmt.Fprintf(w, "\n%s: pipelines %v, default %s\n", t.Name, ps, t.DefaultPipeline)
+		if tc := cfg.Targets[t.Name]; tc != nil && tc.Database != nil && tc.Database.KeepBase {
+			db, _ := (&postgres.Target{StagingDSN: tc.Database.Staging}).StagingDB()
+			fmt.Fprintf(w, "  keep_base: staging's server keeps one more full copy of %s (%s%s) for `reset`: count its size twice (three times with keep_previous)\n", db, db, postgres.BaseSuffix)
+		}
 		if len(t.Schedules) == 0 {
 			fmt.Fprintln(w, "  no schedule: runs only when asked for")
 			continue

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/commands"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
@@ -86,7 +87,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
-			Logger: logger, Registry: reg, Fence: dp.fence,
+			Logger: logger, Registry: reg, Fence: dp.fence, KeepBase: d.KeepBase,
 		}
 		if c.Store.Type == "postgres" {
 			pg.StoreDSN = c.Store.DSN
@@ -112,7 +113,31 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		}
 		t.Pipelines[pn] = p
 	}
+	if pg != nil && pg.KeepBase {
+		t.Pipelines[commands.ResetPipeline] = resetPipeline(tc.Pipelines[tc.DefaultPipeline], pg, tc.MaxAge.D())
+	}
 	return t
+}
+
+// resetPipeline is the default pipeline with its refresh from production
+// replaced by a copy of the base, and without the sql steps on the shadow
+// (the base is sanitised already); its checks, exec steps and finally
+// steps stay.
+func resetPipeline(pc *PipelineConfig, pg *postgres.Target, maxAge time.Duration) *runner.Pipeline {
+	p := &runner.Pipeline{Name: commands.ResetPipeline, HoldAll: pc.HoldAll}
+	for _, st := range withSwap(pc.Steps) {
+		switch {
+		case st.kind() == "pg_refresh":
+			p.Steps = append(p.Steps, &postgres.Reset{StepName: "copy the base", Target: pg, MaxAge: maxAge})
+		case st.kind() == "sql" && st.On == "shadow":
+		default:
+			p.Steps = append(p.Steps, buildStep(st, pg, false))
+		}
+	}
+	for i := range pc.Finally {
+		p.Finally = append(p.Finally, buildStep(pc.Finally[i], pg, true))
+	}
+	return p
 }
 
 // productionServers lists every production DSN: each target's source and

@@ -207,6 +207,12 @@ func (s *Swap) Plan(ctx context.Context) (string, error) {
 
 // Run implements runner.Step.
 func (s *Swap) Run(ctx context.Context, env *runner.Env) error {
+	if s.Target.KeepBase && !s.Target.fromBase.Load() {
+		if err := s.Target.keepBase(ctx, env); err != nil {
+			// The refresh stands; only a reset must wait for the next one.
+			fmt.Fprintf(env.Log, "could not keep a base copy for reset (a reset needs the next refresh): %v\n", err)
+		}
+	}
 	took, err := s.Target.Swap(ctx, env.Log)
 	if err != nil {
 		return s.Target.afterFailedSwap(ctx, env, err)

@@ -50,6 +50,10 @@ type Target struct {
 	NoOwner, NoACL bool
 	// KeepPrevious keeps the replaced staging copy for rollback.
 	KeepPrevious bool
+	// KeepBase keeps a template copy of each finished shadow (after its
+	// sql and check steps) as <db>__stagebot_base, for Reset: one more
+	// copy of staging's size on staging's server.
+	KeepBase bool
 	// Jobs is the parallelism of dumps and restores (default 2).
 	Jobs int
 	// WorkDir is where dumps are written (default the system temp dir).
@@ -80,6 +84,8 @@ type Target struct {
 	repairDone   chan struct{}
 
 	regOnce sync.Once
+
+	fromBase atomic.Bool // the shadow is a copy of the base (Reset)
 
 	mu      sync.Mutex     // one swap (or drop of a replaced copy) at a time
 	bg      sync.WaitGroup // background drops
