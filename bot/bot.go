@@ -45,6 +45,9 @@ type Target struct {
 	// run ("fas2 holds the new copy, made by run 12"), so that the bot can
 	// tell the truth after a crash.
 	Holding func(ctx context.Context, run uint64) string
+	// MaxAge is how old staging's data may get: holds keep a scheduled
+	// run waiting only until then (0: as long as they last).
+	MaxAge time.Duration
 	// Changes, when set, says what a refresh would wipe on staging now:
 	// the tables written since the last refresh, who is connected, and
 	// whether the replaced copy is kept.

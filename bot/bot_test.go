@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -859,4 +860,59 @@ func TestChanges_InTheAnnouncementAndOnDemand(t *testing.T) {
 	noDB.Name = "docs"
 	e2 := newEnv(t, noDB)
 	wantText(t, e2.say(alice, "!stage changes docs"), "docs has no database")
+}
+
+// TestBudget_HoldsCannotKeepAScheduledRunPastMaxAge: holds keep a
+// scheduled run waiting until staging's data reaches max_age; then the
+// holders get a last call, no new hold is accepted, and the run starts
+// despite them, unless an admin extends the budget with a reason.
+func TestBudget_HoldsCannotKeepAScheduledRunPastMaxAge(t *testing.T) {
+	tg := fas2()
+	sched, _ := cron.ParseStandard("30 9 * * *")
+	tg.Schedules = []bot.Schedule{{Spec: "30 9 * * *", Cron: sched, Pipeline: "default"}}
+	tg.Ladder = nil
+	tg.MaxAge = 48 * time.Hour
+	e := newEnv(t, tg)
+	ctx := context.Background()
+	// Staging's data is from 47 hours ago: it reaches max_age at 10:00.
+	old := &store.Run{Target: "fas2", Pipeline: "default", Origin: store.OriginScheduled, State: store.RunSucceeded, CreatedAt: t0.Add(-48 * time.Hour), EndedAt: t0.Add(-47 * time.Hour)}
+	if err := e.s.CreateRun(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	e.advance(0)
+	wantText(t, e.say(bob, "!stage hold fas2 4h testing the login"), "bob holds fas2 until 13:00")
+	out := e.advance(20 * time.Minute) // 09:20: announced
+	wantText(t, out, "Run 2: refresh of fas2 (default pipeline) starts at 09:30", "Runs by 10:10 UTC at the latest: holds keep it waiting only until fas2's data reaches its max_age (2d)")
+	wantText(t, e.advance(10*time.Minute), "Run 2 of fas2 is due but waits: held by bob")
+	wantText(t, e.say(alice, "!stage status fas2"), "(max_age 2d)")
+	out = e.advance(30 * time.Minute) // 10:00
+	wantText(t, out, "⏰ Last call: fas2's data is past its max_age (2d). Run 2 starts at 10:10 UTC despite the holds (held by bob")
+	wantText(t, e.say(carol, "!stage hold fas2 1h one more thing"), "fas2's data is past its max_age (2d): run 2 goes ahead despite holds")
+	// An admin gives it an hour more.
+	wantText(t, e.say(carol, "!stage extend 2 1h the login test ends at 11"), "stage.admin")
+	wantText(t, e.say(alice, "!stage extend 2 1h the login test ends at 11"), "alice let holds keep run 2 of fas2 waiting until 11:00 UTC, past its max_age: the login test ends at 11")
+	wantNothing(t, e.advance(10*time.Minute)) // 10:10: still held
+	if r := e.run(2); r.State != store.RunWaiting {
+		t.Fatalf("run 2 is %s after the extension, want waiting", r.State)
+	}
+	wantText(t, e.advance(50*time.Minute), "⏰ Last call") // 11:00
+	out = e.advance(10 * time.Minute)                     // 11:10
+	wantText(t, out, "Run 2 of fas2/default: running")
+	e.b.Wait()
+	if r := e.run(2); r.State != store.RunSucceeded {
+		t.Fatalf("run 2 = %s, want succeeded despite the hold", r.State)
+	}
+	events, _ := e.s.Events(ctx, store.EventFilter{RunID: 2})
+	var actions []string
+	for _, ev := range events {
+		actions = append(actions, ev.Action)
+	}
+	for _, want := range []string{"last call", "extended", "holds overridden"} {
+		if !slices.Contains(actions, want) {
+			t.Errorf("audit log of run 2 lacks %q: %v", want, actions)
+		}
+	}
+	// The hold itself stays: it no longer keeps runs waiting only while
+	// the data is past max_age, and the fresh data resets the budget.
+	wantText(t, e.say(carol, "!stage hold fas2 1h one more thing"), "carol holds fas2")
 }

@@ -62,6 +62,8 @@ type Snapshot struct {
 	// LastSuccess is when each target's last successful refresh ended
 	// (zero: never).
 	LastSuccess map[string]time.Time
+	// MaxAge is each target's max_age (targets without one are absent).
+	MaxAge map[string]time.Duration
 	// Unavailable is how long staging was unavailable in each target's
 	// last swap.
 	Unavailable map[string]time.Duration
@@ -84,9 +86,12 @@ type Snapshot struct {
 func (b *Bot) Snapshot(ctx context.Context) (Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := Snapshot{LastSuccess: map[string]time.Time{}, Unavailable: map[string]time.Duration{}, Holds: map[string]int{},
+	s := Snapshot{LastSuccess: map[string]time.Time{}, MaxAge: map[string]time.Duration{}, Unavailable: map[string]time.Duration{}, Holds: map[string]int{},
 		Waiting: map[string]int{}, Running: len(b.running), Connected: true, Now: b.clock.Now()}
-	for name := range b.targets {
+	for name, t := range b.targets {
+		if t.MaxAge > 0 {
+			s.MaxAge[name] = t.MaxAge
+		}
 		last, err := b.store.Runs(ctx, store.RunFilter{Target: name, States: []store.RunState{store.RunSucceeded}, Limit: 1})
 		if err != nil {
 			return s, err

@@ -142,6 +142,13 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 		}
 		return m
 	}
+	if d, ok := b.deadline(ctx, r); ok && t != nil {
+		latest := maxTime(d, r.StartAt).Add(lastCallGap(t))
+		if !r.LastCall.IsZero() {
+			latest = r.LastCall.Add(lastCallGap(t))
+		}
+		fmt.Fprintf(&sb, "\nRuns by %s at the latest: holds keep it waiting only until %s's data reaches its max_age (%s).", b.fmtTime(latest), r.Target, fmtDur(t.MaxAge))
+	}
 	fmt.Fprintf(&sb, "\nWhat will be lost: the staging data of %s is replaced; save anything you need, or hold it.", r.Target)
 	if note := b.lossText(t); note != "" {
 		sb.WriteString("\n" + note)

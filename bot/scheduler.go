@@ -283,7 +283,30 @@ func (b *Bot) tickRuns(ctx context.Context, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		if r.HoldWait && len(k.holds) == 0 {
+		overridden := false
+		if d, ok := b.deadline(ctx, r); ok && len(k.holds) > 0 && !now.Before(d) {
+			// Staging's data has reached max_age: the holders get a last
+			// call, then the run goes ahead despite them.
+			switch {
+			case r.LastCall.IsZero():
+				r.LastCall = now
+				if err := b.store.UpdateRun(ctx, r); err != nil {
+					return err
+				}
+				b.audit(ctx, store.Scheduler, "last call", r.Target, r.ID, 0, "data past max_age "+fmtDur(t.MaxAge))
+				b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
+				b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Mentions: holdersOf(k.holds), Text: fmt.Sprintf(
+					"⏰ Last call: %s's data is past its max_age (%s). Run %d starts at %s despite the holds (%s); no new hold on %s is accepted until it has run. An admin can give it more time: `%s extend %d 1d <reason>`.",
+					r.Target, fmtDur(t.MaxAge), r.ID, b.fmtTime(now.Add(lastCallGap(t))), b.describe(blockers{holds: k.holds}), r.Target, b.opts.Prefix, r.ID)})
+				continue
+			case now.Before(r.LastCall.Add(lastCallGap(t))):
+				continue
+			default:
+				b.audit(ctx, store.Scheduler, "holds overridden", r.Target, r.ID, 0, b.describe(blockers{holds: k.holds}))
+				k.holds, overridden = nil, true
+			}
+		}
+		if r.HoldWait && len(k.holds) == 0 && !overridden {
 			// The last hold ended: announce a new start after the notice.
 			r.State, r.HoldWait, r.WaitNotice, r.Reason = store.RunScheduled, false, "", ""
 			r.StartAt = now.Add(t.Notice)

@@ -215,6 +215,12 @@ func (b *Bot) Abort(ctx context.Context, c *commands.Call) error {
 func (b *Bot) Hold(ctx context.Context, c *commands.Call) error {
 	in := callFrom(ctx).in
 	now := b.clock.Now()
+	for _, name := range b.targetNames(c.Target) {
+		if r := b.overdue(ctx, name, now); r != nil {
+			return refuse("%s's data is past its max_age (%s): run %d goes ahead despite holds, and no new hold is accepted until it has run. An admin can give it more time: `%s extend %d 1d <reason>`.",
+				name, fmtDur(b.targets[name].MaxAge), r.ID, b.opts.Prefix, r.ID)
+		}
+	}
 	length := b.opts.Holds.Default
 	if c.Duration > 0 {
 		length = c.Duration
@@ -527,6 +533,13 @@ func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
 		if len(last) > 0 {
 			age := b.clock.Now().Sub(last[0].EndedAt)
 			fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s", last[0].ID, fmtAge(age))
+			if at, ok := b.dataTime(ctx, name); ok && t.MaxAge > 0 {
+				if b.clock.Now().Sub(at) >= t.MaxAge {
+					fmt.Fprintf(&sb, " (past its max_age of %s)", fmtDur(t.MaxAge))
+				} else {
+					fmt.Fprintf(&sb, " (max_age %s)", fmtDur(t.MaxAge))
+				}
+			}
 		} else {
 			sb.WriteString("\n  data: never refreshed by stagebot")
 		}

@@ -422,6 +422,14 @@ func parseResync(p *argParser, c *Call) error {
 }
 
 func parseDefer(p *argParser, c *Call) error {
+	if err := parseDeferWhen(p, c); err != nil {
+		return err
+	}
+	return p.done()
+}
+
+// parseDeferWhen reads "<run> <duration>" or "<run> until <time>".
+func parseDeferWhen(p *argParser, c *Call) error {
 	n, err := p.run()
 	if err != nil {
 		return err
@@ -444,7 +452,18 @@ func parseDefer(p *argParser, c *Call) error {
 		}
 		c.Duration = d
 	}
-	return p.done()
+	return nil
+}
+
+func parseExtend(p *argParser, c *Call) error {
+	if err := parseDeferWhen(p, c); err != nil {
+		return err
+	}
+	c.Reason = p.rest()
+	if c.Reason == "" {
+		return errors.New("give a reason: the team sees why staging may stay older than its max_age")
+	}
+	return nil
 }
 
 func parseHold(p *argParser, c *Call) error {

@@ -20,6 +20,7 @@ type Service interface {
 	Release(ctx context.Context, c *Call) error
 	Holds(ctx context.Context, c *Call) error
 	Changes(ctx context.Context, c *Call) error
+	Extend(ctx context.Context, c *Call) error
 	Schedule(ctx context.Context, c *Call) error
 	History(ctx context.Context, c *Call) error
 	Log(ctx context.Context, c *Call) error
@@ -152,6 +153,18 @@ func init() {
 			Scopes:  func(c *Call) []string { return scope(ScopeRoot, "defer", c.Target) },
 			parse:   parseDefer,
 			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Defer(ctx, c) },
+		},
+		{
+			Name: "extend", Args: "<run> <duration> <reason> | <run> until <time> <reason>",
+			Summary: "let holds keep a scheduled run waiting past its target's max_age",
+			Description: "A target's max_age bounds how long holds can keep its scheduled refresh waiting: once staging's data is that old, " +
+				"the holders get a last call and the run starts despite them. An admin can give that run more time, with a reason " +
+				"everyone sees.",
+			Examples: []string{"extend 42 1d release testing ends tomorrow", "extend 42 until 18:00 demo for the board"},
+			Mutates:  true, RunArg: true,
+			Scopes:  func(c *Call) []string { return []string{ScopeAdmin} },
+			parse:   parseExtend,
+			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Extend(ctx, c) },
 		},
 		{
 			Name: "cancel", Args: "<run> [reason]",

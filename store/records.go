@@ -89,6 +89,12 @@ type Run struct {
 	// HoldWait is set while the run waits for a hold: when the last hold
 	// ends, the run is announced again with a new start.
 	HoldWait bool `json:"hold_wait,omitempty"`
+	// BudgetUntil is how long an admin let holds keep this scheduled run
+	// waiting past the target's max_age (zero: not extended).
+	BudgetUntil time.Time `json:"budget_until,omitzero"`
+	// LastCall is when the holders were told that the run starts despite
+	// their holds, its data being past max_age.
+	LastCall time.Time `json:"last_call,omitzero"`
 	// Processes are the process groups the run's steps have running now,
 	// so that the next start can end what a crash left behind.
 	Processes []Process `json:"processes,omitempty"`

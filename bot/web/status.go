@@ -47,6 +47,8 @@ func stepMark(s store.StepState) string {
 type targetView struct {
 	bot.TargetInfo
 	LastSuccess time.Time
+	MaxAge      time.Duration
+	Stale       bool // older than MaxAge
 	Holds       []*store.Hold
 	Pending     []*store.Run
 	Running     []store.Run
@@ -86,7 +88,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	v := statusView{Now: snap.Now, Fragment: r.URL.Query().Get("part") == "live"}
 	for _, t := range s.b.Targets() {
-		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name]}
+		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name], MaxAge: snap.MaxAge[t.Name]}
+		tv.Stale = tv.MaxAge > 0 && !tv.LastSuccess.IsZero() && snap.Now.Sub(tv.LastSuccess) >= tv.MaxAge
 		for _, h := range holds {
 			if h.Covers(t.Name) {
 				tv.Holds = append(tv.Holds, h)

@@ -188,6 +188,7 @@ func (m *Metrics) RunEnded(r *store.Run) {
 
 var (
 	dataAge     = prometheus.NewDesc("stagebot_data_age_seconds", "Seconds since the target's last successful refresh ended (absent: never refreshed).", []string{"target"}, nil)
+	maxAge      = prometheus.NewDesc("stagebot_data_max_age_seconds", "How old the target's data may get (its max_age; absent: no limit).", []string{"target"}, nil)
 	lastSuccess = prometheus.NewDesc("stagebot_last_success_timestamp_seconds", "When the target's last successful refresh ended.", []string{"target"}, nil)
 	unavailable = prometheus.NewDesc("stagebot_swap_unavailable_seconds", "How long staging was unavailable in the target's last swap.", []string{"target"}, nil)
 	holdsActive = prometheus.NewDesc("stagebot_holds_active", "Active holds, by target (all: every target).", []string{"target"}, nil)
@@ -203,7 +204,7 @@ var (
 type stateCollector Metrics
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dataAge, lastSuccess, unavailable, holdsActive, runsWaiting, runsRunning, outboxQueue, sendFails, chatUp, scrapeOK} {
+	for _, d := range []*prometheus.Desc{dataAge, maxAge, lastSuccess, unavailable, holdsActive, runsWaiting, runsRunning, outboxQueue, sendFails, chatUp, scrapeOK} {
 		ch <- d
 	}
 }
@@ -224,6 +225,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for t, at := range s.LastSuccess {
 		ch <- prometheus.MustNewConstMetric(dataAge, prometheus.GaugeValue, s.Now.Sub(at).Seconds(), t)
 		ch <- prometheus.MustNewConstMetric(lastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, t)
+	}
+	for t, d := range s.MaxAge {
+		ch <- prometheus.MustNewConstMetric(maxAge, prometheus.GaugeValue, d.Seconds(), t)
 	}
 	for t, d := range s.Unavailable {
 		ch <- prometheus.MustNewConstMetric(unavailable, prometheus.GaugeValue, d.Seconds(), t)

@@ -65,7 +65,7 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 		Observer:     metrics,
 		Access:       bot.Access{ControlChannels: []string{"infra"}, Users: map[string][]string{"U1": {"stage"}, "U2": {"stage.approve"}}},
 		Targets: []*bot.Target{{
-			Name: "demo", Channel: "infra", Notice: 10 * time.Minute,
+			Name: "demo", Channel: "infra", Notice: 10 * time.Minute, MaxAge: 7 * 24 * time.Hour,
 			Manual: bot.ApprovalRule{Count: 1},
 			Pipelines: map[string]*runner.Pipeline{"default": {Name: "default",
 				Steps:   []runner.Step{&runner.Exec{StepName: "copy", Shell: "echo copying"}},
@@ -116,6 +116,9 @@ func TestWeb_HealthReadyAndMetricsAfterARun(t *testing.T) {
 	// The run ended a few seconds of the test's clock after 09:00; the
 	// clock then moved on half an hour.
 	var age float64
+	if !strings.Contains(body, "\nstagebot_data_max_age_seconds{target=\"demo\"} 604800\n") {
+		t.Errorf("metrics lack the target's max_age:\n%s", body)
+	}
 	if m := regexp.MustCompile(`\nstagebot_data_age_seconds\{target="demo"\} ([0-9.e+]+)`).FindStringSubmatch(body); m == nil {
 		t.Error("/metrics lacks the data age")
 	} else if fmt.Sscan(m[1], &age); age < 1700 || age > 1800 {

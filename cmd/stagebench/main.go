@@ -69,8 +69,11 @@ type result struct {
 }
 
 var methods = []method{
-	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream") }, false},
-	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump") }, false},
+	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream", false) }, false},
+	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump", false) }, false},
+	// A reset copies the base the refresh before it kept (keep_base); only
+	// the reset is timed.
+	{"reset", "stagebot reset (from the base)", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream", true) }, false},
 	{"psql", "pg_dump | psql", (*env).dumpPsql, false},
 	{"dir", "pg_dump -Fd -j + pg_restore -j", (*env).dumpDir, false},
 	{"xz", "pg_dump | xz + xzcat | psql", (*env).dumpXz, true},
@@ -405,8 +408,9 @@ func (b *env) generate(ctx context.Context, scale int) error {
 }
 
 // runStagebot runs bin/stagebot with a console chat, asks it for a refresh now
-// and waits for the report.
-func (b *env) runStagebot(ctx context.Context, method string) (result, error) {
+// and waits for the report. With reset, the refresh keeps a base, untimed,
+// and a reset to it is what is timed.
+func (b *env) runStagebot(ctx context.Context, method string, reset bool) (result, error) {
 	// A new store each time: every run is run 1.
 	work, err := os.MkdirTemp(b.dir, "stagebot-"+method+"-")
 	if err != nil {
@@ -426,6 +430,7 @@ targets:
       staging: %s
       adopt: true
       keep_previous: false
+      keep_base: %t
       jobs: %d
       work_dir: %s
     pipelines:
@@ -434,7 +439,7 @@ targets:
           - name: copy production
             pg_refresh:
               method: %s
-`, filepath.Join(work, "stagebot.db"), b.prod.DSN(db), b.stg.DSN(db), b.jobs, work, method)
+`, filepath.Join(work, "stagebot.db"), b.prod.DSN(db), b.stg.DSN(db), reset, b.jobs, work, method)
 	cfgPath := filepath.Join(work, "stagebot.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return result{}, err
@@ -469,12 +474,32 @@ targets:
 		}
 		close(lines)
 	}()
-	start := time.Now()
-	if _, err := io.WriteString(stdin, "!stage resync bench now\n"); err != nil {
-		return result{}, err
-	}
 	var res result
 	var report []string
+	run, pipeline, command := 1, "default", "!stage resync bench now\n"
+	if reset {
+		if _, err := io.WriteString(stdin, command); err != nil {
+			return result{}, err
+		}
+		for l := range lines {
+			report = append(report, l)
+			if strings.Contains(l, "Run 1 of bench/default failed") || strings.Contains(l, "Run 1 of bench/default: failed") {
+				return result{}, fmt.Errorf("stagebot's refresh before the reset failed:\n%s", strings.Join(report, "\n"))
+			}
+			if strings.Contains(l, "✓ swap it into place") {
+				break
+			}
+		}
+		if err := b.settle(ctx); err != nil {
+			return result{}, err
+		}
+		run, pipeline, command = 2, "reset", "!stage reset bench now\n"
+	}
+	start := time.Now()
+	if _, err := io.WriteString(stdin, command); err != nil {
+		return result{}, err
+	}
+	succeeded, failed, failed2 := fmt.Sprintf("Run %d of bench/%s: succeeded after", run, pipeline), fmt.Sprintf("Run %d of bench/%s failed", run, pipeline), fmt.Sprintf("Run %d of bench/%s: failed", run, pipeline)
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
@@ -493,11 +518,11 @@ targets:
 				}
 			}
 			switch {
-			case strings.Contains(l, "Run 1 of bench/default: succeeded after"):
+			case strings.Contains(l, succeeded):
 				res.wall = time.Since(start)
 			case res.wall > 0 && strings.Contains(l, "✓ swap it into place"):
 				done = true // the report's last step
-			case strings.Contains(l, "Run 1 of bench/default failed"), strings.Contains(l, "Run 1 of bench/default: failed"):
+			case strings.Contains(l, failed), strings.Contains(l, failed2):
 				return result{}, fmt.Errorf("stagebot's run failed:\n%s", strings.Join(report, "\n"))
 			}
 		}

@@ -20,13 +20,14 @@ func TestBench_SmallScale(t *testing.T) {
 		t.Fatalf("build stagebot: %v\n%s", err, out)
 	}
 	var out, log strings.Builder
-	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, stagebot: bin, methods: "stream,dump,psql", out: &out, log: &log})
+	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, stagebot: bin, methods: "stream,dump,psql,reset", out: &out, log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
 	}
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`\| stagebot stream \| [0-9.]+m?s \| [0-9.]+m?s \| 1\.00× \| — \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
 		regexp.MustCompile(`\| stagebot dump \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
+		regexp.MustCompile(`\| stagebot reset \(from the base\) \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
 		regexp.MustCompile(`\| pg_dump \\\| psql \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| — \| [0-9]+% \| identical \|`),
 	} {
 		if !want.MatchString(out.String()) {
@@ -71,7 +72,7 @@ func TestBench_RefusesBadFlags(t *testing.T) {
 		{options{scale: 0, jobs: 2, runs: 1}, "-scale 0: give a pgbench scale of 1 or more"},
 		{options{scale: 1, jobs: 0, runs: 1}, "-jobs 0: give 1 or more"},
 		{options{scale: 1, jobs: 2, runs: 0}, "-runs 0: give 1 or more"},
-		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,dump,psql,dir,xz,pgcopydb`},
+		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,dump,reset,psql,dir,xz,pgcopydb`},
 	} {
 		err := bench(context.Background(), tt.o)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

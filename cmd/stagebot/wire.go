@@ -81,6 +81,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 	for _, d := range tc.Ladder {
 		t.Ladder = append(t.Ladder, d.D())
 	}
+	t.MaxAge = tc.MaxAge.D()
 	var pg *postgres.Target
 	if d := tc.Database; d != nil {
 		pg = &postgres.Target{
