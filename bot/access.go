@@ -18,6 +18,10 @@ type Access struct {
 	Users map[string][]string
 	// Groups are named sets of users with scopes.
 	Groups map[string]Group
+	// DatabaseRoles maps a database role to the chat user who logs in
+	// with it: people connected to staging are mentioned when a refresh
+	// would cut them off.
+	DatabaseRoles map[string]store.User
 }
 
 // Group is a named set of user IDs and the scopes they share.

@@ -51,7 +51,7 @@ type Target struct {
 	// Changes, when set, says what a refresh would wipe on staging now:
 	// the tables written since the last refresh, who is connected, and
 	// whether the replaced copy is kept.
-	Changes func(ctx context.Context) (string, error)
+	Changes func(ctx context.Context) (text string, roles []string, err error)
 	// Wait, when set, waits for what the target still does after a run
 	// (dropping a replaced copy in the background); the bot calls it
 	// before it stops.

@@ -844,13 +844,20 @@ func TestCard_SaysWhatTheRunWaitsForNow(t *testing.T) {
 func TestChanges_InTheAnnouncementAndOnDemand(t *testing.T) {
 	tg := fas2()
 	var looks atomic.Int32
-	tg.Changes = func(context.Context) (string, error) {
+	tg.Changes = func(context.Context) (string, []string, error) {
 		looks.Add(1)
-		return "Changed on staging since run 7 (2h ago):\n• public.audit: 1,500 inserted\nConnected now: qa (psql) from 10.0.0.5 for 12m.", nil
+		return "Changed on staging since run 7 (2h ago):\n• public.audit: 1,500 inserted\nConnected now: qa (psql) from 10.0.0.5 for 12m; app (gunicorn) from 10.0.0.9 for 3d.", []string{"qa", "app"}, nil
 	}
 	e := newEnv(t, tg)
+	// The team says who logs in as qa; the app's role is nobody's.
+	e.opts.Access.DatabaseRoles = map[string]store.User{"qa": carol}
+	e.s.Close()
+	e.open()
 	out := e.say(alice, "!stage resync fas2 in 2h")
 	wantText(t, out, "What will be lost: the staging data of fas2 is replaced", "• public.audit: 1,500 inserted", "Connected now: qa (psql)")
+	if m := out[0].Msg.Mentions; len(m) != 1 || m[0].ID != carol.ID {
+		t.Errorf("the card mentions %v, want carol (connected as qa)", m)
+	}
 	wantText(t, e.say(alice, "!stage changes fas2"), "Changed on staging since run 7 (2h ago)")
 	if looks.Load() < 2 {
 		t.Fatalf("staging was looked at %d times", looks.Load())

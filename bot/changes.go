@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stagebot/stagebot/commands"
+	"github.com/stagebot/stagebot/store"
 )
 
 // lossCache keeps, per target, what a refresh would wipe on staging (its
@@ -16,9 +17,10 @@ type lossCache struct {
 }
 
 type lossNote struct {
-	text string
-	at   time.Time
-	busy bool
+	text  string
+	roles []string // database roles connected to staging
+	at    time.Time
+	busy  bool
 }
 
 // lossTimeout bounds one look at staging.
@@ -31,7 +33,7 @@ func (b *Bot) refreshLoss(ctx context.Context, t *Target) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, lossTimeout)
 	defer cancel()
-	text, err := t.Changes(ctx)
+	text, roles, err := t.Changes(ctx)
 	if err != nil {
 		text = "Changed on staging since the last refresh: unknown (staging could not be read: " + err.Error() + ")."
 	}
@@ -40,8 +42,26 @@ func (b *Bot) refreshLoss(ctx context.Context, t *Target) string {
 	if b.loss.notes == nil {
 		b.loss.notes = map[string]lossNote{}
 	}
-	b.loss.notes[t.Name] = lossNote{text: text, at: time.Now()}
+	b.loss.notes[t.Name] = lossNote{text: text, roles: roles, at: time.Now()}
 	return text
+}
+
+// connected are the chat users (Access.DatabaseRoles) whose database roles
+// were connected to t's staging at the last look.
+func (b *Bot) connected(t *Target) []store.User {
+	if t == nil {
+		return nil
+	}
+	b.loss.mu.Lock()
+	roles := b.loss.notes[t.Name].roles
+	b.loss.mu.Unlock()
+	var out []store.User
+	for _, r := range roles {
+		if u, ok := b.opts.Access.DatabaseRoles[r]; ok {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // lossText is what a refresh of t would wipe, as last seen; a look older

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,6 +184,12 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	}
 	if ws, err := b.store.Watchers(ctx, r.Target); err == nil {
 		m.Mentions = ws
+	}
+	// People connected to staging now lose their session and their work.
+	for _, u := range b.connected(t) {
+		if !slices.ContainsFunc(m.Mentions, func(w store.User) bool { return w.ID == u.ID }) {
+			m.Mentions = append(m.Mentions, u)
+		}
 	}
 	p := b.opts.Prefix
 	if rule.Count > 0 {

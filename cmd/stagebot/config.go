@@ -113,6 +113,10 @@ type AccessConfig struct {
 	Everyone        []string               `yaml:"everyone"`
 	Users           map[string][]string    `yaml:"users"`
 	Groups          map[string]GroupConfig `yaml:"groups"`
+	// DatabaseRoles maps a database role to the chat user ID of the person
+	// who logs in with it, so that people connected to staging are
+	// mentioned when a refresh would cut them off.
+	DatabaseRoles map[string]string `yaml:"database_roles"`
 }
 
 // GroupConfig is a named set of users with scopes.

@@ -16,6 +16,7 @@ import (
 	"github.com/stagebot/stagebot/commands"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/postgres"
+	"github.com/stagebot/stagebot/store"
 )
 
 // deps are what the bot's options are wired to; zero values are fine for
@@ -59,6 +60,12 @@ func (c *Config) botOptions(dp deps) bot.Options {
 	}
 	for name, g := range c.Access.Groups {
 		o.Access.Groups[name] = bot.Group{Members: g.Members, Scopes: g.Scopes}
+	}
+	for role, id := range c.Access.DatabaseRoles {
+		if o.Access.DatabaseRoles == nil {
+			o.Access.DatabaseRoles = map[string]store.User{}
+		}
+		o.Access.DatabaseRoles[role] = store.User{ID: id}
 	}
 	for _, name := range sortedKeys(c.Targets) {
 		o.Targets = append(o.Targets, c.target(name, dp))

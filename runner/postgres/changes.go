@@ -96,24 +96,26 @@ func (t *Target) recordBaseline(ctx context.Context, run uint64, log func(string
 
 // Changes says what would be lost if staging were replaced now: the
 // tables written since the last refresh (busiest first), new and dropped
-// tables, who is connected, and whether the replaced copy is kept.
-func (t *Target) Changes(ctx context.Context) (string, error) {
+// tables, who is connected, and whether the replaced copy is kept. roles
+// are the database roles connected now.
+func (t *Target) Changes(ctx context.Context) (text string, roles []string, err error) {
 	db, _, _, err := t.names()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	c, err := connect(ctx, t.StagingDSN, db, true)
 	if err != nil {
 		var pe interface{ SQLState() string }
 		if errors.As(err, &pe) && pe.SQLState() == "3D000" {
-			return fmt.Sprintf("%s does not exist yet: nothing to lose.", db), nil
+			return fmt.Sprintf("%s does not exist yet: nothing to lose.", db), nil, nil
 		}
-		return "", err
+		return "", nil, err
 	}
 	defer c.Close(ctx)
 	var parts []string
 	parts = append(parts, t.written(ctx, c))
-	if s := sessions(ctx, c); s != "" {
+	s, roles := sessions(ctx, c)
+	if s != "" {
 		parts = append(parts, s)
 	}
 	if t.KeepPrevious {
@@ -121,7 +123,7 @@ func (t *Target) Changes(ctx context.Context) (string, error) {
 	} else {
 		parts = append(parts, "The copy it replaces is not kept (keep_previous is off).")
 	}
-	return strings.Join(parts, "\n"), nil
+	return strings.Join(parts, "\n"), roles, nil
 }
 
 // written compares staging's counters with the baseline.
@@ -220,20 +222,23 @@ func (t *Target) written(ctx context.Context, c *pgx.Conn) string {
 	return sb.String()
 }
 
-// sessions lists who is connected to staging now.
-func sessions(ctx context.Context, c *pgx.Conn) string {
+// sessions lists who is connected to staging now, and their roles.
+func sessions(ctx context.Context, c *pgx.Conn) (string, []string) {
 	rows, err := c.Query(ctx, `select coalesce(usename, ''), coalesce(application_name, ''), coalesce(host(client_addr), 'local'), backend_start
 		from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'
 		order by backend_start`)
 	if err != nil {
-		return ""
+		return "", nil
 	}
-	var who []string
+	var who, roles []string
 	for rows.Next() {
 		var user, app, addr string
 		var since time.Time
 		if rows.Scan(&user, &app, &addr, &since) != nil {
 			continue
+		}
+		if !slices.Contains(roles, user) {
+			roles = append(roles, user)
 		}
 		s := user
 		if app != "" {
@@ -242,9 +247,9 @@ func sessions(ctx context.Context, c *pgx.Conn) string {
 		who = append(who, fmt.Sprintf("%s from %s for %s", s, addr, time.Since(since).Round(time.Minute)))
 	}
 	if len(who) == 0 {
-		return ""
+		return "", nil
 	}
-	return "Connected now: " + list(who, 5) + "."
+	return "Connected now: " + list(who, 5) + ".", roles
 }
 
 func list(items []string, n int) string {

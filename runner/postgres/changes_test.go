@@ -66,20 +66,22 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 	f := newFixture(t)
 	f.target.Registry = newMemoryValues()
 	ctx := context.Background()
-	if got, err := f.target.Changes(ctx); err != nil || !strings.Contains(got, "does not exist yet") {
+	if got, _, err := f.target.Changes(ctx); err != nil || !strings.Contains(got, "does not exist yet") {
 		t.Fatalf("before the first refresh: %q, %v", got, err)
 	}
 	if out, err := run(t, refreshSteps(f.target), nil); err != nil {
 		t.Fatalf("refresh: %v\n%s", err, out)
 	}
+	var connected []string
 	changes := func() string {
 		t.Helper()
 		// The counters reach the statistics once the writers' sessions end.
 		time.Sleep(1200 * time.Millisecond)
-		got, err := f.target.Changes(ctx)
+		got, roles, err := f.target.Changes(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		connected = roles
 		return got
 	}
 	if got := changes(); !strings.Contains(got, "Changed on staging since run ") || !strings.Contains(got, ": nothing.") || !strings.Contains(got, "kept for rollback") {
@@ -115,6 +117,9 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("changes lack %q:\n%s", want, got)
 		}
+	}
+	if len(connected) != 1 || connected[0] != "postgres" {
+		t.Errorf("connected roles = %v, want [postgres]", connected)
 	}
 	// Statistics reset: unknown, not nothing.
 	pgtest.Exec(t, stg, "select pg_stat_reset()")
