@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,14 +20,17 @@ import (
 	pgstore "github.com/stagebot/stagebot/store/postgres"
 )
 
+// runAsked finds the number of the run a request made.
+var runAsked = regexp.MustCompile(`Run (\d+): refresh of db`)
+
 var chaosFor = flag.Duration("chaos", 0, "run the chaos test this long (make chaos); 0: the short version")
 
 // TestChaos runs three bot processes on one PostgreSQL store with a
-// schedule that fires every minute and holds arriving, and keeps
+// schedule that fires every minute and holds and approvals arriving, and keeps
 // killing (SIGKILL) or pausing (SIGSTOP past the lease) whichever leads,
 // starting a new process for each one that is gone. Afterwards: no run
 // executed twice; every run acknowledged in chat is in the store; every
-// hold acknowledged is there; the audit log has no gap and is in order;
+// hold and approval acknowledged is there; the audit log has no gap and is in order;
 // no two processes ever ran steps at the same time.
 func TestChaos(t *testing.T) {
 	length := *chaosFor
@@ -57,6 +61,12 @@ targets:
       default:
         steps:
           - {name: copy, exec: "true"}
+  db:
+    approvals: {manual: {count: 1}}
+    pipelines:
+      default:
+        steps:
+          - {name: copy, exec: "true"}
 `), 0o600)
 
 	var procs []*botProcess
@@ -73,6 +83,7 @@ targets:
 		return nil
 	}
 	var failovers []time.Duration
+	var approvals [][2]string // run, approver: typed at the leader
 	kills, pauses, holds := 0, 0, 0
 	waitLeader := func(gone *botProcess) *botProcess {
 		t.Helper()
@@ -97,6 +108,28 @@ targets:
 			cur.say(t, fmt.Sprintf("/as user%d", holds))
 			cur.say(t, fmt.Sprintf("!stage hold api 8h chaos %d", holds))
 			time.Sleep(time.Duration(300+rand.N(700)) * time.Millisecond)
+		}
+		// An approval arrives: someone asks for a run of db, someone else
+		// approves it, the first cancels it (one pending run at a time).
+		approver := fmt.Sprintf("approver%d", holds)
+		cur.say(t, "/as asker")
+		seen := len(cur.out.String())
+		cur.say(t, "!stage resync db in 2h")
+		var run string
+		for range 40 {
+			if m := runAsked.FindStringSubmatch(cur.out.String()[seen:]); m != nil {
+				run = m[1]
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if run != "" {
+			cur.say(t, "/as "+approver)
+			cur.say(t, "!stage approve "+run)
+			approvals = append(approvals, [2]string{run, approver})
+			time.Sleep(300 * time.Millisecond)
+			cur.say(t, "/as asker")
+			cur.say(t, "!stage cancel "+run)
 		}
 		time.Sleep(time.Duration(2+rand.N(5)) * time.Second)
 		gone := cur
@@ -206,6 +239,24 @@ targets:
 			}
 		}
 	}
+	// Every approval the bot acknowledged is there.
+	approved := 0
+	for _, a := range approvals {
+		said := fmt.Sprintf("%s approved run %s of db", a[1], a[0])
+		for _, p := range procs {
+			if !strings.Contains(p.out.String(), said) {
+				continue
+			}
+			n, _ := strconv.ParseUint(a[0], 10, 64)
+			got, err := st.Approvals(ctx, n)
+			must(t, err)
+			if !slices.ContainsFunc(got, func(x store.Approval) bool { return x.User.ID == a[1] }) {
+				t.Errorf("the approval of run %s by %s was acknowledged but is not in the store", a[0], a[1])
+			}
+			approved++
+			break
+		}
+	}
 	// The audit log: no gap, in order.
 	events, err := st.Events(ctx, store.EventFilter{})
 	must(t, err)
@@ -222,12 +273,12 @@ targets:
 	if len(failovers) > 0 {
 		med, worst = failovers[len(failovers)/2], failovers[len(failovers)-1]
 	}
-	t.Logf("chaos for %s: %d processes, %d SIGKILLs and %d SIGSTOPs of the leader; failover median %s, worst %s (lease %s); %d scheduled runs (%v), %d executed; %d holds typed, %d acknowledged; %d audit events",
-		length, len(procs), kills, pauses, med.Round(time.Millisecond), worst.Round(time.Millisecond), lease, len(runs), states, len(spans), holds, acked, len(events))
+	t.Logf("chaos for %s: %d processes, %d SIGKILLs and %d SIGSTOPs of the leader; failover median %s, worst %s (lease %s); %d scheduled runs (%v), %d executed; %d holds typed, %d acknowledged; %d approvals typed, %d acknowledged; %d audit events",
+		length, len(procs), kills, pauses, med.Round(time.Millisecond), worst.Round(time.Millisecond), lease, len(runs), states, len(spans), holds, acked, len(approvals), approved, len(events))
 	if want := int(length / time.Minute); len(runs) < want {
 		t.Errorf("%d scheduled runs in %s; the schedule fires every minute", len(runs), length)
 	}
-	if kills+pauses == 0 || len(spans) == 0 || acked == 0 {
+	if kills+pauses == 0 || len(spans) == 0 || acked == 0 || approved == 0 {
 		t.Errorf("the chaos did too little to show anything")
 	}
 	if worst > lease+time.Second {
