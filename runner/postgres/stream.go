@@ -505,25 +505,30 @@ type entryInfo struct {
 // constraints ("schema.table constraint") to their tables and indexes.
 func entryTables(ctx context.Context, c *pgx.Conn) (map[string]entryInfo, error) {
 	rows, err := c.Query(ctx, `
-		with ix as (
+		-- One pass over the statistics and the index keys, joined by hash:
+		-- a subquery on pg_stats per index takes minutes on thousands.
+		with st as materialized (
+		  select schemaname, tablename, attname, correlation, avg_width from pg_stats
+		  where not inherited and schemaname not in ('pg_catalog', 'information_schema')),
+		keys as (
+		  select i.indexrelid, k.n, a.attname, a.atttypid, i.indcollation[k.n] as coll
+		  from pg_index i cross join lateral generate_series(0, i.indnkeyatts - 1) k(n)
+		    left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[k.n]),
+		ix as (
 		  select i.indexrelid, i.indrelid, pg_relation_size(i.indexrelid) as size,
-		         case when c.reltuples > 0 then c.reltuples::bigint * (24 + coalesce((select sum(coalesce(st.avg_width, 32))
-		                   from generate_series(0, i.indnkeyatts - 1) k
-		                   left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[k]
-		                   left join pg_stats st on st.schemaname = cn.nspname and st.tablename = c.relname and st.attname = a.attname and not st.inherited), 32))
+		         case when c.reltuples > 0 then c.reltuples::bigint * (24 + sum(coalesce(st.avg_width, 32)))::bigint
 		              else pg_relation_size(i.indexrelid) end as sort,
-		         coalesce((select abs(st.correlation) > 0.9 from pg_attribute a
-		                     join pg_class t on t.oid = a.attrelid join pg_namespace tn on tn.oid = t.relnamespace
-		                     join pg_stats st on st.schemaname = tn.nspname and st.tablename = t.relname and st.attname = a.attname
-		                   where a.attrelid = i.indrelid and a.attnum = i.indkey[0] and not st.inherited), false) as sorted,
-		         exists (select from generate_series(0, i.indnkeyatts - 1) k
-		                   left join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[k]
-		                 where a.atttypid is null
-		                    or not (a.atttypid = any ('{int2,int4,int8,oid,float4,float8,bool,date,time,timestamp,timestamptz,uuid}'::regtype[])
-		                            or i.indcollation[k] in (950, 951) -- C, POSIX
-		                            or i.indcollation[k] = 100 and (select datcollate in ('C', 'POSIX') from pg_database where datname = current_database()))) as slow
+		         coalesce(bool_or(k.n = 0 and abs(st.correlation) > 0.9), false) as sorted,
+		         coalesce(bool_or(k.atttypid is null
+		                    or not (k.atttypid = any ('{int2,int4,int8,oid,float4,float8,bool,date,time,timestamp,timestamptz,uuid}'::regtype[])
+		                            or k.coll in (950, 951) -- C, POSIX
+		                            or k.coll = 100 and db.c)), false) as slow
 		  from pg_index i join pg_class c on c.oid = i.indrelid join pg_namespace cn on cn.oid = c.relnamespace
-		  where cn.nspname not in ('pg_catalog', 'information_schema') and cn.nspname not like 'pg\_toast%')
+		    join keys k on k.indexrelid = i.indexrelid
+		    left join st on st.schemaname = cn.nspname and st.tablename = c.relname and st.attname = k.attname
+		    cross join (select datcollate in ('C', 'POSIX') as c from pg_database where datname = current_database()) db
+		  where cn.nspname not in ('pg_catalog', 'information_schema') and cn.nspname not like 'pg\_toast%'
+		  group by i.indexrelid, i.indrelid, c.reltuples, db.c)
 		select n.nspname || '.' || ci.relname, ix.indrelid, ix.indexrelid, 0::oid, ix.size, ix.sort, ix.sorted, ix.slow, '', ''
 		from ix join pg_class ci on ci.oid = ix.indexrelid join pg_namespace n on n.oid = ci.relnamespace
 		union all
