@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/store"
 	pgstore "github.com/stagebot/stagebot/store/postgres"
 )
@@ -38,9 +37,7 @@ func TestChaos(t *testing.T) {
 		length = 130 * time.Second
 	}
 	ctx := context.Background()
-	pg := pgtest.New(t)
-	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
-	dsn := pg.DSN("state")
+	dsn := stateDB(t)
 	dir := t.TempDir()
 	marks := filepath.Join(dir, "steps")
 	cfg := filepath.Join(dir, "stagebot.yaml")

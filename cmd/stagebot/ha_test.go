@@ -26,9 +26,7 @@ import (
 // the next number.
 func TestStoreCopy_BoltToPostgresAndBack(t *testing.T) {
 	ctx := context.Background()
-	pg := pgtest.New(t)
-	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
-	dsn := pg.DSN("state")
+	dsn := stateDB(t)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "stagebot.db")
 	b, err := bolt.Open(file)
@@ -111,6 +109,14 @@ func httpGet(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
+// stateDB starts a server with an empty database for a postgres store.
+func stateDB(t *testing.T) string {
+	t.Helper()
+	pg := pgtest.New(t)
+	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
+	return pg.DSN("state")
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -143,9 +149,7 @@ targets:
 // neither writes nor talks: it steps down, saying so, and exits.
 func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	ctx := context.Background()
-	pg := pgtest.New(t)
-	pgtest.Exec(t, pg.DSN("postgres"), "create database state")
-	dsn := pg.DSN("state")
+	dsn := stateDB(t)
 	marks := filepath.Join(t.TempDir(), "runs")
 	cfg := haConfig(t, dsn, marks)
 	took := func(p *botProcess) bool { return strings.Contains(p.out.String(), "took the lease") }

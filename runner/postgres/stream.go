@@ -53,6 +53,9 @@ func splitParts(size, total int64, jobs int) int64 {
 	return min(int64(jobs)*2, (size+splitSize-1)/splitSize)
 }
 
+// freezeMin is the size from which a table is written FREEZE.
+const freezeMin = 1 << 20
+
 // copyTask is one COPY: a whole table, or one range of its pages.
 type copyTask struct {
 	table    *streamTable
@@ -1022,8 +1025,10 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " WHERE " + where + ") TO STDOUT (FORMAT " + format + ")"
 	}
 	// A configuration table keeps the rows CREATE EXTENSION put there, so
-	// it is neither truncated nor written FREEZE.
-	whole := !task.split && !tb.config
+	// it is neither truncated nor written FREEZE. Neither is a small table:
+	// the truncation costs more than the hint bits it saves (measured: 3 ms
+	// a table against 0.6 ms for a plain COPY of 200 rows).
+	whole := !task.split && !tb.config && tb.size >= freezeMin
 	dst := "COPY " + tb.name + cols + " FROM STDIN (FORMAT " + format
 	if whole {
 		// Rows written frozen: no hint-bit rewrite or anti-wraparound
