@@ -74,6 +74,15 @@ func TestStoreCopy_BoltToPostgresAndBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "not empty") || !strings.Contains(err.Error(), "nothing was written") {
 		t.Fatalf("a copy into a non-empty store: %v", err)
 	}
+	// A --from file that is not there is refused, not created empty.
+	missing := filepath.Join(dir, "typo.db")
+	err = Main(ctx, []string{"store", "copy", "--from", missing, "--to", filepath.Join(dir, "other.db")}, nil, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("copy from a missing file: %v", err)
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Fatal("copying from a missing file created it")
+	}
 	back := filepath.Join(dir, "back.db")
 	if err := Main(ctx, []string{"store", "copy", "--from", dsn, "--to", back}, nil, &out, &errOut); err != nil {
 		t.Fatalf("postgres → bolt: %v", err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -39,6 +40,15 @@ func copyStore(ctx context.Context, out io.Writer, from, to string) error {
 		return errors.New("give both --from and --to: a bolt file (store.path) and a PostgreSQL DSN (store.dsn), either way round")
 	case from == to:
 		return errors.New("--from and --to are the same store")
+	}
+	if !isDSN(from) {
+		// Opening a bolt file that is not there would make an empty one
+		// and copy nothing.
+		if st, err := os.Stat(from); err != nil {
+			return fmt.Errorf("--from: %w (give the bolt file the bot used: store.path)", err)
+		} else if st.IsDir() {
+			return fmt.Errorf("--from: %s is a directory; give the bolt file the bot used (store.path)", from)
+		}
 	}
 	src, err := openAny(ctx, from)
 	if err != nil {
