@@ -77,6 +77,7 @@ func (o *Outbox) Failures() int64 { return o.failures.Load() }
 type outItem struct {
 	post  bool
 	local string           // post: the placeholder ID
+	key   string           // the delivery's idempotency key (see DeliveryKey)
 	ref   store.MessageRef // edit: the message to change
 	msg   Message
 	done  chan outResult
@@ -126,6 +127,7 @@ func (o *Outbox) Send(ctx context.Context, m Message) (store.MessageRef, error) 
 	o.mu.Lock()
 	o.seq++
 	it := &outItem{post: true, local: fmt.Sprintf("%s%s-%d", pendingPrefix, o.session, o.seq), msg: m, done: make(chan outResult, 1)}
+	it.key = strings.TrimPrefix(it.local, pendingPrefix)
 	o.mu.Unlock()
 	o.push(it)
 	return store.MessageRef{Channel: m.Channel, ID: it.local}, nil
@@ -137,8 +139,25 @@ func IsPlaceholder(ref store.MessageRef) bool { return strings.HasPrefix(ref.ID,
 
 // Edit queues a change to a message.
 func (o *Outbox) Edit(ctx context.Context, ref store.MessageRef, m Message) error {
-	o.push(&outItem{ref: ref, msg: m, done: make(chan outResult, 1)})
+	o.mu.Lock()
+	o.seq++
+	key := fmt.Sprintf("%s-%d", o.session, o.seq)
+	o.mu.Unlock()
+	o.push(&outItem{ref: ref, key: key, msg: m, done: make(chan outResult, 1)})
 	return nil
+}
+
+type deliveryKey struct{}
+
+// DeliveryKey is the idempotency key of the post or edit a Sender is
+// asked to deliver: the same on every retry of one queued item and
+// different for every item (an edit folded into a queued one keeps that
+// one's key, as it was never sent). Platforms that take a transaction ID
+// use it, so that a send the platform stored but did not confirm is not
+// posted twice. Empty outside a delivery.
+func DeliveryKey(ctx context.Context) string {
+	k, _ := ctx.Value(deliveryKey{}).(string)
+	return k
 }
 
 // Pending is how many messages and edits wait to be delivered.
@@ -222,6 +241,7 @@ func (o *Outbox) deliver(ctx context.Context, it *outItem) (store.MessageRef, er
 			return store.MessageRef{}, Permanent(fmt.Errorf("not sent: %w", err))
 		}
 	}
+	ctx = context.WithValue(ctx, deliveryKey{}, it.key)
 	m := it.msg
 	if !m.Thread.IsZero() {
 		t, ok := o.resolve(m.Thread)
