@@ -173,6 +173,11 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 	for _, t := range o.Targets {
 		b.targets[t.Name] = t
 	}
+	// Adapters that keep a position in the platform's stream (Matrix's
+	// since token) keep it in the bot's store, fenced like every write.
+	if st, ok := a.(interface{ UseStore(store.Store) }); ok {
+		st.UseStore(s)
+	}
 	if ob, ok := a.(interface{ Outbox() *Outbox }); ok {
 		ob.Outbox().OnDelivered = b.delivered
 		if o.Fence != nil {

@@ -3,6 +3,7 @@ package bottest
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,22 +50,35 @@ func StartBotWith(t *testing.T, a bot.Adapter, clock *Clock, o bot.Options) *Sce
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() }) // runs after RunBot's stop: cleanups run last first
+	sc, _ := RunBot(t, s, a, clock, o)
+	return sc
+}
+
+// RunBot runs a bot with the given options on adapter a and store s
+// (which it leaves open) until stop is called or the test ends: a bot
+// that stops and starts again on the same store is a restart.
+func RunBot(t *testing.T, s store.Store, a bot.Adapter, clock *Clock, o bot.Options) (sc *Scenario, stop func()) {
+	t.Helper()
 	o.Clock = clock
-	sc := &Scenario{t: t, Store: s, Clock: clock}
+	sc = &Scenario{t: t, Store: s, Clock: clock}
 	sc.Bot = bot.New(s, a, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- sc.Bot.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("the bot did not stop")
-		}
-		s.Close()
-	})
-	return sc
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Error("the bot did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return sc, stop
 }
 
 // WaitRun moves the clock on until run id reaches state.
