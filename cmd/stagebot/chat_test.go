@@ -12,6 +12,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/discord/discordtest"
+	"github.com/stagebot/stagebot/bot/matrix/matrixtest"
 	"github.com/stagebot/stagebot/bot/slack/slacktest"
 )
 
@@ -111,5 +112,177 @@ func TestRun_Discord(t *testing.T) {
 	})
 	if strings.Contains(logs.String(), "test-token") {
 		t.Errorf("the log shows the token:\n%s", logs)
+	}
+}
+
+// TestRun_Matrix: `stagebot run` with platform matrix against the fake
+// homeserver, as a team would meet it: a typed command, a mention, a
+// reaction refused to a stranger and taken from an approver, the card
+// edited in place and replies in its thread, a rate-limited send, and a
+// restart that answers what was typed while it was down, once.
+func TestRun_Matrix(t *testing.T) {
+	fake := matrixtest.New(t)
+	const (
+		alice   = "@alice:test.local"
+		bob     = "@bob:test.local"
+		mallory = "@mallory:test.local"
+	)
+	room := fake.CreateRoom("infra", alice, bob, mallory)
+	t.Setenv("MATRIX_TOKEN", matrixtest.Token)
+	dir := t.TempDir()
+	cfg := "store:\n  path: " + filepath.Join(dir, "state.db") + "\n" +
+		"chat:\n  platform: matrix\n  matrix:\n    homeserver: " + fake.URL() + "\n    access_token: ${MATRIX_TOKEN}\n    rooms: ['#infra:test.local']\n" +
+		"access:\n  control_channels: ['" + room + "']\n  users:\n    '" + alice + "': [stage]\n    '" + bob + "': [stage.approve]\n" +
+		"targets:\n  demo:\n    approvals:\n      manual:\n        count: 1\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	path := filepath.Join(dir, "stagebot.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	start := func() (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		n := len(fake.Syncs())
+		go func() { done <- Main(ctx, []string{"run", "-c", path}, strings.NewReader(""), logs, logs) }()
+		defer func() {
+			if t.Failed() {
+				t.Log(logs.String())
+			}
+		}()
+		bottest.Eventually(t, "stagebot long-polling /sync", func() bool {
+			s := fake.Syncs()
+			return len(s) > n && s[len(s)-1] != ""
+		})
+		var once sync.Once
+		stop = func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("stagebot run: %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Error("stagebot run did not stop within 10s of its context ending")
+				}
+			})
+		}
+		t.Cleanup(stop)
+		return stop
+	}
+	find := func(want string) matrixtest.Message {
+		t.Helper()
+		var found matrixtest.Message
+		bottest.Eventually(t, "a message containing "+want, func() bool {
+			for _, m := range fake.Messages(room) {
+				if strings.Contains(m.Text(), want) {
+					found = m
+					return true
+				}
+			}
+			return false
+		})
+		return found
+	}
+	count := func(want string) int {
+		n := 0
+		for _, m := range fake.Messages(room) {
+			n += strings.Count(m.Text(), want)
+		}
+		return n
+	}
+	stop := start()
+	fake.Say(alice, room, "!stage status")
+	find("demo")
+	fake.Mention(alice, room, "holds")
+	find("No holds.")
+	fake.Say(alice, room, "!stage resync demo in 1h")
+	card := find("Run 1: refresh of demo")
+	fake.React(mallory, room, card.ID, "✅")
+	if refusal := find("mallory"); refusal.Thread() != card.ID {
+		t.Errorf("the refusal is not in the card's thread")
+	}
+	fake.RateLimit(1, 300*time.Millisecond, true)
+	fake.React(bob, room, card.ID, "✅")
+	find("bob approved run 1 of demo (1 of 1)")
+	if card = find("1 of 1 (bob)"); len(card.Edits) == 0 {
+		t.Fatal("the card was not edited in place")
+	}
+	if fake.RateLimited() == 0 {
+		t.Error("the rate limit was not met")
+	}
+	stop()
+	// Typed while the bot is down: answered once it is back, and what it
+	// answered before is not answered again.
+	fake.Say(alice, room, "!stage hold demo 2h typed while the bot was down")
+	start()
+	find("alice holds demo until")
+	time.Sleep(500 * time.Millisecond)
+	for _, want := range []string{"bob approved run 1", "No holds.", "alice holds demo until"} {
+		if n := count(want); n != 1 {
+			t.Errorf("%q said %d times, want once", want, n)
+		}
+	}
+	if strings.Contains(logs.String(), matrixtest.Token) {
+		t.Errorf("the log shows the access token:\n%s", logs)
+	}
+}
+
+func TestCheck_MatrixSaysAnEncryptedRoom(t *testing.T) {
+	fake := matrixtest.New(t)
+	room := fake.CreateRoom("infra", matrixtest.BotID)
+	t.Setenv("MATRIX_TOKEN", matrixtest.Token)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stagebot.yaml")
+	cfg := "chat:\n  platform: matrix\n  matrix:\n    homeserver: " + fake.URL() + "\n    access_token: ${MATRIX_TOKEN}\n" +
+		"access:\n  control_channels: ['" + room + "']\n" +
+		"targets:\n  demo:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Main(context.Background(), []string{"check", "-c", path}, nil, &out, &out); err != nil || !strings.Contains(out.String(), "Matrix: logged in as "+matrixtest.BotID) {
+		t.Fatalf("check of an unencrypted room: %v\n%s", err, out.String())
+	}
+	fake.Encrypt(room)
+	out.Reset()
+	err := Main(context.Background(), []string{"check", "-c", path}, nil, &out, &out)
+	if err == nil || !strings.Contains(out.String(), "is end-to-end encrypted") || !strings.Contains(err.Error(), "unencrypted control room") {
+		t.Fatalf("check of an encrypted room: %v\n%s", err, out.String())
+	}
+	fake.Revoke(matrixtest.Token)
+	if err := Main(context.Background(), []string{"check", "-c", path}, nil, &out, &out); err == nil || !strings.Contains(err.Error(), "M_UNKNOWN_TOKEN") || strings.Contains(out.String()+err.Error(), matrixtest.Token) {
+		t.Fatalf("check with a revoked token: %v", err)
+	}
+}
+
+func TestRun_MatrixRevokedTokenStopsTheBot(t *testing.T) {
+	fake := matrixtest.New(t)
+	room := fake.CreateRoom("infra")
+	t.Setenv("MATRIX_TOKEN", matrixtest.Token)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stagebot.yaml")
+	cfg := "store:\n  path: " + filepath.Join(dir, "state.db") + "\nchat:\n  platform: matrix\n  matrix:\n    homeserver: " + fake.URL() + "\n    access_token: ${MATRIX_TOKEN}\n" +
+		"access:\n  control_channels: ['" + room + "']\n" +
+		"targets:\n  demo:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- Main(context.Background(), []string{"run", "-c", path}, strings.NewReader(""), logs, logs)
+	}()
+	if err := fake.WaitSyncing(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	fake.Revoke(matrixtest.Token)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked or has expired") || strings.Contains(err.Error()+logs.String(), matrixtest.Token) {
+			t.Fatalf("stagebot run ended with %v; log:\n%s", err, logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("stagebot run kept going with a revoked token")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -91,6 +92,16 @@ type ChatConfig struct {
 	Platform string        `yaml:"platform"`
 	Slack    SlackConfig   `yaml:"slack"`
 	Discord  DiscordConfig `yaml:"discord"`
+	Matrix   MatrixConfig  `yaml:"matrix"`
+}
+
+// MatrixConfig connects to a Matrix homeserver as a bot account.
+type MatrixConfig struct {
+	Homeserver  string `yaml:"homeserver"`
+	AccessToken string `yaml:"access_token"`
+	// Rooms are room IDs or aliases to join; empty means the control
+	// channels and the targets' channels.
+	Rooms []string `yaml:"rooms"`
 }
 
 // DiscordConfig connects to Discord's gateway.
@@ -659,8 +670,27 @@ func (c *Config) validate(errs *ConfigError) {
 			bad("chat.discord.api_url", "%q is not an http(s) URL", dc.APIURL)
 		}
 		c.secrets = append(c.secrets, dc.Token)
+	case "matrix":
+		mc := &c.Chat.Matrix
+		if u, err := url.Parse(mc.Homeserver); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("chat.matrix.homeserver", "give the homeserver's client API URL, e.g. homeserver: https://matrix.example.org (not the server name, not a room)")
+		}
+		if strings.TrimSpace(mc.AccessToken) == "" {
+			bad("chat.matrix.access_token", "give the bot account's access token from the environment, e.g. access_token: ${MATRIX_TOKEN} (README: Run it in Matrix)")
+		}
+		for i, r := range mc.Rooms {
+			if !matrixRoomRe.MatchString(r) {
+				bad(fmt.Sprintf("chat.matrix.rooms[%d]", i), "%q is not a room ID (!abc:example.org) or alias (#infra:example.org)", r)
+			}
+		}
+		for i, ch := range c.Access.ControlChannels {
+			if !strings.HasPrefix(ch, "!") || !strings.Contains(ch, ":") {
+				bad(fmt.Sprintf("access.control_channels[%d]", i), "%q is not a Matrix room ID: give the room ID (!abc:example.org; Element: Room settings → Advanced), not its alias", ch)
+			}
+		}
+		c.secrets = append(c.secrets, mc.AccessToken)
 	default:
-		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console, slack or discord", c.Chat.Platform)
+		bad("chat.platform", "%q is not a chat platform this stagebot knows: use console, slack, discord or matrix", c.Chat.Platform)
 	}
 
 	d := &c.Defaults
@@ -693,7 +723,7 @@ func (c *Config) validate(errs *ConfigError) {
 	}
 
 	for _, ch := range c.Access.ControlChannels {
-		if strings.HasPrefix(ch, "#") {
+		if strings.HasPrefix(ch, "#") && c.Chat.Platform != "matrix" {
 			bad("access.control_channels", "write %q without the #", ch)
 		}
 	}
@@ -746,7 +776,12 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	if t.Channel == "" && len(c.Access.ControlChannels) > 0 {
 		t.Channel = c.Access.ControlChannels[0]
 	}
-	if strings.HasPrefix(t.Channel, "#") {
+	switch {
+	case c.Chat.Platform == "matrix":
+		if t.Channel != "" && (!strings.HasPrefix(t.Channel, "!") || !strings.Contains(t.Channel, ":")) {
+			bad(f+".channel", "%q is not a Matrix room ID: give the room ID (!abc:example.org; Element: Room settings → Advanced), not its alias", t.Channel)
+		}
+	case strings.HasPrefix(t.Channel, "#"):
 		bad(f+".channel", "write %q without the #", t.Channel)
 	}
 	if t.Notice == nil {
@@ -908,6 +943,10 @@ func (c *Config) validateDatabase(f string, d *DatabaseConfig, bad func(string, 
 		d.KeepPrevious = &keep
 	}
 }
+
+// matrixRoomRe matches a room ID or alias: a sigil, a local part, a
+// colon and a server name.
+var matrixRoomRe = regexp.MustCompile(`^[!#][^:\s]+:[A-Za-z0-9.\-\[\]:]+$`)
 
 // isSnowflake reports whether s looks like a Discord ID.
 func isSnowflake(s string) bool {

@@ -437,6 +437,40 @@ func TestConfig_Discord(t *testing.T) {
 	}
 }
 
+func TestConfig_Matrix(t *testing.T) {
+	base := "targets:\n  t:\n    channel: '#ops:example.org'\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	_, err := ParseConfig([]byte("chat:\n  platform: matrix\n  matrix:\n    homeserver: example.org\n    rooms: ['infra', '#infra:example.org']\naccess:\n  control_channels: ['#infra:example.org']\n"+base), "c.yaml")
+	for _, want := range []string{
+		"chat.matrix.homeserver: give the homeserver's client API URL",
+		"chat.matrix.access_token: give the bot account's access token",
+		`chat.matrix.rooms[0]: "infra" is not a room ID`,
+		`access.control_channels[0]: "#infra:example.org" is not a Matrix room ID`,
+		`targets.t.channel: "#ops:example.org" is not a Matrix room ID`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("error = %v, want it to contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "rooms[1]") {
+		t.Errorf("an alias in chat.matrix.rooms was refused: %v", err)
+	}
+	cfg, err := ParseConfig([]byte("chat:\n  platform: matrix\n  matrix:\n    homeserver: https://matrix.example.org\n    access_token: syt_secret_token\n"+
+		"access:\n  control_channels: ['!infra:example.org']\n  users:\n    '@alice:example.org': [stage]\n  groups:\n    dba:\n      members: ['@bob:example.org']\n      scopes: [stage]\n"+
+		"targets:\n  t:\n    channel: '!ops:example.org'\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.matrixRooms(); strings.Join(got, " ") != "!infra:example.org !ops:example.org" {
+		t.Errorf("rooms by default = %q, want the control room and the target's", got)
+	}
+	if !cfg.knownUser("@alice:example.org") || !cfg.knownUser("@bob:example.org") || cfg.knownUser("@mallory:example.org") {
+		t.Error("direct chats are accepted from the wrong people")
+	}
+	if got := cfg.botOptions(deps{}).Redact("token syt_secret_token"); got != "token ***" {
+		t.Fatalf("token not redacted: %q", got)
+	}
+}
+
 func TestConfig_SeveralSchedules(t *testing.T) {
 	pipelines := "    pipelines:\n      destroy:\n        steps:\n          - exec: \"true\"\n      rebuild:\n        steps:\n          - exec: \"true\"\n"
 	cfg, err := ParseConfig([]byte("timezone: UTC\ntargets:\n  stage:\n    default_pipeline: rebuild\n    ladder: [1h]\n    schedules:\n      - cron: \"0 22 * * 5\"\n        pipeline: destroy\n      - cron: \"0 6 * * 1\"\n"+pipelines), "c.yaml")

@@ -27,6 +27,7 @@ import (
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/console"
 	discordadapter "github.com/stagebot/stagebot/bot/discord"
+	matrixadapter "github.com/stagebot/stagebot/bot/matrix"
 	slackadapter "github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/bot/web"
 	"github.com/stagebot/stagebot/runner/postgres"
@@ -41,7 +42,7 @@ var Version = "dev"
 const usage = `stagebot keeps staging databases fresh from chat.
 
 Usage:
-  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console, slack or discord)
+  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console, slack, discord or matrix)
   stagebot check -c FILE                               validate the config; print the next runs and announcements
   stagebot demo [--as USER]                            try it: a demo target in the console
   stagebot store copy --from FILE|DSN --to DSN|FILE    move the state between a bolt file and PostgreSQL (stop the bots first)
@@ -119,7 +120,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		if err != nil {
 			return err
 		}
-		return check(stdout, cfg, time.Now())
+		if err := check(stdout, cfg, time.Now()); err != nil {
+			return err
+		}
+		return checkChat(ctx, stdout, cfg)
 	case "run":
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
@@ -188,6 +192,35 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 				fmt.Fprintf(w, "%s %s", sep, a.In(cfg.location).Format("Mon 15:04"))
 			}
 			fmt.Fprintln(w)
+		}
+	}
+	return nil
+}
+
+// checkChat logs in to the chat platform where that is cheap and says
+// what would stop the bot there (for now: Matrix's encrypted rooms).
+func checkChat(ctx context.Context, w io.Writer, cfg *Config) error {
+	if cfg.Chat.Platform != "matrix" {
+		return nil
+	}
+	m := cfg.Chat.Matrix
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	user, problems, err := matrixadapter.Check(ctx, matrixadapter.Options{Homeserver: m.Homeserver, Token: m.AccessToken, Rooms: cfg.matrixRooms()})
+	if errors.Is(err, matrixadapter.ErrToken) {
+		return err
+	}
+	if err != nil {
+		fmt.Fprintf(w, "\nMatrix: could not reach %s to check the token and rooms: %s\n", m.Homeserver, newRedactor(cfg.secrets)(err.Error()))
+		return nil
+	}
+	fmt.Fprintf(w, "\nMatrix: logged in as %s\n", user)
+	for _, p := range problems {
+		fmt.Fprintf(w, "  %s\n", p)
+	}
+	for _, p := range problems {
+		if strings.Contains(p, "encrypted") {
+			return errors.New("a Matrix room is end-to-end encrypted, which stagebot does not support: use an unencrypted control room")
 		}
 	}
 	return nil
@@ -333,6 +366,15 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	case "discord":
 		d := cfg.Chat.Discord
 		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Logger: logger})
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		adapter = a
+	case "matrix":
+		m := cfg.Chat.Matrix
+		a, err := matrixadapter.New(matrixadapter.Options{Homeserver: m.Homeserver, Token: m.AccessToken, Rooms: cfg.matrixRooms(),
+			AcceptDirect: cfg.knownUser, Logger: logger})
 		if err != nil {
 			return err
 		}

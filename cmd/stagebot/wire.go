@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,6 +33,43 @@ type deps struct {
 }
 
 // botOptions turns a validated config into the bot's typed options.
+// matrixRooms are the rooms the Matrix adapter joins: those configured,
+// else the control channels and the targets' channels.
+func (c *Config) matrixRooms() []string {
+	if len(c.Chat.Matrix.Rooms) > 0 {
+		return c.Chat.Matrix.Rooms
+	}
+	var rooms []string
+	add := func(r string) {
+		if r != "" && !slices.Contains(rooms, r) {
+			rooms = append(rooms, r)
+		}
+	}
+	for _, r := range c.Access.ControlChannels {
+		add(r)
+	}
+	for _, name := range sortedKeys(c.Targets) {
+		if t := c.Targets[name]; t != nil {
+			add(t.Channel)
+		}
+	}
+	return rooms
+}
+
+// knownUser reports whether the access config names a person (in users
+// or a group): the Matrix adapter accepts direct chats from them only.
+func (c *Config) knownUser(id string) bool {
+	if _, ok := c.Access.Users[id]; ok {
+		return true
+	}
+	for _, g := range c.Access.Groups {
+		if slices.Contains(g.Members, id) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Config) botOptions(dp deps) bot.Options {
 	logger := dp.logger
 	o := bot.Options{
