@@ -92,7 +92,7 @@ func (p Posted) Current() bot.Message {
 type Adapter struct {
 	mu    sync.Mutex
 	posts []*Posted
-	in    chan bot.Incoming
+	in    chan typed
 }
 
 var (
@@ -101,7 +101,12 @@ var (
 )
 
 // NewAdapter returns an empty recording adapter.
-func NewAdapter() *Adapter { return &Adapter{in: make(chan bot.Incoming)} }
+func NewAdapter() *Adapter { return &Adapter{in: make(chan typed)} }
+
+type typed struct {
+	in      bot.Incoming
+	handled chan struct{}
+}
 
 // Run implements bot.Adapter: it delivers what Type sends until ctx ends.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
@@ -110,7 +115,8 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		case <-ctx.Done():
 			return nil
 		case m := <-a.in:
-			handle(ctx, m)
+			handle(ctx, m.in)
+			close(m.handled)
 		}
 	}
 }
@@ -176,10 +182,18 @@ func (a *Adapter) Find(s string) []bot.Message {
 	return out
 }
 
-// Type delivers a message to the bot as user in channel, through Run.
+// Type delivers a message to the bot as user in channel, through Run,
+// and returns once the bot has handled it (so a test reads the state the
+// command made, not the state before it).
 func (a *Adapter) Type(ctx context.Context, channel string, user store.User, text string) {
+	m := typed{in: bot.Incoming{Channel: channel, User: user, Text: text}, handled: make(chan struct{})}
 	select {
-	case a.in <- bot.Incoming{Channel: channel, User: user, Text: text}:
+	case a.in <- m:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-m.handled:
 	case <-ctx.Done():
 	}
 }

@@ -65,6 +65,7 @@ type Adapter struct {
 	actions   map[id.EventID]map[string]string // card → reaction key → command
 	latest    map[id.EventID]id.EventID        // thread root → latest event in it
 	warned    map[id.RoomID]bool
+	names     map[id.UserID]string // display names seen in member events
 	started   time.Time
 }
 
@@ -94,7 +95,7 @@ func New(o Options) (*Adapter, error) {
 	cli.Client = &http.Client{Timeout: o.SyncTimeout + 30*time.Second}
 	a := &Adapter{opts: o, cli: cli, log: o.Logger, rooms: map[id.RoomID]bool{}, direct: map[id.RoomID]bool{},
 		joined: map[id.RoomID]bool{}, encrypted: map[id.RoomID]bool{}, actions: map[id.EventID]map[string]string{},
-		latest: map[id.EventID]id.EventID{}, warned: map[id.RoomID]bool{}}
+		latest: map[id.EventID]id.EventID{}, warned: map[id.RoomID]bool{}, names: map[id.UserID]string{}}
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
@@ -185,6 +186,49 @@ func (a *Adapter) loadSince(ctx context.Context) string {
 	return string(v)
 }
 
+// handled are the events of one batch already handed to the bot, kept
+// after each so that a batch replayed after a crash (or by the process
+// that takes over) runs none of them again.
+type handled struct {
+	Since string   `json:"since"`
+	IDs   []string `json:"ids"`
+}
+
+func (a *Adapter) handledKey() string { return "matrix/handled/" + string(a.me) }
+
+// recall marks as seen the events of the batch at since that a previous
+// process handled before it could move the position on.
+func (a *Adapter) recall(ctx context.Context, since string) {
+	p := a.st.Load()
+	if p == nil || since == "" {
+		return
+	}
+	v, err := (*p).Value(ctx, a.handledKey())
+	if err != nil {
+		return
+	}
+	var h handled
+	if json.Unmarshal(v, &h) != nil || h.Since != since {
+		return
+	}
+	for _, id := range h.IDs {
+		a.seen.First(id)
+	}
+	a.log.Info("matrix: resuming a batch that was partly handled", "handled", len(h.IDs))
+}
+
+func (a *Adapter) noteHandled(ctx context.Context, h *handled, id string) {
+	p := a.st.Load()
+	if p == nil {
+		return
+	}
+	h.IDs = append(h.IDs, id)
+	b, _ := json.Marshal(h)
+	if err := (*p).SetValue(ctx, a.handledKey(), b); err != nil && ctx.Err() == nil {
+		a.log.Error("matrix: note a handled event", "err", err)
+	}
+}
+
 func (a *Adapter) saveSince(ctx context.Context, since string) error {
 	if p := a.st.Load(); p != nil {
 		return (*p).SetValue(ctx, a.sinceKey(), []byte(since))
@@ -220,6 +264,7 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		backoff = min(backoff*2, 30*time.Second)
 	}
 	since := a.loadSince(ctx)
+	a.recall(ctx, since)
 	a.log.Info("matrix connected", "user", a.me, "rooms", len(a.rooms), "resumed", since != "")
 	filter := `{"room":{"timeline":{"limit":50},"state":{"lazy_load_members":true}},"presence":{"types":[]},"account_data":{"types":[]}}`
 	backoff = 250 * time.Millisecond
@@ -247,8 +292,8 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		a.connected.Store(true)
 		a.process(ctx, resp, since == "", since, handle)
 		// The position moves on only once this batch's commands were
-		// handled: a crash before this line replays the batch (the bot
-		// ignores what it already did), never skips it.
+		// handled: a crash before this line replays the batch, never
+		// skips it, and what was noted as handled is not run again.
 		if err := a.saveSince(ctx, resp.NextBatch); err != nil && ctx.Err() == nil {
 			a.log.Error("matrix: keep the sync position", "err", err)
 		}
@@ -380,6 +425,10 @@ func (a *Adapter) process(ctx context.Context, resp *mautrix.RespSync, initial b
 		evt  *event.Event
 	}
 	var items []item
+	for _, jr := range resp.Rooms.Join {
+		a.learnNames(jr.State.Events)
+		a.learnNames(jr.Timeline.Events)
+	}
 	for roomID, jr := range resp.Rooms.Join {
 		evs := jr.Timeline.Events
 		if jr.Timeline.Limited && jr.Timeline.PrevBatch != "" {
@@ -407,9 +456,30 @@ func (a *Adapter) process(ctx context.Context, resp *mautrix.RespSync, initial b
 		}
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].evt.Timestamp < items[j].evt.Timestamp })
+	h := &handled{Since: since}
 	for _, it := range items {
 		if in, ok := a.incoming(ctx, it.room, it.evt); ok {
 			handle(ctx, in)
+			a.noteHandled(ctx, h, in.ID)
+		}
+	}
+}
+
+// learnNames keeps the display names member events carry, so that the
+// bot calls people what their client shows.
+func (a *Adapter) learnNames(evs []*event.Event) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range evs {
+		if e.Type != event.StateMember || e.StateKey == nil {
+			continue
+		}
+		var c struct {
+			Name string `json:"displayname"`
+		}
+		json.Unmarshal(e.Content.VeryRaw, &c)
+		if n := strings.TrimSpace(c.Name); n != "" {
+			a.names[id.UserID(*e.StateKey)] = n
 		}
 	}
 }
@@ -515,6 +585,11 @@ func (a *Adapter) incoming(ctx context.Context, room id.RoomID, e *event.Event) 
 		return bot.Incoming{}, false
 	}
 	user := store.User{ID: string(e.Sender), Name: e.Sender.Localpart()}
+	a.mu.Lock()
+	if n := a.names[e.Sender]; n != "" {
+		user.Name = n
+	}
+	a.mu.Unlock()
 	switch e.Type {
 	case event.EventEncrypted:
 		a.mu.Lock()
@@ -542,6 +617,10 @@ func (a *Adapter) incoming(ctx context.Context, room id.RoomID, e *event.Event) 
 		}
 		cmd, ok := a.action(ctx, room, c.Rel.EventID, c.Rel.Key)
 		if !ok {
+			if actionKeys[normKey(c.Rel.Key)] && a.ownEvent(c.Rel.EventID) {
+				a.out.Send(ctx, bot.Message{Channel: string(room), Thread: store.MessageRef{Channel: string(room), ID: string(c.Rel.EventID)},
+					Text: fmt.Sprintf("%s: that message no longer offers %s; its current text lists what can be done now.", user.Name, c.Rel.Key)})
+			}
 			return bot.Incoming{}, false
 		}
 		return bot.Incoming{ID: string(e.ID), Channel: string(room), Thread: string(c.Rel.EventID), User: user, Text: cmd, Direct: true}, true
@@ -621,6 +700,24 @@ func (a *Adapter) action(ctx context.Context, room id.RoomID, card id.EventID, k
 	}
 	return "", false
 }
+
+// ownEvent reports whether the bot posted an event in this process.
+func (a *Adapter) ownEvent(e id.EventID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.actions[e]
+	return ok
+}
+
+// actionKeys are the reaction keys the bot offers, without variation
+// selectors.
+var actionKeys = func() map[string]bool {
+	m := map[string]bool{}
+	for _, l := range []string{"approve", "defer", "hold", "extend", "cancel", "abort", "release"} {
+		m[normKey(reactionKey(l, 0))] = true
+	}
+	return m
+}()
 
 // reactionKey is the emoji offered for a button.
 func reactionKey(label string, i int) string {

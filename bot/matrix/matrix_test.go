@@ -183,6 +183,10 @@ func TestMatrix_MentionThreadDirectAndWhatToIgnore(t *testing.T) {
 	e := newEnv(t)
 	e.fake.Mention(alice, e.room, "holds")
 	e.waitMessage("No holds.")
+	// People are called by their display name.
+	e.fake.SetDisplayName(e.room, bob, "Bob B.")
+	e.fake.Say(bob, e.room, "!stage hold demo 1h testing")
+	e.waitMessage("Bob B.")
 	// The bot's own messages, other bots' notices and edits of commands
 	// are not commands.
 	e.fake.Post(matrixtest.BotID, e.room, "m.room.message", map[string]any{"msgtype": "m.text", "body": "!stage resync demo now"})
@@ -433,6 +437,35 @@ func TestMatrix_UnknownRoomFailsAtStart(t *testing.T) {
 	}
 }
 
+// TestMatrix_ReactionAnActionNoLongerOffered: a message edited to drop
+// its actions answers a late reaction instead of running it; other
+// reactions are left alone.
+func TestMatrix_ReactionAnActionNoLongerOffered(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ref, _ := e.a.Send(ctx, bot.Message{Channel: e.room, Text: "Your hold expires soon", Buttons: []bot.Button{{Label: "Release", Command: "!stage release demo"}}})
+	msg := e.waitMessage("Your hold expires soon")
+	if !strings.Contains(msg.Text(), "🔓 Release (!stage release demo)") {
+		t.Fatalf("the action is not offered:\n%s", msg.Text())
+	}
+	for bot.IsPlaceholder(ref) {
+		time.Sleep(10 * time.Millisecond)
+		ref = store.MessageRef{Channel: e.room, ID: msg.ID}
+	}
+	e.a.Edit(ctx, ref, bot.Message{Channel: e.room, Text: "Your hold has expired"})
+	e.waitMessage("Your hold has expired")
+	e.fake.React(alice, e.room, msg.ID, "👍")
+	e.fake.React(alice, e.room, msg.ID, "🔓")
+	late := e.waitMessage("that message no longer offers 🔓")
+	if late.Thread() != msg.ID {
+		t.Errorf("the answer to a late reaction is not in the message's thread")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := e.count("alice"); n != 1 {
+		t.Errorf("%d messages name alice, want only the answer to 🔓", n)
+	}
+}
+
 func TestMatrix_LongMessagesAreCutAndSaySo(t *testing.T) {
 	e := newEnv(t)
 	long := strings.Repeat("step output <&> ", 5000) // 80,000 characters, more once escaped
@@ -444,4 +477,52 @@ func TestMatrix_LongMessagesAreCutAndSaySo(t *testing.T) {
 	if len(m.Text()) >= len(long) || !strings.Contains(m.HTML(), "&lt;&amp;&gt;") {
 		t.Errorf("body %d bytes, html escaped: %v", len(m.Text()), strings.Contains(m.HTML(), "&lt;&amp;&gt;"))
 	}
+}
+
+// TestMatrix_ABatchCutShortByACrashRunsNothingTwice: a process that
+// handled part of a batch and died before moving the sync position on
+// (or lost the lease) leaves the next one to run only the rest.
+func TestMatrix_ABatchCutShortByACrashRunsNothingTwice(t *testing.T) {
+	fake := matrixtest.New(t)
+	room := fake.CreateRoom("infra", alice, bob)
+	path := filepath.Join(t.TempDir(), "s.db")
+	s, err := bolt.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := &env{t: t, fake: fake, room: room}
+	e.start(s)
+	e.stop()
+	e.a.Close()
+	// What the dead process left: the position before the batch, and the
+	// first command of the batch noted as handled (its answer is posted
+	// here by hand, as that process did).
+	before := fake.Position()
+	one := fake.Say(alice, room, "!stage hold demo 1h one")
+	fake.Say(alice, room, "!stage hold demo 2h two")
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.SetValue(ctx, "matrix/since/"+matrixtest.BotID, []byte(before)))
+	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"`+before+`","ids":["`+one.ID+`"]}`)))
+	e.start(s)
+	e.waitMessage("alice holds demo until 11:00 UTC: two")
+	time.Sleep(300 * time.Millisecond)
+	if n := e.count(": one"); n != 0 {
+		t.Errorf("a command the dead process had handled was run again")
+	}
+	// A note from another batch does not hide anything.
+	before = fake.Position()
+	three := fake.Say(alice, room, "!stage holds")
+	e.stop()
+	e.a.Close()
+	must(s.SetValue(ctx, "matrix/since/"+matrixtest.BotID, []byte(before)))
+	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"s1","ids":["`+three.ID+`"]}`)))
+	e.start(s)
+	e.waitMessage("demo held by alice")
 }

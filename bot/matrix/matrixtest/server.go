@@ -127,6 +127,14 @@ func (s *Server) CreateRoom(name string, members ...string) string {
 	return id
 }
 
+// SetDisplayName changes user's display name in a room, as a member
+// event.
+func (s *Server) SetDisplayName(roomID, user, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.memberLocked(s.rooms[roomID], user, user, "join", map[string]any{"displayname": name})
+}
+
 // Encrypt turns on end-to-end encryption in a room.
 func (s *Server) Encrypt(roomID string) {
 	s.mu.Lock()
@@ -291,6 +299,14 @@ func (s *Server) WaitSyncing(d time.Duration) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return fmt.Errorf("the bot did not sync with a since token within %s", d)
+}
+
+// Position is the stream's current since token: a sync from it returns
+// what happens next.
+func (s *Server) Position() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return token(s.pos)
 }
 
 // Joined reports whether user is joined to a room.
