@@ -340,6 +340,9 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 		fake.Say(bob, room, "chatter")
 	}
 	fake.Say(alice, room, "!stage hold demo 2h second")
+	// A command typed and deleted meanwhile is not run.
+	oops := fake.Say(alice, room, "!stage resync demo now")
+	fake.Redact(alice, room, oops.ID)
 	// A room added to the configuration has history: it is not run.
 	ops := fake.CreateRoom("ops", alice)
 	fake.Say(alice, ops, "!stage holds")
@@ -368,6 +371,9 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(fake.Messages(ops)); n != 1 {
 		t.Errorf("%d answers in the new room, want 1: a command from its history was run", n)
+	}
+	if runs, err := e.Store.Runs(context.Background(), store.RunFilter{}); err != nil || len(runs) != 0 {
+		t.Errorf("a deleted command started a run: %v %v", runs, err)
 	}
 	if n := e.count("before the bot existed"); n != 0 {
 		t.Errorf("a command from before the bot ever ran was run")

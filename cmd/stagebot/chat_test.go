@@ -211,6 +211,13 @@ func TestRun_Matrix(t *testing.T) {
 	if fake.RateLimited() == 0 {
 		t.Error("the rate limit was not met")
 	}
+	// The homeserver goes away and comes back: what was typed meanwhile
+	// is answered.
+	fake.SetDown(true)
+	fake.Say(alice, room, "!stage history")
+	time.Sleep(300 * time.Millisecond)
+	fake.SetDown(false)
+	find("#1 demo/default")
 	stop()
 	// Typed while the bot is down: answered once it is back, and what it
 	// answered before is not answered again.
@@ -218,7 +225,7 @@ func TestRun_Matrix(t *testing.T) {
 	start()
 	find("alice holds demo until")
 	time.Sleep(500 * time.Millisecond)
-	for _, want := range []string{"bob approved run 1", "No holds.", "alice holds demo until"} {
+	for _, want := range []string{"bob approved run 1", "No holds.", "alice holds demo until", "#1 demo/default"} {
 		if n := count(want); n != 1 {
 			t.Errorf("%q said %d times, want once", want, n)
 		}

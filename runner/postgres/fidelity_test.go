@@ -234,8 +234,14 @@ func TestRefresh_FaithfulCopyOfAnAwkwardDatabase(t *testing.T) {
 			// Twice: the second refresh replaces a copy, and the first is
 			// kept for rollback.
 			for round := 1; round <= 2; round++ {
-				if log, err := run(t, m.steps(tg), nil); err != nil {
+				log, err := run(t, m.steps(tg), nil)
+				if err != nil {
 					t.Fatalf("round %d: %v\n%s", round, err, log)
+				}
+				// Every database-level statement was understood: pg_dump's
+				// own session settings are not properties to warn about.
+				if strings.Contains(log, "does not recognise") {
+					t.Errorf("round %d: a database-level statement was left out:\n%s", round, log)
 				}
 				if d := diffPrints(want, observe(t, stg.DSN(stgDB))); d != "" {
 					t.Fatalf("round %d: staging differs from production:\n%s", round, d)

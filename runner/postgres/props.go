@@ -58,7 +58,12 @@ func databaseProps(sql string) []string {
 			out = append(out, e.sql)
 		case e.kind == "DATABASE", e.kind == "DATABASE PROPERTIES", e.kind == "ACL" && onDB:
 			for _, s := range statements(e.sql) {
-				if !strings.HasPrefix(s, "CREATE DATABASE ") {
+				switch {
+				case strings.HasPrefix(s, "CREATE DATABASE "):
+				case strings.HasPrefix(s, "SET "), strings.HasPrefix(s, "SELECT pg_catalog.set_config("):
+					// The settings of pg_dump's own restore session,
+					// written after its \connect: not properties.
+				default:
 					out = append(out, s)
 				}
 			}

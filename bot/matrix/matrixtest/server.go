@@ -228,6 +228,26 @@ func (s *Server) EditMessage(user, roomID, eventID, body string) *Event {
 		"m.relates_to":  map[string]any{"rel_type": "m.replace", "event_id": eventID}})
 }
 
+// Redact deletes an event as a homeserver does: its content is stripped
+// and an m.room.redaction event follows.
+func (s *Server) Redact(user, roomID, eventID string) *Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.redactLocked(user, roomID, eventID, map[string]any{})
+}
+
+func (s *Server) redactLocked(user, roomID, eventID string, content map[string]any) *Event {
+	content["redacts"] = eventID
+	e := s.appendLocked(roomID, user, "m.room.redaction", nil, content)
+	for _, old := range s.events {
+		if old.ID == eventID && old.Room == roomID {
+			old.Content = map[string]any{}
+			old.Unsigned = map[string]any{"redacted_because": map[string]any{"event_id": e.ID, "sender": user}}
+		}
+	}
+	return e
+}
+
 // SetDown makes the homeserver unreachable: connections are closed
 // without an answer, long polls included.
 func (s *Server) SetDown(down bool) {
@@ -584,8 +604,15 @@ func (s *Server) wireLocked(e *Event, tok string) map[string]any {
 	if e.StateKey != nil {
 		m["state_key"] = *e.StateKey
 	}
+	unsigned := map[string]any{}
+	for k, v := range e.Unsigned {
+		unsigned[k] = v
+	}
 	if e.txnBy == tok && e.txn != "" {
-		m["unsigned"] = map[string]any{"transaction_id": e.txn}
+		unsigned["transaction_id"] = e.txn
+	}
+	if len(unsigned) > 0 {
+		m["unsigned"] = unsigned
 	}
 	return m
 }
@@ -644,10 +671,12 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, tok, user, roomID,
 			}
 		}
 	}
+	var e *Event
 	if redacts != "" {
-		content["redacts"] = redacts
+		e = s.redactLocked(user, roomID, redacts, content)
+	} else {
+		e = s.appendLocked(roomID, user, typ, nil, content)
 	}
-	e := s.appendLocked(roomID, user, typ, nil, content)
 	e.txnBy, e.txn = tok, txn
 	s.txns[tok+"\x00"+txn] = e
 	if s.fail500 > 0 {
