@@ -48,22 +48,33 @@ func runFromConfig(t *testing.T, chat string, env map[string]string) *syncBuffer
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	logs := &syncBuffer{}
+	startMain(t, path, logs)
+	return logs
+}
+
+// startMain starts `stagebot run -c path`, logging to logs, until stop is
+// called or the test ends; a run that ends with an error fails the test.
+func startMain(t *testing.T, path string, logs *syncBuffer) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	logs := &syncBuffer{}
 	go func() { done <- Main(ctx, []string{"run", "-c", path}, strings.NewReader(""), logs, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stagebot run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("stagebot run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("stagebot run did not stop within 10s of its context ending")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("stagebot run did not stop within 10s of its context ending")
-		}
-	})
-	return logs
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 func TestRun_Slack(t *testing.T) {
@@ -140,10 +151,8 @@ func TestRun_Matrix(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	start := func() (stop func()) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
 		n := len(fake.Syncs())
-		go func() { done <- Main(ctx, []string{"run", "-c", path}, strings.NewReader(""), logs, logs) }()
+		stop = startMain(t, path, logs)
 		defer func() {
 			if t.Failed() {
 				t.Log(logs.String())
@@ -153,21 +162,6 @@ func TestRun_Matrix(t *testing.T) {
 			s := fake.Syncs()
 			return len(s) > n && s[len(s)-1] != ""
 		})
-		var once sync.Once
-		stop = func() {
-			once.Do(func() {
-				cancel()
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Errorf("stagebot run: %v", err)
-					}
-				case <-time.After(10 * time.Second):
-					t.Error("stagebot run did not stop within 10s of its context ending")
-				}
-			})
-		}
-		t.Cleanup(stop)
 		return stop
 	}
 	find := func(want string) matrixtest.Message {
