@@ -160,6 +160,11 @@ type streamer struct {
 	tables   int
 	built    int
 	fks      []*postEntry // foreign keys checked as their tables are ready
+	// The tables that builds in flight lock: index builds take SHARE,
+	// which lets other index builds on the table run beside them;
+	// ANALYZE and foreign key checks take locks that let nothing else
+	// of these run on their tables.
+	shared, exclusive map[*streamTable]int
 
 	// Progress: what is done, against production's sizes.
 	totalData, totalIndex int64
@@ -709,7 +714,7 @@ func (s *streamer) attach(ctx context.Context, shadow *pgx.Conn, tb *streamTable
 func analyzeEntry(tb *streamTable) postEntry {
 	// It reads a sample of at most 30,000 pages (the default statistics
 	// target).
-	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name, cost: min(tb.size, 30000*8192) / 32}
+	return postEntry{name: tb.name, kind: "ANALYZE", sql: "ANALYZE " + tb.name, table: tb, cost: min(tb.size, 30000*8192) / 32}
 }
 
 // shadowConn opens a session on the shadow set up for bulk work.
@@ -857,6 +862,57 @@ const (
 	builder
 )
 
+// locks are the tables a build locks, and whether it shares them with
+// other index builds.
+func (e *postEntry) locks() (tables []*streamTable, shared bool) {
+	switch e.kind {
+	case "INDEX", "CONSTRAINT":
+		return []*streamTable{e.table}, true
+	case "FK CONSTRAINT":
+		return []*streamTable{e.table, e.ref}, false
+	}
+	return []*streamTable{e.table}, false
+}
+
+// runnable is the first queued build whose locks do not conflict with the
+// builds in flight, or -1 (with s.mu held). A builder that took a
+// conflicting one would only wait on PostgreSQL's lock with a core idle:
+// on a chain of foreign keys each check locks two tables, and every
+// table's ANALYZE waits for the checks on it.
+func (s *streamer) runnable() int {
+	for i := range s.builds {
+		tables, shared := s.builds[i].locks()
+		ok := true
+		for _, t := range tables {
+			if t != nil && (s.exclusive[t] > 0 || !shared && s.shared[t] > 0) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return i
+		}
+	}
+	return -1
+}
+
+// lock counts a build's locks in (n = 1) or out (n = -1), with s.mu held.
+func (s *streamer) lock(e *postEntry, n int) {
+	if s.shared == nil {
+		s.shared, s.exclusive = map[*streamTable]int{}, map[*streamTable]int{}
+	}
+	tables, shared := e.locks()
+	for _, t := range tables {
+		switch {
+		case t == nil:
+		case shared:
+			s.shared[t] += n
+		default:
+			s.exclusive[t] += n
+		}
+	}
+}
+
 // take hands a worker its next piece of work. ok is false when there is
 // nothing left for it to do.
 func (s *streamer) take(r role) (c *copyTask, b *postEntry, ok bool) {
@@ -866,9 +922,11 @@ func (s *streamer) take(r role) (c *copyTask, b *postEntry, ok bool) {
 		switch {
 		case s.err != nil:
 			return nil, nil, false
-		case r == builder && len(s.builds) > 0:
-			e := s.builds[0]
-			s.builds = s.builds[1:]
+		case r == builder && s.runnable() >= 0:
+			i := s.runnable()
+			e := s.builds[i]
+			s.builds = slices.Delete(s.builds, i, i+1)
+			s.lock(&e, 1)
 			s.building++
 			// Once every copy is done, a build that would leave cores idle
 			// (fewer builds than sessions) may use PostgreSQL's parallel
@@ -955,6 +1013,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 				}
 			}
 			s.mu.Lock()
+			s.lock(build, -1)
 			s.building--
 			if index {
 				s.built++

@@ -87,3 +87,41 @@ func TestSortMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestRunnable: a builder takes the first queued build whose locks do
+// not conflict with the builds in flight, so that it never waits on
+// PostgreSQL's lock manager with a core idle.
+func TestRunnable(t *testing.T) {
+	a, b, c := &streamTable{name: "a"}, &streamTable{name: "b"}, &streamTable{name: "c"}
+	index := func(tb *streamTable) postEntry { return postEntry{kind: "INDEX", name: "idx_" + tb.name, table: tb} }
+	fk := func(tb, ref *streamTable) postEntry {
+		return postEntry{kind: "FK CONSTRAINT", name: tb.name + "_" + ref.name + "_fkey", table: tb, ref: ref}
+	}
+	for _, tt := range []struct {
+		name     string
+		inFlight []postEntry
+		queued   []postEntry
+		want     int
+	}{
+		{"nothing in flight", nil, []postEntry{fk(b, a), index(a)}, 0},
+		{"index builds share their table", []postEntry{index(a)}, []postEntry{index(a)}, 0},
+		{"a check on a chain waits for the check beside it", []postEntry{fk(b, a)}, []postEntry{fk(c, b), analyzeEntry(a), index(c)}, 2},
+		{"ANALYZE waits for the index builds on its table", []postEntry{index(a)}, []postEntry{analyzeEntry(a), fk(c, b)}, 1},
+		{"a check waits for the builds on either table", []postEntry{index(b)}, []postEntry{fk(c, b), fk(a, b)}, -1},
+		{"a self-reference", []postEntry{fk(a, a)}, []postEntry{index(a), index(b)}, 1},
+	} {
+		s := &streamer{builds: tt.queued}
+		for i := range tt.inFlight {
+			s.lock(&tt.inFlight[i], 1)
+		}
+		if got := s.runnable(); got != tt.want {
+			t.Errorf("%s: runnable() = %d, want %d", tt.name, got, tt.want)
+		}
+		for i := range tt.inFlight {
+			s.lock(&tt.inFlight[i], -1)
+		}
+		if got := s.runnable(); len(tt.queued) > 0 && got != 0 {
+			t.Errorf("%s: with nothing in flight runnable() = %d, want 0", tt.name, got)
+		}
+	}
+}
