@@ -347,13 +347,28 @@ func (a *Adapter) setup(ctx context.Context) error {
 				"room", r, "fix", "use an unencrypted control room (encryption cannot be turned off in a room once on)")
 		}
 	}
-	a.mu.Lock()
+	// Besides its rooms the bot joins only direct chats; a room of more
+	// people it is still in (one taken out of the config, one joined by
+	// hand) is ignored, or every line typed there would be a command.
 	for _, r := range joined.JoinedRooms {
-		if !a.rooms[r] {
-			a.direct[r] = true // only direct chats are joined besides the configured rooms
+		a.mu.Lock()
+		configured := a.rooms[r]
+		a.mu.Unlock()
+		if configured {
+			continue
 		}
+		m, err := a.cli.JoinedMembers(ctx, r)
+		if err != nil {
+			return err
+		}
+		if len(m.Joined) == 2 {
+			a.mu.Lock()
+			a.direct[r] = true
+			a.mu.Unlock()
+			continue
+		}
+		a.log.Info("matrix: ignoring a room that is neither configured nor a direct chat", "room", r, "members", len(m.Joined))
 	}
-	a.mu.Unlock()
 	return nil
 }
 

@@ -325,11 +325,18 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 	e.start(s)
 	e.fake.Say(alice, room, "!stage hold demo 1h first")
 	e.waitMessage("alice holds demo until 10:00 UTC: first")
+	dm := "!dm-alice:test.local"
+	fake.Invite(dm, alice, matrixtest.BotID, true, false)
+	bottest.Eventually(t, "the direct chat joined", func() bool { return fake.Joined(dm, matrixtest.BotID) })
 	e.stop()
 	e.a.Close()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// A room the bot was joined to by hand, of more than two people, is
+	// not a direct chat: what is typed there is not a command. A direct
+	// chat accepted before the restart still is.
+	random := fake.CreateRoom("random", alice, bob, matrixtest.BotID)
 	// While the bot is down: more commands than one timeline holds, so
 	// the next sync is limited and the bot must page back.
 	for range 60 {
@@ -359,6 +366,8 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 	if n := e.count("first"); n != 1 {
 		t.Errorf("the first hold was answered %d times, want once (a restart replayed it)", n)
 	}
+	fake.Say(alice, random, "holds")
+	fake.Say(alice, random, "!stage holds")
 	fake.Say(alice, ops, "!stage holds")
 	bottest.Eventually(t, "an answer in the new room", func() bool {
 		for _, m := range fake.Messages(ops) {
@@ -368,7 +377,11 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(300 * time.Millisecond)
+	fake.Say(alice, dm, "holds")
+	bottest.Eventually(t, "an answer in the direct chat after the restart", func() bool { return len(fake.Messages(dm)) > 0 })
+	if m := fake.Messages(random); len(m) != 0 {
+		t.Errorf("the bot answered in a room it is not configured for: %q", m[0].Text())
+	}
 	if n := len(fake.Messages(ops)); n != 1 {
 		t.Errorf("%d answers in the new room, want 1: a command from its history was run", n)
 	}

@@ -521,6 +521,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.state(w, user, parts[1], parts[3], parts[4])
 	case r.Method == "GET" && len(parts) == 4 && parts[0] == "rooms" && parts[2] == "state":
 		s.state(w, user, parts[1], parts[3], "")
+	case r.Method == "GET" && len(parts) == 3 && parts[0] == "rooms" && parts[2] == "joined_members":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		rm := s.rooms[parts[1]]
+		if rm == nil || rm.members[user] != "join" {
+			merr(w, 403, "M_FORBIDDEN", "You aren't a member of the room.")
+			return
+		}
+		joined := map[string]any{}
+		for u, m := range rm.members {
+			if m == "join" {
+				joined[u] = map[string]any{}
+			}
+		}
+		writeJSON(w, 200, map[string]any{"joined": joined})
 	case r.Method == "GET" && len(parts) == 4 && parts[0] == "rooms" && parts[2] == "event":
 		s.mu.Lock()
 		defer s.mu.Unlock()
