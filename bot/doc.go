@@ -4,6 +4,6 @@
 //
 // Every state change is written to the store and the audit log before it is
 // announced. Time comes from a Clock, so tests move time instead of sleeping.
-// Adapters (console, Slack, Discord) implement Adapter and optionally Editor;
+// Adapters (console, Slack, Discord, Matrix) implement Adapter and optionally Editor;
 // messages are built here, platform-neutral, and adapters only translate them.
 package bot

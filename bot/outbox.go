@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,10 @@ type Outbox struct {
 	// (the bot that took over does).
 	Allow func() error
 
+	journal     Journal
+	journalName string
+	jmu         sync.Mutex // one journal write at a time, newest last
+
 	mu       sync.Mutex
 	queue    []*outItem
 	resolved map[string]store.MessageRef
@@ -88,6 +93,83 @@ type outResult struct {
 	err error
 }
 
+// Journal is where an outbox keeps what it has yet to deliver (the bot's
+// store).
+type Journal interface {
+	SetValue(ctx context.Context, name string, v []byte) error
+	Value(ctx context.Context, name string) ([]byte, error)
+}
+
+// journaled is an outbox item as the journal keeps it.
+type journaled struct {
+	Post  bool             `json:"post"`
+	Local string           `json:"local,omitempty"`
+	Key   string           `json:"key"`
+	Ref   store.MessageRef `json:"ref"`
+	Msg   Message          `json:"msg"`
+}
+
+// UseJournal keeps the queue in j under name from now on, after putting
+// back in front of it what a previous process left there undelivered:
+// a bot killed while the platform was slow still says what it had to
+// say. Only for platforms whose sends are idempotent by DeliveryKey
+// (Matrix's transaction IDs): a message the dead process did post is then
+// recognised instead of posted twice.
+func (o *Outbox) UseJournal(ctx context.Context, j Journal, name string) error {
+	var left []journaled
+	v, err := j.Value(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read the undelivered messages: %w", err)
+	default:
+		if err := json.Unmarshal(v, &left); err != nil {
+			o.log.Error("the journal of undelivered messages is unreadable; they are lost", "err", err)
+			left = nil
+		}
+	}
+	o.mu.Lock()
+	var back []*outItem
+	for _, l := range left {
+		back = append(back, &outItem{post: l.Post, local: l.Local, key: l.Key, ref: l.Ref, msg: l.Msg, done: make(chan outResult, 1)})
+	}
+	o.queue = append(back, o.queue...)
+	o.journal, o.journalName = j, name
+	o.mu.Unlock()
+	if len(back) > 0 {
+		o.log.Info("delivering what the previous process could not", "messages", len(back))
+	}
+	o.persist()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// persist writes the queue to the journal, if there is one.
+func (o *Outbox) persist() {
+	o.jmu.Lock()
+	defer o.jmu.Unlock()
+	o.mu.Lock()
+	j, name := o.journal, o.journalName
+	items := make([]journaled, 0, len(o.queue))
+	for _, it := range o.queue {
+		items = append(items, journaled{Post: it.post, Local: it.local, Key: it.key, Ref: it.ref, Msg: it.msg})
+	}
+	o.mu.Unlock()
+	if j == nil {
+		return
+	}
+	b, err := json.Marshal(items)
+	if err == nil {
+		err = j.SetValue(context.Background(), name, b)
+	}
+	if err != nil {
+		o.log.Warn("keep the undelivered messages", "err", err)
+	}
+}
+
 // NewOutbox returns an outbox for s; call Run to deliver.
 func NewOutbox(s Sender, log *slog.Logger) *Outbox {
 	if log == nil {
@@ -108,12 +190,14 @@ func (o *Outbox) push(it *outItem) {
 			if !q.post && q.ref == it.ref {
 				q.msg = it.msg
 				o.mu.Unlock()
+				o.persist()
 				return
 			}
 		}
 	}
 	o.queue = append(o.queue, it)
 	o.mu.Unlock()
+	o.persist()
 	select {
 	case o.wake <- struct{}{}:
 	default:
@@ -270,6 +354,7 @@ func (o *Outbox) pop(it *outItem, ref store.MessageRef, err error) {
 		o.resolved[it.local] = ref
 	}
 	o.mu.Unlock()
+	o.persist()
 	it.done <- outResult{ref: ref, err: err}
 	if it.post && err == nil && o.OnDelivered != nil {
 		o.OnDelivered(store.MessageRef{Channel: it.msg.Channel, ID: it.local}, ref)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/store"
+	"github.com/stagebot/stagebot/store/bolt"
 )
 
 // flakySender is a platform that can be down or rate limited.
@@ -160,5 +163,94 @@ func TestOutbox_PlaceholdersDifferAcrossRestarts(t *testing.T) {
 	b, _ := bot.NewOutbox(&flakySender{}, nil).Send(ctx, bot.Message{Channel: "c", Text: "x"})
 	if a == b || !bot.IsPlaceholder(a) || !bot.IsPlaceholder(b) {
 		t.Fatalf("placeholders %v and %v", a, b)
+	}
+}
+
+// keyedSender records the delivery key of every post and edit.
+type keyedSender struct {
+	mu   sync.Mutex
+	keys []string
+	down bool
+}
+
+func (k *keyedSender) Post(ctx context.Context, m bot.Message) (store.MessageRef, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.down {
+		return store.MessageRef{}, errors.New("connection refused")
+	}
+	k.keys = append(k.keys, "post "+m.Text+" "+bot.DeliveryKey(ctx))
+	return store.MessageRef{Channel: m.Channel, ID: fmt.Sprint(len(k.keys))}, nil
+}
+
+func (k *keyedSender) Update(ctx context.Context, ref store.MessageRef, m bot.Message) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.down {
+		return errors.New("connection refused")
+	}
+	k.keys = append(k.keys, "edit "+ref.ID+" "+m.Text+" "+bot.DeliveryKey(ctx))
+	return nil
+}
+
+// TestOutbox_JournalOutlivesTheProcess: what one outbox could not deliver
+// is delivered by the next one on the same journal, in order, with the
+// same delivery keys (so an idempotent platform recognises a repeat), and
+// the edit of a post the first never delivered reaches that post.
+func TestOutbox_JournalOutlivesTheProcess(t *testing.T) {
+	j, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	dead := &keyedSender{down: true}
+	first := bot.NewOutbox(dead, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := first.UseJournal(ctx, j, "outbox"); err != nil {
+		t.Fatal(err)
+	}
+	go first.Run(ctx)
+	ref, _ := first.Send(ctx, bot.Message{Channel: "c", Text: "one"})
+	first.Send(ctx, bot.Message{Channel: "c", Text: "two"})
+	first.Edit(ctx, ref, bot.Message{Channel: "c", Text: "one, edited"})
+	time.Sleep(50 * time.Millisecond)
+	cancel() // the process dies with three items queued
+
+	alive := &keyedSender{}
+	second := bot.NewOutbox(alive, nil)
+	var delivered []string
+	var mu sync.Mutex
+	second.OnDelivered = func(placeholder, real store.MessageRef) {
+		mu.Lock()
+		delivered = append(delivered, placeholder.ID+"→"+real.ID)
+		mu.Unlock()
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	if err := second.UseJournal(ctx2, j, "outbox"); err != nil {
+		t.Fatal(err)
+	}
+	go second.Run(ctx2)
+	deadline := time.Now().Add(5 * time.Second)
+	for second.Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	alive.mu.Lock()
+	got := append([]string(nil), alive.keys...)
+	alive.mu.Unlock()
+	if len(got) != 3 {
+		t.Fatalf("delivered %q, want the three items the first outbox left", got)
+	}
+	key := strings.TrimPrefix(ref.ID, "pending:")
+	if got[0] != "post one "+key || !strings.HasPrefix(got[1], "post two ") || !strings.HasPrefix(got[2], "edit 1 one, edited ") {
+		t.Fatalf("delivered %q: not in order, not with the first outbox's keys, or the edit missed its post", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != 2 || delivered[0] != ref.ID+"→1" {
+		t.Errorf("OnDelivered heard %q: the runs keeping the old placeholder would not learn the real message", delivered)
+	}
+	if v, err := j.Value(context.Background(), "outbox"); err != nil || string(v) != "[]" {
+		t.Errorf("the journal still holds %s after delivery", v)
 	}
 }

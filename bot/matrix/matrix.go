@@ -105,7 +105,15 @@ func New(o Options) (*Adapter, error) {
 
 // UseStore is called by the bot with its store, where the adapter keeps
 // its /sync position.
-func (a *Adapter) UseStore(s store.Store) { a.st.Store(&s) }
+// Its outbox is kept there too: sends are idempotent by transaction ID,
+// so what a killed process left undelivered is delivered by the next,
+// and what it did deliver is not posted twice.
+func (a *Adapter) UseStore(s store.Store) {
+	a.st.Store(&s)
+	if err := a.out.UseJournal(context.Background(), s, "matrix/outbox"); err != nil {
+		a.log.Error("matrix: read the undelivered messages", "err", err)
+	}
+}
 
 // Connected implements bot.Connector: the last /sync was answered.
 func (a *Adapter) Connected() bool { return a.connected.Load() }

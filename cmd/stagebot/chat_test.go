@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -285,5 +287,66 @@ func TestRun_MatrixRevokedTokenStopsTheBot(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("stagebot run kept going with a revoked token")
+	}
+}
+
+// TestRun_MatrixKilledWhileTheHomeserverMisbehaves runs the real process
+// the way a team meets it: the homeserver rate-limits and answers 500
+// after storing, the bot is SIGKILLed in the middle of a stream of
+// commands, and a new process starts. Every command is answered once: the
+// answers the killed process had queued are delivered by the next, and
+// those it had posted are not posted again.
+func TestRun_MatrixKilledWhileTheHomeserverMisbehaves(t *testing.T) {
+	fake := matrixtest.New(t)
+	const alice = "@alice:test.local"
+	room := fake.CreateRoom("infra", alice)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stagebot.yaml")
+	cfg := "store:\n  path: " + filepath.Join(dir, "state.db") + "\nchat:\n  platform: matrix\n  matrix:\n    homeserver: " + fake.URL() + "\n    access_token: ${MATRIX_TOKEN}\n" +
+		"access:\n  control_channels: ['" + room + "']\n  users:\n    '" + alice + "': [stage]\n" +
+		"targets:\n  demo:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "run", "-c", path)
+		cmd.Env = append(os.Environ(), "STAGEBOT_TEST_AS_MAIN=1", "MATRIX_TOKEN="+matrixtest.Token)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		n := len(fake.Syncs())
+		bottest.Eventually(t, "the bot long-polling /sync", func() bool {
+			s := fake.Syncs()
+			return len(s) > n && s[len(s)-1] != ""
+		})
+		return cmd
+	}
+	answers := func(note string) int {
+		n := 0
+		for _, m := range fake.Messages(room) {
+			n += strings.Count(m.Text(), note)
+		}
+		return n
+	}
+	first := start()
+	fake.RateLimit(4, 200*time.Millisecond, false)
+	fake.FailAfterStoring(4)
+	for i := range 12 {
+		fake.Say(alice, room, fmt.Sprintf("!stage hold demo 1h note-%02d", i))
+	}
+	bottest.Eventually(t, "some answers", func() bool { return answers("note-02") > 0 })
+	first.Process.Kill()
+	first.Wait()
+	for i := 12; i < 16; i++ {
+		fake.Say(alice, room, fmt.Sprintf("!stage hold demo 1h note-%02d", i))
+	}
+	start()
+	bottest.Eventually(t, "the commands typed while no bot ran answered", func() bool { return answers("note-15") > 0 })
+	time.Sleep(500 * time.Millisecond)
+	for i := range 16 {
+		if n := answers(fmt.Sprintf("note-%02d", i)); n != 1 {
+			t.Errorf("note-%02d answered %d times, want once", i, n)
+		}
 	}
 }
