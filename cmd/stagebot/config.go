@@ -762,6 +762,13 @@ func (c *Config) validate(errs *ConfigError) {
 	for _, name := range sortedKeys(c.Targets) {
 		c.validateTarget(name, c.Targets[name], bad)
 	}
+	if c.Chat.Platform == "matrix" {
+		for _, name := range sortedKeys(c.Targets) {
+			if t := c.Targets[name]; t != nil && t.Channel == "" {
+				bad("targets."+name+".channel", "no room to announce in: give the target a channel, or access.control_channels a room ID (!abc:example.org)")
+			}
+		}
+	}
 }
 
 func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, string, ...any)) {

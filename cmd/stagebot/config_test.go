@@ -451,6 +451,11 @@ func TestConfig_Matrix(t *testing.T) {
 			t.Fatalf("error = %v, want it to contain %q", err, want)
 		}
 	}
+	// Without a room, announcements would go nowhere.
+	if _, err := ParseConfig([]byte("chat:\n  platform: matrix\n  matrix:\n    homeserver: https://m.example.org\n    access_token: t0ken-value\n"+
+		"targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"), "c.yaml"); err == nil || !strings.Contains(err.Error(), "targets.t.channel: no room to announce in") {
+		t.Errorf("a target without a room: %v", err)
+	}
 	if strings.Contains(err.Error(), "rooms[1]") {
 		t.Errorf("an alias in chat.matrix.rooms was refused: %v", err)
 	}
