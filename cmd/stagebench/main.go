@@ -41,13 +41,14 @@ func main() {
 	scale := flag.Int("scale", 10, "pgbench scale of the generated production database (50 is about 1.5 GB)")
 	jobs := flag.Int("jobs", 2, "parallel jobs for stagebot and for pg_dump/pg_restore -j")
 	bin := flag.String("stagebot", "bin/stagebot", "the stagebot binary to time")
+	against := flag.String("against", "", "another stagebot binary, timed in the same rounds (a row of its own) to compare a change with")
 	runs := flag.Int("runs", 1, "times to run each method (the table shows the median wall time)")
 	only := flag.String("methods", "", "comma-separated methods to run (default: all): "+strings.Join(methodNames(), ","))
 	shape := flag.String("shape", "pgbench", "the shape of the production database: "+strings.Join(shapeNames(), ", ")+", or all (each in turn)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := options{scale: *scale, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, methods: *only, out: os.Stdout, log: os.Stderr}
+	o := options{scale: *scale, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, against: *against, methods: *only, out: os.Stdout, log: os.Stderr}
 	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(1)
@@ -69,11 +70,22 @@ type result struct {
 }
 
 var methods = []method{
-	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream", false) }, false},
-	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "dump", false) }, false},
+	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebot(ctx, b.stagebot, "stream", false)
+	}, false},
+	// -against: the same refresh by another build, to measure a change
+	// round by round on the same servers.
+	{"against", "stagebot stream, -against binary", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebot(ctx, b.against, "stream", false)
+	}, false},
+	{"dump", "stagebot dump", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebot(ctx, b.stagebot, "dump", false)
+	}, false},
 	// A reset copies the base the refresh before it kept (keep_base); only
 	// the reset is timed.
-	{"reset", "stagebot reset (from the base)", func(b *env, ctx context.Context) (result, error) { return b.runStagebot(ctx, "stream", true) }, false},
+	{"reset", "stagebot reset (from the base)", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebot(ctx, b.stagebot, "stream", true)
+	}, false},
 	{"psql", "pg_dump | psql", (*env).dumpPsql, false},
 	{"dir", "pg_dump -Fd -j + pg_restore -j", (*env).dumpDir, false},
 	{"xz", "pg_dump | xz + xzcat | psql", (*env).dumpXz, true},
@@ -92,7 +104,9 @@ func methodNamed(name string) method {
 func methodNames() []string {
 	var out []string
 	for _, m := range methods {
-		out = append(out, m.key)
+		if m.key != "against" {
+			out = append(out, m.key)
+		}
 	}
 	return out
 }
@@ -102,6 +116,7 @@ type env struct {
 	prod, stg *pgtest.Server
 	binDir    string
 	stagebot  string
+	against   string // -against, or ""
 	jobs      int
 	dir       string
 	log       io.Writer
@@ -131,6 +146,7 @@ type options struct {
 	scale, jobs, runs int
 	shape             string // a shape's name, or "all"
 	stagebot          string // the binary
+	against           string // another binary to compare with, or ""
 	methods           string // comma-separated keys; empty: all
 	out, log          io.Writer
 }
@@ -169,6 +185,14 @@ func bench(ctx context.Context, o options) error {
 	if _, err := os.Stat(stagebot); err != nil {
 		return fmt.Errorf("%s is missing: run make build first (make bench does)", bin)
 	}
+	if o.against != "" {
+		if o.against, err = filepath.Abs(o.against); err != nil {
+			return err
+		}
+		if _, err := os.Stat(o.against); err != nil {
+			return fmt.Errorf("-against %s: %w", o.against, err)
+		}
+	}
 	binDir, err := pgtest.BinDir()
 	if err != nil {
 		return err
@@ -179,7 +203,7 @@ func bench(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
-	b := &env{binDir: binDir, stagebot: stagebot, jobs: jobs, dir: dir, log: o.log}
+	b := &env{binDir: binDir, stagebot: stagebot, against: o.against, jobs: jobs, dir: dir, log: o.log}
 	fmt.Fprintf(b.log, "starting production and staging servers…\n")
 	if b.prod, err = pgtest.Start(ctx, pgtest.Options{Settings: serverSettings}); err != nil {
 		return err
@@ -250,7 +274,7 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 	}
 	var rows []*row
 	for _, m := range methods {
-		if len(selected) > 0 && !selected[m.key] {
+		if m.key == "against" && b.against == "" || m.key != "against" && len(selected) > 0 && !selected[m.key] {
 			continue
 		}
 		if m.key == "pgcopydb" {
@@ -410,7 +434,7 @@ func (b *env) generate(ctx context.Context, scale int) error {
 // runStagebot runs bin/stagebot with a console chat, asks it for a refresh now
 // and waits for the report. With reset, the refresh keeps a base, untimed,
 // and a reset to it is what is timed.
-func (b *env) runStagebot(ctx context.Context, method string, reset bool) (result, error) {
+func (b *env) runStagebot(ctx context.Context, bin, method string, reset bool) (result, error) {
 	// A new store each time: every run is run 1.
 	work, err := os.MkdirTemp(b.dir, "stagebot-"+method+"-")
 	if err != nil {
@@ -444,7 +468,7 @@ targets:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return result{}, err
 	}
-	cmd := exec.CommandContext(ctx, b.stagebot, "run", "-c", cfgPath, "--as", "bench")
+	cmd := exec.CommandContext(ctx, bin, "run", "-c", cfgPath, "--as", "bench")
 	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -103,6 +103,18 @@ type postEntry struct {
 	// the constraint once the table's other builds are done (it needs the
 	// table to itself), with the rest of pg_dump's entry.
 	attach string
+	// reads: the partitions a partitioned table's ANALYZE samples (it
+	// holds ACCESS SHARE on each until it ends).
+	reads []*streamTable
+}
+
+// partitioned is a partitioned table whose partitions are all copied here:
+// its statistics are gathered as soon as their data is in, beside the
+// index builds, instead of alone at the end.
+type partitioned struct {
+	name   string
+	leaves []*streamTable
+	left   int // leaves not yet copied (streamer.mu)
 }
 
 var entryHeader = regexp.MustCompile(`(?m)^--\n-- Name: (.*?); Type: (.*?); Schema: (.*?);.*\n--\n`)
@@ -160,11 +172,9 @@ type streamer struct {
 	tables   int
 	built    int
 	fks      []*postEntry // foreign keys checked as their tables are ready
-	// The tables that builds in flight lock: index builds take SHARE,
-	// which lets other index builds on the table run beside them;
-	// ANALYZE and foreign key checks take locks that let nothing else
-	// of these run on their tables.
-	shared, exclusive map[*streamTable]int
+	parents  map[*streamTable][]*partitioned
+	// The tables that builds in flight lock, counted by lock mode.
+	held map[*streamTable]*[lockModes]int
 
 	// Progress: what is done, against production's sizes.
 	totalData, totalIndex int64
@@ -265,6 +275,10 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err == nil {
 		info, err = entryTables(ctx, snapConn)
 	}
+	var parents map[*streamTable][]*partitioned
+	if err == nil {
+		parents, err = partitionedTables(ctx, snapConn, tables)
+	}
 	if err != nil {
 		cancelSchema()
 		<-schemaErr
@@ -324,7 +338,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		return err
 	}
 
-	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start, fks: fks}
+	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start, fks: fks, parents: parents}
 	s.cond = sync.NewCond(&s.mu)
 	s.all = tables
 	var allData int64
@@ -399,6 +413,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 			return fmt.Errorf("%s %s: %w", strings.ToLower(e.kind), e.name, err)
 		}
 	}
+	restDone := time.Since(start)
 	for _, sq := range seqs {
 		if _, err := c.Exec(ctx, "select pg_catalog.setval($1::regclass, $2, $3)", sq.name, sq.last, sq.called); err != nil {
 			return fmt.Errorf("sequence %s: %w", sq.name, err)
@@ -416,12 +431,19 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err != nil {
 		return fmt.Errorf("shadow: %w", err)
 	}
+	early := map[string]bool{}
+	for _, ps := range parents {
+		for _, p := range ps {
+			early[p.name] = true
+		}
+	}
+	others = slices.DeleteFunc(others, func(name string) bool { return early[name] })
 	for _, name := range others {
 		if _, err := c.Exec(ctx, "ANALYZE "+name); err != nil {
 			return fmt.Errorf("analyze %s: %w", name, err)
 		}
 	}
-	fmt.Fprintf(env.Log, "%d other objects, %d sequences and %d views and partitioned tables analyzed after %s\n", len(rest), len(seqs), len(others), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(env.Log, "%d other objects in after %s; %d sequences set and %d views and partitioned tables analyzed after %s\n", len(rest), restDone.Round(time.Millisecond), len(seqs), len(others), time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -486,6 +508,58 @@ func streamTables(ctx context.Context, c *pgx.Conn) ([]*streamTable, error) {
 		}
 		out = append(out, tb)
 	}
+	return out, rows.Err()
+}
+
+// partitionedTables lists, for each copied table, the partitioned tables
+// it is a partition of (at any depth) whose partitions are all copied
+// tables: their statistics can be gathered once those are in. The others
+// (with a foreign table among their partitions, say) wait for the end.
+func partitionedTables(ctx context.Context, c *pgx.Conn, tables []*streamTable) (map[*streamTable][]*partitioned, error) {
+	rows, err := c.Query(ctx, `
+		with recursive tree (root, rel) as (
+			select c.oid, c.oid from pg_class c join pg_namespace n on n.oid = c.relnamespace
+			where c.relkind = 'p' and n.nspname not in ('pg_catalog', 'information_schema')
+			union all
+			select t.root, i.inhrelid from tree t join pg_inherits i on i.inhparent = t.rel)
+		select format('%I.%I', n.nspname, p.relname),
+		       coalesce(array_agg(t.rel) filter (where c.relkind not in ('p', 'I')), '{}')
+		from tree t join pg_class c on c.oid = t.rel
+		  join pg_class p on p.oid = t.root join pg_namespace n on n.oid = p.relnamespace
+		group by t.root, n.nspname, p.relname`)
+	if err != nil {
+		return nil, fmt.Errorf("production: list partitioned tables: %w", err)
+	}
+	byOID := map[uint32]*streamTable{}
+	for _, tb := range tables {
+		byOID[tb.oid] = tb
+	}
+	out := map[*streamTable][]*partitioned{}
+	for rows.Next() {
+		var name string
+		var leaves []uint32
+		if err := rows.Scan(&name, &leaves); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		p := &partitioned{name: name}
+		for _, oid := range leaves {
+			tb := byOID[oid]
+			if tb == nil {
+				p = nil
+				break
+			}
+			p.leaves = append(p.leaves, tb)
+		}
+		if p == nil || len(p.leaves) == 0 {
+			continue
+		}
+		p.left = len(p.leaves)
+		for _, tb := range p.leaves {
+			out[tb] = append(out[tb], p)
+		}
+	}
+	rows.Close()
 	return out, rows.Err()
 }
 
@@ -682,18 +756,39 @@ func (s *streamer) queue(e ...postEntry) {
 // tinyBuild is the cost under which a build is done in an instant.
 const tinyBuild = 1 << 20
 
-// indexed marks a table copied and indexed (with s.mu held): its
-// statistics are gathered next, and the foreign keys between it and other
-// such tables are checked.
+// builtAll says that a table is copied and its indexes built (with s.mu
+// held): its statistics are gathered next, and the indexes built for its
+// constraints are made those constraints.
+func (s *streamer) builtAll(tb *streamTable) {
+	s.queue(analyzeEntry(tb))
+	if tb.attaches() {
+		s.queue(postEntry{name: tb.name, kind: "ATTACH", table: tb})
+		return
+	}
+	s.indexed(tb)
+}
+
+// indexed marks a table's constraints in place (with s.mu held): the
+// foreign keys between it and other such tables are checked next.
 func (s *streamer) indexed(tb *streamTable) {
 	tb.indexed = true
-	s.queue(analyzeEntry(tb))
 	for _, fk := range s.fks {
 		if !fk.queued && fk.table.indexed && fk.ref.indexed {
 			fk.queued = true
 			s.queue(*fk)
 		}
 	}
+}
+
+// attaches says whether some of the table's constraints are built as
+// their indexes first.
+func (tb *streamTable) attaches() bool {
+	for _, e := range tb.entries {
+		if e.attach != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // attach makes the indexes built for a table's constraints its
@@ -862,16 +957,49 @@ const (
 	builder
 )
 
-// locks are the tables a build locks, and whether it shares them with
-// other index builds.
-func (e *postEntry) locks() (tables []*streamTable, shared bool) {
-	switch e.kind {
-	case "INDEX", "CONSTRAINT":
-		return []*streamTable{e.table}, true
-	case "FK CONSTRAINT":
-		return []*streamTable{e.table, e.ref}, false
+// lockMode is how a build locks its tables, from PostgreSQL's table lock
+// modes: what a builder takes must not wait on what is in flight.
+type lockMode int
+
+const (
+	// lockRead: ACCESS SHARE, a partitioned table's ANALYZE sampling its
+	// partitions; only an ACCESS EXCLUSIVE lock waits for it.
+	lockRead lockMode = iota
+	// lockShare: SHARE, CREATE INDEX; index builds run beside each other.
+	lockShare
+	// lockExclusive: SHARE UPDATE EXCLUSIVE (ANALYZE) or SHARE ROW
+	// EXCLUSIVE (a foreign key check): one at a time, and not beside an
+	// index build.
+	lockExclusive
+	// lockAll: ACCESS EXCLUSIVE, making a built index a constraint.
+	lockAll
+	lockModes
+)
+
+// conflicts says whether locks in modes a and b wait for each other.
+func conflicts(a, b lockMode) bool {
+	switch {
+	case a == lockAll || b == lockAll:
+		return true
+	case a == lockRead || b == lockRead:
+		return false
 	}
-	return []*streamTable{e.table}, false
+	return a == lockExclusive || b == lockExclusive
+}
+
+// locks are the tables a build locks, and how.
+func (e *postEntry) locks() ([]*streamTable, lockMode) {
+	switch {
+	case e.reads != nil:
+		return e.reads, lockRead
+	case e.kind == "INDEX" || e.kind == "CONSTRAINT":
+		return []*streamTable{e.table}, lockShare
+	case e.kind == "ATTACH":
+		return []*streamTable{e.table}, lockAll
+	case e.kind == "FK CONSTRAINT":
+		return []*streamTable{e.table, e.ref}, lockExclusive
+	}
+	return []*streamTable{e.table}, lockExclusive
 }
 
 // runnable is the first queued build whose locks do not conflict with the
@@ -881,12 +1009,17 @@ func (e *postEntry) locks() (tables []*streamTable, shared bool) {
 // table's ANALYZE waits for the checks on it.
 func (s *streamer) runnable() int {
 	for i := range s.builds {
-		tables, shared := s.builds[i].locks()
+		tables, mode := s.builds[i].locks()
 		ok := true
+	tables:
 		for _, t := range tables {
-			if t != nil && (s.exclusive[t] > 0 || !shared && s.shared[t] > 0) {
-				ok = false
-				break
+			if h := s.held[t]; t != nil && h != nil {
+				for m := range lockModes {
+					if h[m] > 0 && conflicts(mode, m) {
+						ok = false
+						break tables
+					}
+				}
 			}
 		}
 		if ok {
@@ -898,18 +1031,18 @@ func (s *streamer) runnable() int {
 
 // lock counts a build's locks in (n = 1) or out (n = -1), with s.mu held.
 func (s *streamer) lock(e *postEntry, n int) {
-	if s.shared == nil {
-		s.shared, s.exclusive = map[*streamTable]int{}, map[*streamTable]int{}
+	if s.held == nil {
+		s.held = map[*streamTable]*[lockModes]int{}
 	}
-	tables, shared := e.locks()
+	tables, mode := e.locks()
 	for _, t := range tables {
-		switch {
-		case t == nil:
-		case shared:
-			s.shared[t] += n
-		default:
-			s.exclusive[t] += n
+		if t == nil {
+			continue
 		}
+		if s.held[t] == nil {
+			s.held[t] = new([lockModes]int)
+		}
+		s.held[t][mode] += n
 	}
 }
 
@@ -1004,9 +1137,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 				last = tb.unbuilt == 0
 				s.mu.Unlock()
 			}
-			if last {
-				// Still counted as building, so that no worker stops
-				// before the table's statistics and foreign keys are queued.
+			if build.kind == "ATTACH" {
 				if err := s.attach(ctx, shadow, tb); err != nil {
 					s.fail(err)
 					return
@@ -1018,13 +1149,25 @@ func (s *streamer) work(ctx context.Context, r role) {
 			if index {
 				s.built++
 			}
-			if last {
+			switch {
+			case last:
+				s.builtAll(tb)
+			case build.kind == "ATTACH":
 				s.indexed(tb)
 			}
 			s.mu.Unlock()
 			s.cond.Broadcast()
 			switch build.kind {
+			case "ATTACH":
+				continue
 			case "ANALYZE":
+				// Logged when it takes long enough to matter.
+				switch d := time.Since(t0); {
+				case build.reads != nil:
+					fmt.Fprintf(s.env.Log, "analyzed partitioned table %s in %s\n", build.name, d.Round(time.Millisecond))
+				case d >= 100*time.Millisecond:
+					fmt.Fprintf(s.env.Log, "analyzed %s in %s\n", build.name, d.Round(time.Millisecond))
+				}
 				continue
 			case "FK CONSTRAINT":
 				fmt.Fprintf(s.env.Log, "checked foreign key %s in %s\n", build.name, time.Since(t0).Round(time.Millisecond))
@@ -1062,7 +1205,18 @@ func (s *streamer) work(ctx context.Context, r role) {
 			// expression index has statistics of its own).
 			s.queue(tb.entries...)
 			if len(tb.entries) == 0 {
-				s.indexed(tb)
+				s.builtAll(tb)
+			}
+			// A partitioned table's statistics need only its
+			// partitions' rows (ANALYZE gathers none for its indexes).
+			for _, p := range s.parents[tb] {
+				if p.left--; p.left == 0 {
+					var size int64
+					for _, l := range p.leaves {
+						size += l.size
+					}
+					s.queue(postEntry{name: p.name, kind: "ANALYZE", sql: "ANALYZE " + p.name, reads: p.leaves, cost: min(size, 30000*8192) / 32})
+				}
 			}
 		}
 		s.mu.Unlock()

@@ -97,6 +97,8 @@ func TestRunnable(t *testing.T) {
 	fk := func(tb, ref *streamTable) postEntry {
 		return postEntry{kind: "FK CONSTRAINT", name: tb.name + "_" + ref.name + "_fkey", table: tb, ref: ref}
 	}
+	attach := func(tb *streamTable) postEntry { return postEntry{kind: "ATTACH", name: tb.name, table: tb} }
+	parent := postEntry{kind: "ANALYZE", name: "parent", reads: []*streamTable{a, b}}
 	for _, tt := range []struct {
 		name     string
 		inFlight []postEntry
@@ -109,6 +111,10 @@ func TestRunnable(t *testing.T) {
 		{"ANALYZE waits for the index builds on its table", []postEntry{index(a)}, []postEntry{analyzeEntry(a), fk(c, b)}, 1},
 		{"a check waits for the builds on either table", []postEntry{index(b)}, []postEntry{fk(c, b), fk(a, b)}, -1},
 		{"a self-reference", []postEntry{fk(a, a)}, []postEntry{index(a), index(b)}, 1},
+		{"a partitioned table's ANALYZE lets index builds, checks and ANALYZE run on its partitions", []postEntry{parent}, []postEntry{index(a), fk(b, a), analyzeEntry(b)}, 0},
+		{"but not a constraint made of its index", []postEntry{parent}, []postEntry{attach(a), attach(b), index(c)}, 2},
+		{"nor does it start beside one", []postEntry{attach(b)}, []postEntry{parent, index(a)}, 1},
+		{"a constraint made of its index waits for the builds on its table", []postEntry{index(a)}, []postEntry{attach(a), attach(b)}, 1},
 	} {
 		s := &streamer{builds: tt.queued}
 		for i := range tt.inFlight {

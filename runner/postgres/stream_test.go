@@ -25,7 +25,12 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 		`create index events_kind_idx on events (kind)`,
 		`create table measurements (city int not null, at date not null, temp int) partition by range (at)`,
 		`create table measurements_2025 partition of measurements for values from ('2025-01-01') to ('2026-01-01')`,
-		`create table measurements_2026 partition of measurements for values from ('2026-01-01') to ('2027-01-01')`,
+		// One partition is partitioned in turn, another table has no
+		// partitions at all.
+		`create table measurements_2026 partition of measurements for values from ('2026-01-01') to ('2027-01-01') partition by range (city)`,
+		`create table measurements_2026_low partition of measurements_2026 for values from (0) to (25)`,
+		`create table measurements_2026_high partition of measurements_2026 for values from (25) to (100)`,
+		`create table readings (at date not null, v int) partition by range (at)`,
 		`create index measurements_city_idx on measurements (city)`,
 		`insert into measurements select g % 50, date '2025-06-01' + (g % 400), g % 40 from generate_series(1, 5000) g`,
 		`create materialized view order_counts as select user_id, count(*) as n from orders group by user_id`,
@@ -75,6 +80,18 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
+	// A partitioned table's statistics are gathered as soon as its
+	// partitions' data is in, beside the index builds, not alone at the
+	// end; each level of a tree has its own.
+	end := strings.Index(log, "data and ")
+	for _, name := range []string{"public.measurements", "public.measurements_2026", "public.regions"} {
+		if i := strings.Index(log, "analyzed partitioned table "+name+" in "); i < 0 || i > end {
+			t.Errorf("%s was not analyzed while the indexes were built:\n%s", name, log)
+		}
+	}
+	if strings.Contains(log, "analyzed partitioned table public.readings") {
+		t.Errorf("a partitioned table without partitions was analyzed beside the builds:\n%s", log)
+	}
 	if strings.Contains(log, "checked foreign key sites") {
 		t.Errorf("the foreign key to a partitioned table was checked before its partitions were indexed:\n%s", log)
 	}
@@ -91,11 +108,12 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	}
 	stg := f.stg.DSN(f.stgDB)
 	for q, want := range map[string]string{
-		`select count(*) from order_counts`:                                 "3000",
-		`select count(*) from pg_trigger where tgname = 'orders_touch'`:     "1",
-		`select sum(size) from events`:                                      pgtest.Value(t, f.prod.DSN(f.prodDB), `select sum(size) from events`),
-		`select count(*) from pg_stats where tablename = 'events'`:          "4",
-		`select relpersistence::text from pg_class where relname = 'cache'`: "u",
+		`select count(*) from order_counts`:                                                                    "3000",
+		`select count(*) from pg_trigger where tgname = 'orders_touch'`:                                        "1",
+		`select sum(size) from events`:                                                                         pgtest.Value(t, f.prod.DSN(f.prodDB), `select sum(size) from events`),
+		`select count(*) from pg_stats where tablename = 'events'`:                                             "4",
+		`select count(*) from pg_stats where inherited and tablename in ('measurements', 'measurements_2026')`: "6",
+		`select relpersistence::text from pg_class where relname = 'cache'`:                                    "u",
 	} {
 		if got := pgtest.Value(t, stg, q); got != want {
 			t.Errorf("%s = %s, want %s", q, got, want)
