@@ -293,9 +293,12 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	// Rounds go through every method in turn, so slow drift (caches,
-	// checkpoints) spreads over all of them.
+	// checkpoints) spreads over all of them, and each round starts with
+	// the next method, so that no method is always the first after the
+	// warm-up or the generation.
 	for round := 1; round <= runs; round++ {
-		for _, r := range rows {
+		for i := range rows {
+			r := rows[(i+round-1)%len(rows)]
 			if r.err != nil {
 				continue
 			}
