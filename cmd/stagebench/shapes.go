@@ -19,7 +19,9 @@ var shapes = []shape{
 		return fmt.Sprintf("one dominant table (%d rows, three secondary indexes, two on text) with a foreign key, and a table indexed on two text columns", s*300000)
 	}, (*env).dominant},
 	{"small", func(s int) string { return fmt.Sprintf("%d small tables", 2000) }, (*env).smallTables},
-	{"wide", func(s int) string { return fmt.Sprintf("%d wide rows of TOASTed text and jsonb", s*20000) }, (*env).wide},
+	{"wide", func(s int) string {
+		return fmt.Sprintf("%d wide rows of TOASTed text and jsonb, a GIN index on the jsonb", s*20000)
+	}, (*env).wide},
 	{"partitioned", func(s int) string { return fmt.Sprintf("a table of %d rows in 48 monthly partitions", s*200000) }, (*env).partitioned},
 	{"fks", func(s int) string { return fmt.Sprintf("40 tables of %d rows chained by foreign keys", s*10000) }, (*env).foreignKeys},
 }
@@ -65,7 +67,8 @@ func (b *env) wide(ctx context.Context, scale int) error {
 		fmt.Sprintf(`insert into documents select g, 'document ' || g, repeat(md5(g::text), 64),
 			jsonb_build_object('n', g, 'tags', jsonb_build_array(md5(g::text), g %% 13), 'text', repeat(md5((g*7)::text), 8))
 			from generate_series(1, %d) g`, scale*20000),
-		`create index documents_title_idx on documents (title)`)
+		`create index documents_title_idx on documents (title)`,
+		`create index documents_meta_idx on documents using gin (meta)`)
 }
 
 func (b *env) partitioned(ctx context.Context, scale int) error {

@@ -61,6 +61,8 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 		// own compression method.
 		`create table docs (id int primary key, body text, pinned text compression pglz)`,
 		`insert into docs select g, repeat(md5(g::text), 200), repeat(md5(g::text), 200) from generate_series(1, 200) g`,
+		// A GIN index on an expression: no parallel workers for it.
+		`create index docs_words on docs using gin (to_tsvector('simple', body))`,
 		`create extension stagebot_cfg`,
 		`insert into stagebot_cfg (k, v) values ('site', 'production'), ('mode', 'live')`,
 		`select setval('stagebot_cfg_seq', 77)`,
@@ -74,7 +76,7 @@ func TestRefresh_StreamCopiesTheHardCases(t *testing.T) {
 	if d := diffPrints(prod, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
 		t.Fatalf("streamed staging differs from production:\n%s\n%s", d, log)
 	}
-	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzed after",
+	for _, want := range []string{"binary format", "copied public.events: 20000 rows", "built index events_kind_idx", "analyzed after", "built index docs_words in",
 		"checked foreign key event_tags event_tags_event_id_fkey", "checked foreign key nodes nodes_parent_fkey", "checked foreign key code_uses code_uses_code_fkey"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
