@@ -48,11 +48,17 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	case commands.WhenAt:
 		start = c.When.Time
 	}
+	// The announcement says what the refresh would wipe: staging is
+	// looked at while the plan is checked.
+	looked := make(chan struct{})
+	go func() {
+		defer close(looked)
+		if !c.DryRun {
+			b.refreshLoss(ctx, t)
+		}
+	}()
 	plan := runner.MakePlan(ctx, t.Name, t.Pipelines[pipeline])
-	if !c.DryRun {
-		// The announcement says what the refresh would wipe.
-		b.refreshLoss(ctx, t)
-	}
+	<-looked
 	if c.DryRun {
 		b.reply(ctx, in, b.renderPlan(ctx, t, pipeline, plan, origin))
 		return nil
