@@ -580,10 +580,33 @@ targets:
 	return res, nil
 }
 
-// settle starts every method from the same state: dirty buffers and pages
-// of the previous one written out, so its writes are not charged to the
-// next.
+// settle starts every method from the same state: the tables the previous
+// one restored vacuumed and analyzed, no autovacuum worker busy, dirty
+// buffers and pages written out, so that its deferred work is not charged
+// to the next. (A restore that leaves its tables unvacuumed has autovacuum
+// vacuum them within a minute, during whichever method runs then.)
 func (b *env) settle(ctx context.Context) error {
+	var exists bool
+	if err := query(ctx, b.stg.DSN("postgres"), "select exists (select 1 from pg_database where datname = '"+db+"')", &exists); err != nil {
+		return err
+	}
+	if exists {
+		if err := sqlExec(ctx, b.stg.DSN(db), "vacuum (analyze)"); err != nil {
+			return err
+		}
+	}
+	for _, dsn := range []string{b.prod.DSN("postgres"), b.stg.DSN("postgres")} {
+		for range 600 {
+			var busy int
+			if err := query(ctx, dsn, "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'", &busy); err != nil {
+				return err
+			}
+			if busy == 0 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	for _, dsn := range []string{b.prod.DSN("postgres"), b.stg.DSN("postgres")} {
 		if err := sqlExec(ctx, dsn, "checkpoint"); err != nil {
 			return err
