@@ -10,7 +10,10 @@ RUNS        ?= 3
 SHAPE       ?= pgbench
 CHAOS       ?= 10m
 
-.PHONY: help build demo test bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium
+STRESS      ?= 3
+FUZZTIME    ?= 5m
+
+.PHONY: help build demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +26,13 @@ demo: build postgres ## the console, with two throwaway PostgreSQL servers
 
 test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, then every test with -race
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime 20s
+
+# Two CPU hogs beside the slow packages, STRESS times in a row: a test that
+# waits for a proxy of its event, or on a fixed budget, fails here first.
+test-stress: postgres chromium ## the slow packages STRESS times (default 3) with two CPU hogs running beside them
+	@yes >/dev/null & h1=$$!; yes >/dev/null & h2=$$!; trap 'kill $$h1 $$h2' EXIT; \
+	$(GO) test -race -count=$(STRESS) -timeout 90m ./cmd/stagebot ./bot/... ./runner/... ./store/...
 
 bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb (SCALE=50: 1.5 GB; SHAPE=all: every shape)
 	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -72,7 +82,8 @@ $(STATICCHECK):
 lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 
-fuzz: ## fuzz the command parser for a minute
+fuzz: ## fuzz the whole bot for FUZZTIME (default 5m), then the command parser for a minute
+	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./commands -run '^$$' -fuzz FuzzParse -fuzztime 60s
 
 clean:

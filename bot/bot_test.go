@@ -15,6 +15,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
@@ -428,7 +429,7 @@ func TestAbort_RunsFinallyAndRecordsWho(t *testing.T) {
 	if r := e.run(1); r.State != store.RunRunning {
 		t.Fatalf("state %s", r.State)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience.D(5 * time.Second))
 	for e.run(1).Steps[0].State != store.StepRunning && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -714,7 +715,7 @@ func TestRun_SchedulerLoopFollowsTheClock(t *testing.T) {
 // time. It waits for goroutines, never for the schedule.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met within 10s")
@@ -761,7 +762,7 @@ func TestRun_WaitsForTargetsBeforeStopping(t *testing.T) {
 	select {
 	case err := <-done:
 		t.Fatalf("Run returned (%v) while the target was still busy", err)
-	case <-time.After(100 * time.Millisecond):
+	case <-patience.After(100 * time.Millisecond):
 	}
 	close(release)
 	if err := <-done; err != nil {

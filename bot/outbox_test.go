@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
 )
@@ -125,7 +126,7 @@ func TestOutbox_SendNeverWaitsForThePlatform(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if took := time.Since(start); took > time.Second {
+	if took := time.Since(start); took > patience.D(time.Second) {
 		t.Fatalf("50 sends to a platform that is down took %s", took)
 	}
 	if o.Pending() != 50 {
@@ -231,7 +232,7 @@ func TestOutbox_JournalOutlivesTheProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	go second.Run(ctx2)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience.D(5 * time.Second))
 	for second.Pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

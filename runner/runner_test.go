@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/store"
 )
 
@@ -138,7 +139,7 @@ func TestExecute_AbortKillsProcessGroup(t *testing.T) {
 	if pid == 0 {
 		t.Fatal("no child pid recorded")
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience.D(5 * time.Second))
 	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d still alive after abort", pid)
@@ -154,7 +155,7 @@ func TestExecute_Timeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "timed out after 200ms") {
 		t.Fatalf("error = %v", err)
 	}
-	if res[0].State != store.StepFailed || time.Since(start) > 10*time.Second {
+	if res[0].State != store.StepFailed || time.Since(start) > patience.D(10*time.Second) {
 		t.Fatalf("state %s after %s", res[0].State, time.Since(start))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
@@ -72,7 +73,7 @@ func RunBot(t *testing.T, s store.Store, a bot.Adapter, clock *Clock, o bot.Opti
 			cancel()
 			select {
 			case <-done:
-			case <-time.After(10 * time.Second):
+			case <-patience.After(10 * time.Second):
 				t.Error("the bot did not stop")
 			}
 		})
@@ -84,7 +85,7 @@ func RunBot(t *testing.T, s store.Store, a bot.Adapter, clock *Clock, o bot.Opti
 // WaitRun moves the clock on until run id reaches state.
 func (sc *Scenario) WaitRun(id uint64, state store.RunState) {
 	sc.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience.D(20 * time.Second))
 	for time.Now().Before(deadline) {
 		if r, err := sc.Store.Run(context.Background(), id); err == nil && r.State == state {
 			return
@@ -99,7 +100,7 @@ func (sc *Scenario) WaitRun(id uint64, state store.RunState) {
 // Eventually polls cond until it holds, failing after 20s of real time.
 func Eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(patience.D(20 * time.Second))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

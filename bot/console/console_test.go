@@ -11,6 +11,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/console"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store/bolt"
 )
@@ -64,7 +65,7 @@ func TestConsole_ScriptedSession(t *testing.T) {
 			DefaultPipeline: "default",
 		}},
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(10*time.Second))
 	defer cancel()
 	if err := b.Run(ctx); err != nil {
 		t.Fatal(err)

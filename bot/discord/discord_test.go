@@ -10,6 +10,7 @@ import (
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/discord"
 	"github.com/stagebot/stagebot/bot/discord/discordtest"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -46,7 +47,7 @@ func newEnv(t *testing.T, steps ...runner.Step) *env {
 
 func (e *env) waitMessage(want string) discordtest.Message {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for time.Now().Before(deadline) {
 		for _, m := range e.fake.Messages() {
 			if strings.Contains(m.Current().Content, want) {
@@ -181,14 +182,14 @@ func TestDiscord_StartupFailsClearly(t *testing.T) {
 			fake := discordtest.New(t)
 			tt.knob(fake)
 			a := newAdapter(t, fake)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), patience.D(20*time.Second))
 			defer cancel()
 			start := time.Now()
 			err := a.Run(ctx, func(context.Context, bot.Incoming) {})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want %q", err, tt.want)
 			}
-			if time.Since(start) > 10*time.Second {
+			if time.Since(start) > patience.D(10*time.Second) {
 				t.Fatalf("took %s to fail", time.Since(start))
 			}
 		})
@@ -215,7 +216,7 @@ func TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow(t *testing.T) {
 	var worst time.Duration
 	for i, d := range e.fake.CallbackTimes() {
 		worst = max(worst, d)
-		if d > 2*time.Second { // Discord fails the click after 3s
+		if d > patience.D(2*time.Second) { // Discord fails the click after 3s
 			t.Errorf("click %d answered after %s, with Discord slow", i, d)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/matrix"
 	"github.com/stagebot/stagebot/bot/matrix/matrixtest"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
@@ -97,7 +98,7 @@ func (e *env) start(s store.Store, steps ...runner.Step) {
 // want.
 func (e *env) waitMessage(want string) matrixtest.Message {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for time.Now().Before(deadline) {
 		for _, m := range e.fake.Messages(e.room) {
 			if strings.Contains(m.Text(), want) {
@@ -435,7 +436,7 @@ func TestMatrix_RevokedTokenStopsWithAClearError(t *testing.T) {
 		if !errors.Is(err, matrix.ErrToken) || strings.Contains(err.Error(), matrixtest.Token) {
 			t.Fatalf("error = %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-patience.After(10 * time.Second):
 		t.Fatal("the adapter kept going with a revoked token")
 	}
 	// A token refused at start is the same error, at once.
@@ -448,7 +449,7 @@ func TestMatrix_RevokedTokenStopsWithAClearError(t *testing.T) {
 func TestMatrix_UnknownRoomFailsAtStart(t *testing.T) {
 	fake := matrixtest.New(t)
 	a := newAdapter(t, fake, "#nowhere:test.local")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(10*time.Second))
 	defer cancel()
 	err := a.Run(ctx, func(context.Context, bot.Incoming) {})
 	if err == nil || !strings.Contains(err.Error(), "#nowhere:test.local") || !strings.Contains(err.Error(), "chat.matrix.rooms") {

@@ -11,6 +11,7 @@ import (
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/slack"
 	"github.com/stagebot/stagebot/bot/slack/slacktest"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -46,7 +47,7 @@ func newEnv(t *testing.T, steps ...runner.Step) *env {
 // contains want.
 func (e *env) waitMessage(want string) slacktest.Message {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for time.Now().Before(deadline) {
 		for _, m := range e.fake.Messages() {
 			if strings.Contains(m.Current().AllText(), want) {
@@ -145,7 +146,7 @@ func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
 		t.Error("no failed send was counted while Slack was down")
 	}
 	e.fake.SetDown(false)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for e.a.Outbox().Pending() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -211,7 +212,7 @@ func TestRun_RefusedTokenFailsFast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(10*time.Second))
 	defer cancel()
 	err = a.Run(ctx, func(context.Context, bot.Incoming) {})
 	if err == nil || !strings.Contains(err.Error(), "slack refused the bot token (invalid_auth)") {
@@ -252,7 +253,7 @@ func TestSlack_AcksAtOnceWhileSlackIsSlow(t *testing.T) {
 	var worst time.Duration
 	for i, d := range acks {
 		worst = max(worst, d)
-		if d > 2*time.Second { // Slack redelivers after 3s
+		if d > patience.D(2*time.Second) { // Slack redelivers after 3s
 			t.Errorf("envelope %d acknowledged after %s, with Slack slow", i, d)
 		}
 	}

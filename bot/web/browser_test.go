@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/stagebot/stagebot/bot/web"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -49,7 +50,7 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx)
 	defer cancelBrowser()
-	bctx, cancelTimeout := context.WithTimeout(bctx, 90*time.Second)
+	bctx, cancelTimeout := context.WithTimeout(bctx, patience.D(90*time.Second))
 	defer cancelTimeout()
 
 	a.Type(ctx, "infra", alice, "!stage hold fas2 1h testing the new login")
@@ -70,7 +71,7 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	a.Type(ctx, "infra", alice, "!stage release fas2")
 	waitText := func(what string, cond func(string) bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(patience.D(30 * time.Second))
 		for {
 			sc.Clock.Advance(time.Minute)
 			if text, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#live"))); err != nil {

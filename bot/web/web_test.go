@@ -16,6 +16,7 @@ import (
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/web"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -256,7 +257,7 @@ func TestWeb_FollowerIsHealthyButNotReady(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("timed out")

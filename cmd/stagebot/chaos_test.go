@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/store"
 	pgstore "github.com/stagebot/stagebot/store/postgres"
 )
@@ -278,7 +279,7 @@ targets:
 	if kills+pauses == 0 || len(spans) == 0 || acked == 0 || approved == 0 {
 		t.Errorf("the chaos did too little to show anything")
 	}
-	if worst > lease+time.Second {
+	if worst > lease+patience.D(time.Second) {
 		t.Errorf("the worst failover took %s; the lease is %s", worst, lease)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stagebot/stagebot/bot/discord/discordtest"
 	"github.com/stagebot/stagebot/bot/matrix/matrixtest"
 	"github.com/stagebot/stagebot/bot/slack/slacktest"
+	"github.com/stagebot/stagebot/internal/patience"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
@@ -70,7 +71,7 @@ func startMain(t *testing.T, path string, logs *syncBuffer) (stop func()) {
 				if err != nil {
 					t.Errorf("stagebot run: %v", err)
 				}
-			case <-time.After(10 * time.Second):
+			case <-patience.After(10 * time.Second):
 				t.Error("stagebot run did not stop within 10s of its context ending")
 			}
 		})
@@ -285,7 +286,7 @@ func TestRun_MatrixRevokedTokenStopsTheBot(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "revoked or has expired") || strings.Contains(err.Error()+logs.String(), matrixtest.Token) {
 			t.Fatalf("stagebot run ended with %v; log:\n%s", err, logs)
 		}
-	case <-time.After(15 * time.Second):
+	case <-patience.After(15 * time.Second):
 		t.Fatal("stagebot run kept going with a revoked token")
 	}
 }

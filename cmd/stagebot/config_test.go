@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 
@@ -279,7 +280,7 @@ targets:
 `), 0o600)
 	in := strings.NewReader("!stage resync web now\n!stage history\n")
 	var out, errOut bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(20*time.Second))
 	defer cancel()
 	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, in, &out, &errOut); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())

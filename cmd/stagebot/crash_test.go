@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
@@ -98,6 +100,14 @@ func startBot(t *testing.T, cfg string, env ...string) *botProcess {
 	return p
 }
 
+// echoed is a line the console echoes back when its input is not a
+// terminal: what was typed, after the prompt.
+var echoed = regexp.MustCompile(`(?m)^[^\s@]+@#\S+> .*\n?`)
+
+// replies is what the process printed less the echo of what it was told:
+// a wait on a reply must not be met by the command that asks for it.
+func (p *botProcess) replies() string { return echoed.ReplaceAllString(p.out.String(), "") }
+
 func (p *botProcess) say(t *testing.T, line string) {
 	t.Helper()
 	if _, err := io.WriteString(p.in, line+"\n"); err != nil {
@@ -116,7 +126,7 @@ func (p *botProcess) finish(t *testing.T) string {
 		if err != nil {
 			t.Fatalf("bot exited with %v:\n%s", err, p.out.String())
 		}
-	case <-time.After(2 * time.Minute):
+	case <-patience.After(2 * time.Minute):
 		t.Fatalf("bot did not exit:\n%s", p.out.String())
 	}
 	return p.out.String()
@@ -128,21 +138,17 @@ func (p *botProcess) kill(t *testing.T) {
 	p.cmd.Wait()
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
+// waitUntil waits for cond, up to 90s of patience; describe says what
+// the test saw when it gives up.
+func waitUntil(t *testing.T, what string, cond func() bool, describe ...func() string) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	patience.Until(t, what, 90*time.Second, cond, describe...)
 }
 
 func query[T any](t *testing.T, dsn, q string, args ...any) (T, error) {
 	t.Helper()
 	var v T
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(30*time.Second))
 	defer cancel()
 	c, err := pgx.Connect(ctx, dsn)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
@@ -32,7 +33,7 @@ var examplePG struct {
 func exampleServers(t *testing.T) (prod, stg *pgtest.Server) {
 	t.Helper()
 	examplePG.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), patience.D(2*time.Minute))
 		defer cancel()
 		if examplePG.prod, examplePG.err = pgtest.Start(ctx, pgtest.Options{}); examplePG.err != nil {
 			return
@@ -121,7 +122,7 @@ func (e *example) say(user, text string) {
 // expect waits until the bot has said something containing s.
 func (e *example) expect(s string) bot.Message {
 	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(patience.D(30 * time.Second))
 	for time.Now().Before(deadline) {
 		if m := e.a.Find(s); len(m) > 0 {
 			return m[len(m)-1]

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
@@ -178,14 +179,26 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	if code, body := httpGet(t, urlB+"/healthz"); code != 200 {
 		t.Errorf("a follower's /healthz: %d %q", code, body)
 	}
+	st, err := pgstore.Open(ctx, dsn)
+	must(t, err)
+	defer st.Close()
 	a.say(t, "!stage resync web now")
-	waitUntil(t, "a's run", func() bool { out, _ := os.ReadFile(marks); return bytes.Count(out, []byte("run ")) == 1 })
+	// The run's recorded end, not its step's mark: the page shows what
+	// the store says, and the run is still finishing when the mark is made.
+	waitUntil(t, "a's run to end", func() bool { r, err := st.Run(ctx, 1); return err == nil && !r.EndedAt.IsZero() }, a.replies)
+	if r, _ := st.Run(ctx, 1); r.State != store.RunSucceeded {
+		t.Fatalf("run 1 ended %s:\n%s", r.State, a.replies())
+	}
 	waitUntil(t, "the leader ready", func() bool { code, _ := httpGet(t, urlA+"/readyz"); return code == 200 })
 	if code, body := httpGet(t, urlB+"/"); code != 200 || !strings.Contains(body, "web") || !strings.Contains(body, "succeeded") {
 		t.Errorf("a follower's status page does not show the leader's run: %d\n%s", code, body)
 	}
 	a.say(t, "!stage hold web 2h testing the login")
-	waitUntil(t, "a's hold", func() bool { return strings.Contains(a.out.String(), "testing the login") })
+	// The reply, not the console's echo of the command.
+	waitUntil(t, "a's hold", func() bool { return strings.Contains(a.replies(), "alice holds web until") }, a.replies)
+	if h, _ := st.Holds(ctx, true); len(h) != 1 {
+		t.Fatalf("a acknowledged the hold, but the store has %d active holds", len(h))
+	}
 
 	// The leader dies.
 	a.kill(t)
@@ -202,14 +215,14 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	})
 	failover := time.Since(killed)
 	t.Logf("failover after SIGKILL: %s (lease 3s)", failover.Round(time.Millisecond))
-	if failover > 3*time.Second+500*time.Millisecond {
+	if failover > 3*time.Second+patience.D(500*time.Millisecond) {
 		t.Errorf("failover took %s, more than the lease", failover)
 	}
 	if took(other) {
 		t.Fatal("both followers took the lease")
 	}
 	next.say(t, "!stage holds")
-	waitUntil(t, "the new leader knows the hold", func() bool { return strings.Contains(next.out.String(), "testing the login") })
+	waitUntil(t, "the new leader knows the hold", func() bool { return strings.Contains(next.replies(), "testing the login") }, next.replies)
 
 	// The new leader is paused past its lease.
 	if err := next.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
@@ -217,9 +230,6 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 	}
 	waitUntil(t, "the third process takes over", func() bool { return took(other) })
 	other.say(t, "!stage release web")
-	st, err := pgstore.Open(ctx, dsn)
-	must(t, err)
-	defer st.Close()
 	waitUntil(t, "the hold ends", func() bool { h, _ := st.Holds(ctx, true); return len(h) == 0 })
 	// A command was typed at the paused process while it was paused.
 	next.say(t, "!stage hold web 1h from the paused one")
@@ -234,7 +244,7 @@ func TestHA_FailoverAndAPausedLeader(t *testing.T) {
 		if err == nil {
 			t.Fatalf("the replaced leader exited 0; it should exit with an error, to be started again as a follower:\n%s", next.out.String()[seen:])
 		}
-	case <-time.After(15 * time.Second):
+	case <-patience.After(15 * time.Second):
 		t.Fatalf("the replaced leader did not step down:\n%s", next.out.String())
 	}
 	after := next.out.String()[seen:]

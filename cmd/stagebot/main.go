@@ -450,7 +450,9 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		ok, _ := b.Health()
 		return ok
 	}
-	go func() {
+	// The loop gets its own ctx: the one below is replaced by the
+	// leader's once the lease is taken.
+	go func(ctx context.Context) {
 		for sctx.Err() == nil {
 			if healthy() {
 				sdNotify("READY=1\nSTATUS=serving chat")
@@ -464,7 +466,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 			sdNotify("STOPPING=1\nSTATUS=stopping: runs under way get their grace period")
 		case <-sctx.Done():
 		}
-	}()
+	}(ctx)
 	if el != nil {
 		// Only the leader talks in chat, runs the schedule and starts
 		// runs; until then this process serves its status page and waits.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stagebot/stagebot/internal/patience"
 )
 
 // TestRun_TellsSystemd runs the real binary as systemd would (Type=notify,
@@ -39,7 +41,7 @@ func TestRun_TellsSystemd(t *testing.T) {
 	bot := startBot(t, cfg, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=200000")
 	want := func(prefix string) {
 		t.Helper()
-		deadline := time.After(20 * time.Second)
+		deadline := patience.After(20 * time.Second)
 		for {
 			select {
 			case m := <-got:

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stagebot/stagebot/internal/patience"
 )
 
 // TestReadme_TryBlockWorksAsWritten pipes the README's "Try these lines"
@@ -27,7 +29,7 @@ func TestReadme_TryBlockWorksAsWritten(t *testing.T) {
 	}
 	start := strings.Index(s[i:], "```\n") + i + 4
 	block := s[start : start+strings.Index(s[start:], "```")]
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(5*time.Minute))
 	defer cancel()
 	var out bytes.Buffer
 	if err := Main(ctx, []string{"demo", "--as", "alice"}, strings.NewReader(block), &out, &out); err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
@@ -74,7 +75,7 @@ func (p *botProcess) waitExit(t *testing.T, within time.Duration) string {
 	go func() { done <- p.cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(within):
+	case <-patience.After(within):
 		t.Fatalf("the bot did not exit within %s:\n%s", within, p.out.String())
 	}
 	return p.out.String()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
@@ -43,7 +44,7 @@ func TestMain(m *testing.M) {
 func pair(t *testing.T) (prod, stg *pgtest.Server) {
 	t.Helper()
 	once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), patience.D(2*time.Minute))
 		defer cancel()
 		o := pgtest.Options{Extensions: configExtension}
 		servers.prod, serverErr = pgtest.Start(ctx, o)
@@ -131,9 +132,9 @@ func fingerprint(t *testing.T, dsn string) map[string]string {
 	queries := map[string]string{
 		"sequences":   `select string_agg(sequencename || '=' || coalesce(last_value::text, 'null'), ',' order by sequencename) from pg_sequences`,
 		"indexes":     `select string_agg(indexdef, ';' order by indexdef) from pg_indexes where schemaname = 'public'`,
-		"constraints": `select string_agg(conname || ':' || pg_get_constraintdef(oid), ';' order by conname) from pg_constraint where connamespace = 'public'::regnamespace`,
+		"constraints": `select string_agg(conname || ':' || pg_get_constraintdef(oid), ';' order by conname, pg_get_constraintdef(oid)) from pg_constraint where connamespace = 'public'::regnamespace`,
 		"views":       `select string_agg(viewname || ':' || definition, ';' order by viewname) from pg_views where schemaname = 'public'`,
-		"functions":   `select string_agg(proname || ':' || prosrc, ';' order by proname) from pg_proc where pronamespace = 'public'::regnamespace`,
+		"functions":   `select string_agg(proname || '(' || pg_get_function_identity_arguments(oid) || '):' || prosrc, ';' order by proname, pg_get_function_identity_arguments(oid)) from pg_proc where pronamespace = 'public'::regnamespace`,
 		"settings":    `select coalesce(string_agg(s, ',' order by s), '') from pg_db_role_setting, unnest(setconfig) s where setdatabase = (select oid from pg_database where datname = current_database())`,
 	}
 	for k, q := range queries {

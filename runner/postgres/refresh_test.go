@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
@@ -405,7 +406,7 @@ func TestOutage_RunningBotRepairsWhenStagingComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	restart := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), patience.D(time.Minute))
 		defer cancel()
 		if err := stg.Restart(ctx); err != nil {
 			t.Fatal(err)
@@ -420,7 +421,7 @@ func TestOutage_RunningBotRepairsWhenStagingComesBack(t *testing.T) {
 					t.Fatalf("the note %q does not say %q", m, w)
 				}
 			}
-		case <-time.After(30 * time.Second):
+		case <-patience.After(30 * time.Second):
 			t.Fatal("no note that staging was repaired")
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/postgres"
 )
@@ -103,7 +104,7 @@ func TestElector_StepsDownWhenTheStoreIsGone(t *testing.T) {
 	a.Close()
 	select {
 	case <-ea.Lost():
-	case <-time.After(2 * lease):
+	case <-patience.After(2 * lease):
 		t.Fatal("a leader that cannot renew did not step down")
 	}
 	if err := ea.Fence(0); err == nil {
