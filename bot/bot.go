@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -462,12 +463,34 @@ func (b *Bot) Handle(ctx context.Context, in Incoming) {
 	ctx = context.WithoutCancel(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.dispatch(ctx, in)
+	b.dispatchGuarded(ctx, in)
 	if err := b.tickLocked(ctx); err != nil {
 		b.log.Error("tick after command", "err", err)
 	}
 	b.poke()
 }
+
+// dispatchGuarded is dispatch for one event, with a panic turned into an
+// answer: whatever one person types, the bot goes on serving everyone, and
+// the event counts as handled, so that a platform's stream position moves
+// past it instead of replaying it at every restart. b.mu is held.
+func (b *Bot) dispatchGuarded(ctx context.Context, in Incoming) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		ref := fmt.Sprintf("%x", b.clock.Now().UnixNano()&0xffffff)
+		b.log.Error("command hit an internal error", "ref", ref, "event", in.ID, "channel", in.Channel, "user", in.User.ID,
+			"text", b.opts.Redact(in.Text), "panic", b.opts.Redact(fmt.Sprint(v)), "stack", string(debug.Stack()))
+		b.audit(ctx, in.User, "internal error", "", 0, 0, b.opts.Redact(commands.Cut(commands.Normalize(in.Text), auditTextMax)))
+		b.reply(ctx, in, fmt.Sprintf("That command hit an internal error and was stopped (ref %s). `%s status` shows what is in effect; the operator's log has the details.", ref, b.opts.Prefix))
+	}()
+	b.dispatch(ctx, in)
+}
+
+// auditTextMax bounds the command text an audit event keeps.
+const auditTextMax = 500
 
 // call carries one command through its handler.
 type call struct {
@@ -526,7 +549,7 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 		for _, sc := range spec.Scopes(c) {
 			if !b.opts.Access.Allowed(in.User, sc) {
 				b.reply(ctx, in, fmt.Sprintf("You (%s) are not allowed to do that: it needs the scope `%s`. Ask an admin to grant it in the config (access.users or access.groups).", in.User.Display(), sc))
-				b.audit(ctx, in.User, "denied", c.Target, c.Run, 0, c.Text)
+				b.audit(ctx, in.User, "denied", c.Target, c.Run, 0, commands.Cut(c.Text, auditTextMax))
 				return
 			}
 		}

@@ -30,9 +30,15 @@ func (b *Bot) Help(ctx context.Context, c *commands.Call) error {
 func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	in := callFrom(ctx).in
 	t := b.targets[c.Target]
+	if t == nil {
+		return refuse("There is no target %q. `%s status` lists them.", c.Target, b.opts.Prefix)
+	}
 	pipeline := c.Pipeline
 	if pipeline == "" {
 		pipeline = t.DefaultPipeline
+	}
+	if t.Pipelines[pipeline] == nil {
+		return refuse("Target %s has no pipeline %q. `%s help resync` says how to name one.", t.Name, pipeline, b.opts.Prefix)
 	}
 	now := b.clock.Now()
 	origin := store.OriginManual

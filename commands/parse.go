@@ -128,7 +128,9 @@ func Parse(text string, o Options) Result {
 	return Result{Outcome: Command, Call: c}
 }
 
-// cut shortens s to at most n characters, ending it with … when cut.
+// Cut shortens s to at most n characters, ending it with … when cut.
+func Cut(s string, n int) string { return cut(s, n) }
+
 func cut(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
@@ -259,8 +261,10 @@ func (p *argParser) target(allowAll bool) (string, error) {
 	if p.o.Targets == nil {
 		return w, nil
 	}
-	if _, ok := p.o.Targets[w]; ok {
-		return w, nil
+	// Spelled the way the config spells it, whatever the case typed: the
+	// name is a key everywhere after this.
+	if name, ok := canonical(p.targetNames(), w); ok {
+		return name, nil
 	}
 	return "", fmt.Errorf("there is no target %q%s; known targets: %s", w, suggest(w, p.targetNames()), strings.Join(p.targetNames(), ", "))
 }
@@ -394,11 +398,15 @@ func parseResync(p *argParser, c *Call) error {
 	}
 	p.words = words
 	if w := strings.ToLower(p.peek()); w != "" && w != "in" && w != "at" && w != "now" {
-		pipelines := p.o.Targets[t]
-		if p.o.Targets != nil && !contains(pipelines, w) {
-			return fmt.Errorf("target %s has no pipeline %q%s; its pipelines: %s", t, w, suggest(w, pipelines), strings.Join(pipelines, ", "))
-		}
 		c.Pipeline = p.next()
+		if p.o.Targets != nil {
+			pipelines := p.o.Targets[t]
+			name, ok := canonical(pipelines, w)
+			if !ok {
+				return fmt.Errorf("target %s has no pipeline %q%s; its pipelines: %s", t, w, suggest(w, pipelines), strings.Join(pipelines, ", "))
+			}
+			c.Pipeline = name
+		}
 	}
 	switch strings.ToLower(p.next()) {
 	case "":
@@ -527,6 +535,21 @@ func looksLikeDuration(w string) bool {
 	}
 	_, err := ParseDuration(w)
 	return err == nil || strings.ContainsAny(w[len(w)-1:], "smhdw")
+}
+
+// canonical returns the name in list that s spells in any case.
+func canonical(list []string, s string) (string, bool) {
+	for _, x := range list {
+		if x == s {
+			return x, true
+		}
+	}
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return x, true
+		}
+	}
+	return "", false
 }
 
 func contains(list []string, s string) bool {

@@ -165,6 +165,10 @@ var FinallyTimeout = 10 * time.Minute
 // reported at once) and changes nothing.
 func MakePlan(ctx context.Context, target string, p *Pipeline) *Plan {
 	plan := &Plan{Target: target, Pipeline: p}
+	if p == nil {
+		plan.Steps = []PlannedStep{{Name: "pipeline", Problem: "there is no such pipeline"}}
+		return plan
+	}
 	add := func(s Step, finally bool) {
 		desc, err := s.Plan(ctx)
 		ps := PlannedStep{Name: s.Name(), Kind: s.Kind(), Finally: finally, Description: desc}
