@@ -76,6 +76,9 @@ type streamTable struct {
 	// empty) selects the rows production has beyond those.
 	config bool
 	filter string
+	// textOnly names the column types that keep this table out of binary
+	// COPY (see textOnlyTables); empty when binary is safe.
+	textOnly string
 
 	streamed atomic.Int64 // rows sent so far
 	copied   atomic.Bool  // every task done
@@ -272,6 +275,9 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 		})
 	}()
 	tables, err := streamTables(ctx, snapConn)
+	if err == nil {
+		err = textOnlyTables(ctx, snapConn, tables)
+	}
 	var info map[string]entryInfo
 	if err == nil {
 		info, err = entryTables(ctx, snapConn)
@@ -340,6 +346,13 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	}
 
 	s := &streamer{r: r, env: env, snapshot: snapshot, next: next, binary: binary, preamble: preamble, start: start, fks: fks, parents: parents}
+	if binary {
+		for _, tb := range tables {
+			if tb.textOnly != "" {
+				fmt.Fprintf(env.Log, "%s is copied in text format, not binary: its columns hold %s (no binary input/output, or a user-defined type inside an array or composite)\n", tb.name, tb.textOnly)
+			}
+		}
+	}
 	s.cond = sync.NewCond(&s.mu)
 	s.all = tables
 	var allData int64
@@ -1246,7 +1259,7 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 		cols = " (" + tb.columns + ")"
 	}
 	format := "text"
-	if s.binary {
+	if s.binary && tb.textOnly == "" {
 		format = "binary"
 	}
 	src := "COPY " + tb.name + cols + " TO STDOUT (FORMAT " + format + ")"
