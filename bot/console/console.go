@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/peterh/liner"
 
@@ -240,8 +241,23 @@ func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message)
 	return nil
 }
 
-// Render shows a message as console text.
-func Render(head string, m bot.Message) string {
+// inert drops what a terminal would act on (escape sequences, other
+// control characters) from text that may have come from people or a
+// database; line breaks stay.
+func inert(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r != '\n' && (unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control)) {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// Render shows a message as console text, with nothing in it a terminal
+// would act on.
+func Render(head string, m bot.Message) string { return inert(render(head, m)) }
+
+func render(head string, m bot.Message) string {
 	var sb strings.Builder
 	sb.WriteString(head)
 	if m.Channel != "" {

@@ -8,8 +8,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/console"
 	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
@@ -107,5 +109,25 @@ func TestRender_EditAndThread(t *testing.T) {
 	want := "[#1] stagebot in #infra: status\n[#2 ↳ #1] stagebot in #infra: detail\n[#1 edited] stagebot in #infra: status 2\n"
 	if out.String() != want {
 		t.Fatalf("got:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+// Text from people or a database reaches the terminal without anything a
+// terminal acts on: no escape sequence, no other control character.
+func TestConsole_HostileTextIsPrintedInert(t *testing.T) {
+	var out syncBuffer
+	a := console.New(strings.NewReader(""), &out, "alice", "infra")
+	for _, h := range bottest.Hostile {
+		if _, err := a.Send(context.Background(), bot.Message{Channel: "infra", Text: "reason: " + h, Fields: []bot.Field{{Label: "table", Value: h}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range out.String() {
+		if r != '\n' && (unicode.IsControl(r) || unicode.In(r, unicode.Bidi_Control)) {
+			t.Fatalf("the console printed control character %U:\n%q", r, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "reason: <!channel>") {
+		t.Errorf("the text itself was lost:\n%s", out.String())
 	}
 }

@@ -324,6 +324,18 @@ func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message)
 
 const maxContent = 2000
 
+// inert escapes the brackets of masked links ([label](url), which Discord
+// renders in a bot's messages) outside code spans, so that text people
+// typed or a database held cannot show a link whose label lies. Mentions
+// in it notify nobody: allowed_mentions names only the bot's own.
+func inert(s string) string {
+	parts := strings.Split(s, "`")
+	for i := 0; i < len(parts); i += 2 { // outside code spans
+		parts[i] = strings.NewReplacer("[", `\[`, "]", `\]`).Replace(parts[i])
+	}
+	return strings.Join(parts, "`")
+}
+
 // render turns a platform-neutral message into content and components.
 func (a *Adapter) render(m bot.Message) (string, []discordgo.MessageComponent, *discordgo.MessageAllowedMentions) {
 	var sb strings.Builder
@@ -332,9 +344,9 @@ func (a *Adapter) render(m bot.Message) (string, []discordgo.MessageComponent, *
 		sb.WriteString("<@" + u.ID + "> ")
 		allowed.Users = append(allowed.Users, u.ID)
 	}
-	sb.WriteString(m.Text)
+	sb.WriteString(inert(m.Text))
 	for _, f := range m.Fields {
-		fmt.Fprintf(&sb, "\n**%s:** %s", f.Label, f.Value)
+		fmt.Fprintf(&sb, "\n**%s:** %s", inert(f.Label), inert(f.Value))
 	}
 	content := bot.Truncate(sb.String(), maxContent)
 	var rows []discordgo.MessageComponent

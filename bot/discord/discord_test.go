@@ -2,6 +2,8 @@ package discord_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +232,38 @@ func TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow(t *testing.T) {
 	}
 	if approvals != 1 {
 		t.Fatalf("the replayed click was executed again: %d approvals", approvals)
+	}
+}
+
+// Text people type is posted back inert: whatever a hold's reason holds,
+// Discord notifies nobody for the answer that repeats it (allowed_mentions
+// by Discord's rules) and shows no masked link.
+func TestDiscord_HostileTextIsPostedInert(t *testing.T) {
+	e := newEnv(t)
+	for i, h := range bottest.Hostile {
+		n := len(e.fake.Messages())
+		must(t, e.fake.Say("U1", "alice", infra, fmt.Sprintf("!stage hold demo %dm %s", 60+i, h)))
+		var got discordtest.Message
+		bottest.Eventually(t, "the answer to "+h, func() bool {
+			ms := e.fake.Messages()
+			if len(ms) <= n {
+				return false
+			}
+			got = ms[len(ms)-1]
+			return true
+		})
+		if p := got.Pings(); len(p) > 0 {
+			t.Errorf("%q notified %v: %s", h, p, got.Content)
+		}
+		if strings.Contains(got.Content, "[approve](") {
+			t.Errorf("%q came back as a masked link: %s", h, got.Content)
+		}
+	}
+	// The bot's own mentions still notify: a watcher is pinged.
+	must(t, e.fake.Say("U2", "bob", infra, "!stage watch demo"))
+	e.waitMessage("bob")
+	must(t, e.fake.Say("U1", "alice", infra, "!stage resync demo in 1h"))
+	if card := e.waitMessage("Run 1: refresh of demo"); !slices.Contains(card.Pings(), "user:U2") {
+		t.Errorf("the announcement did not notify its watcher: %q %+v", card.Content, card.AllowedMentions)
 	}
 }

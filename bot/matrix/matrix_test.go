@@ -3,6 +3,7 @@ package matrix_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -545,4 +546,37 @@ func TestMatrix_ABatchCutShortByACrashRunsNothingTwice(t *testing.T) {
 	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"s1","ids":["`+three.ID+`"]}`)))
 	e.start(s)
 	e.waitMessage("demo held by alice")
+}
+
+// Text people type is posted back inert: whatever a hold's reason holds,
+// the answer names nobody in m.mentions, does not mention the room, and
+// its HTML has no element the text did not come from the bot.
+func TestMatrix_HostileTextIsPostedInert(t *testing.T) {
+	e := newEnv(t)
+	for i, h := range bottest.Hostile {
+		n := len(e.fake.Messages(e.room))
+		e.fake.Say(alice, e.room, fmt.Sprintf("!stage hold demo %dm %s", 60+i, h))
+		var got matrixtest.Message
+		bottest.Eventually(t, "the answer to "+h, func() bool {
+			ms := e.fake.Messages(e.room)
+			if len(ms) <= n {
+				return false
+			}
+			got = ms[len(ms)-1]
+			return true
+		})
+		c := got.Current()
+		mentions, _ := c["m.mentions"].(map[string]any)
+		if ids, _ := mentions["user_ids"].([]any); len(ids) > 0 || mentions["room"] == true || mentions == nil {
+			t.Errorf("%q: the answer's m.mentions is %v", h, c["m.mentions"])
+		}
+		if c["msgtype"] != "m.notice" {
+			t.Errorf("%q: the answer is %v, not m.notice", h, c["msgtype"])
+		}
+		for _, tag := range []string{"<a", "<script", "<img", "<span"} {
+			if strings.Contains(got.CurrentHTML(), tag) {
+				t.Errorf("%q came back as HTML %s: %s", h, tag, got.CurrentHTML())
+			}
+		}
+	}
 }

@@ -359,17 +359,35 @@ const (
 	maxFields      = 10
 )
 
+// escape makes text inert: &, < and > are what Slack reads as mentions
+// (<!channel>, <@U…>) and links (<url|label>), so once escaped, text
+// people typed or a database held shows as typed and notifies nobody. The
+// bot's own messages use none of that syntax; its mentions are added after.
+var escape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
+
+// fit escapes s and cuts it so that the escaped text has at most n
+// characters, never in the middle of an entity.
+func fit(s string, n int) string {
+	for cut := n; ; cut = cut * 9 / 10 {
+		e := escape(bot.Truncate(s, cut))
+		if len([]rune(e)) <= n || cut < 10 {
+			return e
+		}
+	}
+}
+
 // render turns a platform-neutral message into Block Kit.
 func render(m bot.Message) []slack.MsgOption {
-	text := m.Text
-	if len(m.Mentions) > 0 {
-		var at []string
-		for _, u := range m.Mentions {
-			at = append(at, "<@"+u.ID+">")
-		}
-		text = strings.Join(at, " ") + " " + text
+	var at []string
+	for _, u := range m.Mentions {
+		at = append(at, "<@"+u.ID+">")
 	}
-	body := bot.Truncate(text, maxSectionText)
+	mentions := ""
+	if len(at) > 0 {
+		mentions = strings.Join(at, " ") + " "
+	}
+	text := mentions + escape(m.Text)
+	body := mentions + fit(m.Text, maxSectionText-len([]rune(mentions)))
 	blocks := []slack.Block{slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, body, false, false), nil, nil)}
 	if len(m.Fields) > 0 {
 		var fields []*slack.TextBlockObject
@@ -377,7 +395,7 @@ func render(m bot.Message) []slack.MsgOption {
 			if i == maxFields {
 				break
 			}
-			fields = append(fields, slack.NewTextBlockObject(slack.MarkdownType, "*"+f.Label+"*\n"+f.Value, false, false))
+			fields = append(fields, slack.NewTextBlockObject(slack.MarkdownType, "*"+escape(f.Label)+"*\n"+fit(f.Value, 1900), false, false))
 		}
 		blocks = append(blocks, slack.NewSectionBlock(nil, fields, nil))
 	}

@@ -123,7 +123,7 @@ func TestSlack_SlashCommandMentionAndEchoes(t *testing.T) {
 	// Slack escapes & and sends smart quotes; both are undone.
 	_, err = e.fake.Say("U1", infra, "!stage hold demo 1h \u201ctesting &amp; fixing\u201d")
 	must(t, err)
-	e.waitMessage("alice holds demo until 10:00 UTC: testing & fixing")
+	e.waitMessage("alice holds demo until 10:00 UTC: testing &amp; fixing")
 }
 
 func TestSlack_DeliversEverythingAfterAnOutage(t *testing.T) {
@@ -270,5 +270,35 @@ func TestSlack_AcksAtOnceWhileSlackIsSlow(t *testing.T) {
 	}
 	if approvals != 1 || releases != 1 {
 		t.Fatalf("redelivered events executed again: %d approvals, %d releases", approvals, releases)
+	}
+}
+
+// Text people type is posted back inert: whatever a hold's reason holds,
+// the answer that repeats it has no live mention, channel or link, and
+// only the bot's own mentions notify anyone.
+func TestSlack_HostileTextIsPostedInert(t *testing.T) {
+	e := newEnv(t)
+	for i, h := range bottest.Hostile {
+		// As Slack delivers typed text: &, < and > as entities.
+		typed := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(h)
+		for j, text := range []string{typed, h} {
+			n := len(e.fake.Messages())
+			_, err := e.fake.Say("U1", infra, fmt.Sprintf("!stage hold demo %dm %s", 60+2*i+j, text))
+			must(t, err)
+			var got string
+			bottest.Eventually(t, "the answer to "+h, func() bool {
+				ms := e.fake.Messages()
+				if len(ms) <= n {
+					return false
+				}
+				got = ms[len(ms)-1].Current().AllText()
+				return true
+			})
+			for _, live := range []string{"<!", "<@", "<#", "<http", "<a ", "<script", "<img"} {
+				if strings.Contains(got, live) {
+					t.Errorf("%q (sent as %q) came back live (%q):\n%s", h, text, live, got)
+				}
+			}
+		}
 	}
 }

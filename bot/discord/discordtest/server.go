@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +30,58 @@ type Message struct {
 	ReplyTo    string
 	Components []map[string]any
 	Edits      []Message
+	// AllowedMentions is what the post said may notify; nil when it said
+	// nothing, and Discord then notifies everything the content mentions.
+	AllowedMentions *AllowedMentions
+}
+
+// AllowedMentions is a post's allowed_mentions object.
+type AllowedMentions struct {
+	Parse []string `json:"parse"`
+	Users []string `json:"users"`
+	Roles []string `json:"roles"`
+}
+
+var mentionRe = regexp.MustCompile(`@everyone|@here|<@[!&]?(\w+)>`)
+
+// Pings lists whom Discord would notify for the message as first posted,
+// by its rules: "@everyone" (for @everyone and @here), "user:ID" and
+// "role:ID", each allowed by allowed_mentions' parse list or by name.
+func (m Message) Pings() []string {
+	allowed := func(kind, id string) bool {
+		a := m.AllowedMentions
+		if a == nil {
+			return true
+		}
+		if slices.Contains(a.Parse, kind) {
+			return true
+		}
+		switch kind {
+		case "users":
+			return slices.Contains(a.Users, id)
+		case "roles":
+			return slices.Contains(a.Roles, id)
+		}
+		return false
+	}
+	var out []string
+	for _, g := range mentionRe.FindAllStringSubmatch(m.Content, -1) {
+		switch {
+		case g[0] == "@everyone" || g[0] == "@here":
+			if allowed("everyone", "") {
+				out = append(out, "@everyone")
+			}
+		case strings.HasPrefix(g[0], "<@&"):
+			if allowed("roles", g[1]) {
+				out = append(out, "role:"+g[1])
+			}
+		default:
+			if allowed("users", g[1]) {
+				out = append(out, "user:"+g[1])
+			}
+		}
+	}
+	return out
 }
 
 // Current is the message as it reads now.
@@ -278,6 +332,7 @@ func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
 		Reference  *struct {
 			MessageID string `json:"message_id"`
 		} `json:"message_reference"`
+		AllowedMentions *AllowedMentions `json:"allowed_mentions"`
 	}
 	json.NewDecoder(r.Body).Decode(&body)
 	w.Header().Set("Content-Type", "application/json")
@@ -288,7 +343,7 @@ func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
 			json.NewEncoder(w).Encode(map[string]any{"message": "Unknown Channel", "code": 10003})
 			return
 		}
-		m := &Message{ID: s.nextID(), Channel: parts[0], Content: body.Content, Components: body.Components}
+		m := &Message{ID: s.nextID(), Channel: parts[0], Content: body.Content, Components: body.Components, AllowedMentions: body.AllowedMentions}
 		if body.Reference != nil {
 			m.ReplyTo = body.Reference.MessageID
 		}
