@@ -364,7 +364,7 @@ func TestHold_ButtonsRespectTheLimitsAndHoldsNeverShrink(t *testing.T) {
 
 func TestAccessAndChannels(t *testing.T) {
 	e := newEnv(t)
-	wantText(t, e.say(dave, "!stage resync fas2"), "needs the scope `stage.resync.fas2`")
+	wantText(t, e.say(dave, "!stage resync fas2"), "needs the scope `stage.resync.fas2.default`")
 	wantText(t, e.sayIn("random", alice, "!stage resync fas2"), "only accepted in #infra")
 	wantText(t, e.sayIn("random", dave, "!stage status"), "fas2", "never refreshed")
 	wantText(t, e.say(carol, "!stage resync fas2 now"), "needs the scope `stage.now.fas2`")

@@ -54,6 +54,9 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	case commands.WhenAt:
 		start = c.When.Time
 	}
+	if err := b.checkStart(ctx, in, t, now, start, c.When.Kind != commands.WhenNow && origin == store.OriginManual); err != nil {
+		return err
+	}
 	// The announcement says what the refresh would wipe: staging is
 	// looked at while the plan is checked.
 	looked := make(chan struct{})
@@ -156,6 +159,28 @@ func (b *Bot) Defer(ctx context.Context, c *commands.Call) error {
 	if start.IsZero() {
 		start = maxTime(r.StartAt, now).Add(c.Duration)
 	}
+	t := b.targets[r.Target]
+	if t == nil {
+		return refuse("Run %d is of target %s, which is no longer configured: cancel it instead.", r.ID, r.Target)
+	}
+	// Moving a run earlier skips what is left of its notice: that is a "now".
+	if start.Before(r.StartAt) {
+		if err := b.need(ctx, in, r.Target, c.Text, commands.ScopeRoot+".now."+r.Target, "moving a run earlier skips its notice"); err != nil {
+			return err
+		}
+	}
+	if err := b.checkStart(ctx, in, t, now, start, false); err != nil {
+		return err
+	}
+	if d, ok := b.deadline(ctx, r); ok && start.After(d) {
+		if err := b.need(ctx, in, r.Target, c.Text, commands.ScopeAdmin, fmt.Sprintf("it would start after %s's data passes its max_age (%s)", r.Target, b.fmtTime(d))); err != nil {
+			return err
+		}
+	} else if t.MaxAge > 0 && start.After(now.Add(t.MaxAge)) {
+		if err := b.need(ctx, in, r.Target, c.Text, commands.ScopeAdmin, fmt.Sprintf("it would start more than %s's max_age (%s) from now", r.Target, fmtDur(t.MaxAge))); err != nil {
+			return err
+		}
+	}
 	r.StartAt, r.State, r.HoldWait, r.WaitNotice, r.Reason = start, store.RunScheduled, false, "", ""
 	r.Announced = start.Sub(now)
 	if err := b.store.UpdateRun(ctx, r); err != nil {
@@ -209,7 +234,8 @@ func (b *Bot) Abort(ctx context.Context, c *commands.Call) error {
 		return refuse("Run %d has already ended (%s).", r.ID, r.State)
 	}
 	if r.State != store.RunRunning {
-		return b.endPending(ctx, r, in.User, c.Reason)
+		// Ending a run that has not started is a cancel, with its own scope.
+		return refuse("Run %d has not started (it is %s): `%s cancel %d` ends it.", r.ID, r.State, b.opts.Prefix, r.ID)
 	}
 	x := b.running[r.ID]
 	if x == nil {
@@ -681,4 +707,31 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// maxAhead is how far ahead a run may be asked for or deferred: further
+// is a mistake (or a way round max_age), and past year 9999 no store can
+// keep the time.
+const maxAhead = 366 * 24 * time.Hour
+
+// checkStart refuses a start too far ahead and, when notice says so, a
+// start sooner than the target's notice without the scope that skips it.
+func (b *Bot) checkStart(ctx context.Context, in Incoming, t *Target, now, start time.Time, notice bool) error {
+	if start.After(now.Add(maxAhead)) {
+		return refuse("%s is more than a year ahead: ask for a time within the year.", b.fmtTime(start))
+	}
+	if notice && start.Before(now.Add(t.Notice)) {
+		return b.need(ctx, in, t.Name, callFrom(ctx).Text, commands.ScopeRoot+".now."+t.Name,
+			fmt.Sprintf("it starts sooner than %s's notice of %s", t.Name, fmtDur(t.Notice)))
+	}
+	return nil
+}
+
+// need refuses, and audits the refusal, unless in's user has scope.
+func (b *Bot) need(ctx context.Context, in Incoming, target, text, scope, why string) error {
+	if b.opts.Access.Allowed(in.User, scope) {
+		return nil
+	}
+	b.audit(ctx, in.User, "denied", target, 0, 0, commands.Cut(text, auditTextMax))
+	return refuse("You (%s) are not allowed to do that: %s, which needs the scope `%s`. Ask an admin to grant it in the config (access.users or access.groups).", in.User.Display(), why, scope)
 }

@@ -408,6 +408,9 @@ func parseResync(p *argParser, c *Call) error {
 			c.Pipeline = name
 		}
 	}
+	if c.Pipeline == "" && len(p.o.Targets[t]) > 0 {
+		c.Pipeline = p.o.Targets[t][0] // the default: its scope is checked too
+	}
 	switch strings.ToLower(p.next()) {
 	case "":
 		return nil

@@ -64,6 +64,21 @@ func (s *Spec) Usage(prefix string) string {
 
 func scope(parts ...string) []string { return []string{strings.Join(parts, ".")} }
 
+// resyncScopes: stage.resync.<target>.<pipeline> (which stage.resync.<target>
+// covers, so a grant can be as narrow as one pipeline), and stage.now.<target>
+// to skip the notice. A start sooner than the notice given with in or at is
+// checked by the bot, which knows the notice.
+func resyncScopes(c *Call) []string {
+	s := scope(ScopeRoot, "resync", c.Target)
+	if c.Pipeline != "" {
+		s = scope(ScopeRoot, "resync", c.Target, c.Pipeline)
+	}
+	if c.When.Kind == WhenNow {
+		s = append(s, scope(ScopeRoot, "now", c.Target)...)
+	}
+	return s
+}
+
 // Scope names. A granted scope covers every scope below it: "stage" covers
 // everything, "stage.resync" covers "stage.resync.fas2".
 const (
@@ -101,14 +116,10 @@ func init() {
 			Examples: []string{"resync fas2", "resync fas2 in 30m", "resync fas2 db at 18:00", "resync fas2 at 2026-12-01 00:10", "resync fas2 now", "resync fas2 --dry-run"},
 			Mutates:  true,
 			Scopes: func(c *Call) []string {
-				s := scope(ScopeRoot, "resync", c.Target)
-				if c.When.Kind == WhenNow {
-					s = append(s, scope(ScopeRoot, "now", c.Target)...)
-				}
 				if c.DryRun {
 					return nil
 				}
-				return s
+				return resyncScopes(c)
 			},
 			parse:   parseResync,
 			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
@@ -125,11 +136,7 @@ func init() {
 				if c.DryRun {
 					return nil
 				}
-				s := scope(ScopeRoot, "resync", c.Target)
-				if c.When.Kind == WhenNow {
-					s = append(s, scope(ScopeRoot, "now", c.Target)...)
-				}
-				return s
+				return resyncScopes(c)
 			},
 			parse:   parseReset,
 			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },

@@ -1,0 +1,85 @@
+package bot_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/store"
+)
+
+// panicStep panics while it is planned: a defect anywhere under a command.
+type panicStep struct{}
+
+func (panicStep) Name() string                           { return "broken" }
+func (panicStep) Kind() string                           { return "exec" }
+func (panicStep) Plan(context.Context) (string, error)   { panic("a defect under the command") }
+func (panicStep) Run(context.Context, *runner.Env) error { return nil }
+
+// A defect hit while handling one event is answered, audited and logged
+// with the event, and the bot goes on answering everyone: the event counts
+// as handled, so no stream replays it.
+func TestHandle_APanicIsAnsweredAndTheBotGoesOn(t *testing.T) {
+	tg := fas2()
+	tg.Pipelines["broken"] = &runner.Pipeline{Name: "broken", Steps: []runner.Step{panicStep{}}}
+	e := newEnv(t, tg)
+	out := e.sayIn("random", store.User{ID: "U9", Name: "mallory"}, "!stage resync fas2 broken --dry-run")
+	wantText(t, out, "That command hit an internal error and was stopped (ref ", "`!stage status` shows what is in effect")
+	evs, err := e.s.Events(context.Background(), store.EventFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 || evs[len(evs)-1].Action != "internal error" || !strings.Contains(evs[len(evs)-1].Detail, "resync fas2 broken") {
+		t.Errorf("the internal error is not audited: %+v", evs)
+	}
+	wantText(t, e.say(alice, "!stage holds"), "No holds.")
+	// The crash that came from a pipeline named in capitals.
+	wantText(t, e.sayIn("random", store.User{ID: "U9", Name: "mallory"}, "!stage resync FAS2 DEFAULT --dry-run"), "fas2/default")
+}
+
+// The doors a person with few scopes once walked through: a start inside
+// the notice without stage.now (in, at, or a defer that moves a run
+// earlier), a defer far ahead or past max_age without stage.admin, a
+// pipeline the grant does not name, and abort as a cancel.
+func TestAccess_TheNoticeAndTheBudgetCannotBeWalkedAround(t *testing.T) {
+	tg := fas2()
+	tg.MaxAge = 48 * time.Hour
+	e := newEnv(t, tg)
+	erin := store.User{ID: "U5", Name: "erin"}
+	frank := store.User{ID: "U6", Name: "frank"}
+	e.opts.Access.Users[erin.ID] = []string{"stage.defer", "stage.resync", "stage.abort"}
+	e.opts.Access.Users[frank.ID] = []string{"stage.resync.fas2.default"}
+
+	wantText(t, e.say(frank, "!stage resync fas2 slow in 20m"), "needs the scope `stage.resync.fas2.slow`")
+	wantText(t, e.say(frank, "!stage resync fas2 in 20m"), "Run 1")
+	wantText(t, e.say(erin, "!stage resync fas2 slow in 1m"), "sooner than fas2's notice of 10m", "`stage.now.fas2`")
+	wantText(t, e.say(erin, "!stage resync fas2 slow at 09:02"), "sooner than fas2's notice of 10m")
+	if runs, _ := e.s.Runs(context.Background(), store.RunFilter{}); len(runs) != 1 {
+		t.Fatalf("%d runs after the refusals, want 1", len(runs))
+	}
+	wantText(t, e.say(erin, "!stage defer 1 until 09:05"), "moving a run earlier skips its notice", "`stage.now.fas2`")
+	wantText(t, e.say(erin, "!stage defer 1 until 2999-01-01 00:00"), "more than a year ahead")
+	wantText(t, e.say(erin, "!stage defer 1 3d"), "max_age", "`stage.admin`")
+	if r := e.run(1); !r.StartAt.Equal(t0.Add(20 * time.Minute)) {
+		t.Fatalf("run 1 starts at %v after refused defers, want %v", r.StartAt, t0.Add(20*time.Minute))
+	}
+	wantText(t, e.say(erin, "!stage defer 1 1h"), "deferred run 1")
+	wantText(t, e.say(alice, "!stage defer 1 3d"), "deferred run 1")
+	wantText(t, e.say(erin, "!stage abort 1"), "has not started", "`!stage cancel 1`")
+	if r := e.run(1); r.State.Done() {
+		t.Fatalf("abort ended a run that had not started: %s", r.State)
+	}
+	evs, _ := e.s.Events(context.Background(), store.EventFilter{})
+	denied := 0
+	for _, ev := range evs {
+		if ev.Action == "denied" {
+			denied++
+		}
+	}
+	// Every refusal for want of a scope; a time too far ahead is a mistake.
+	if denied != 5 {
+		t.Errorf("%d refusals audited, want 5", denied)
+	}
+}
