@@ -166,7 +166,7 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 		o.Holds.WarnBefore = 15 * time.Minute
 	}
 	b := &Bot{
-		opts: o, store: s, adapter: a, clock: o.Clock, log: o.Logger,
+		opts: o, store: redactingStore{s, o.Redact}, adapter: a, clock: o.Clock, log: o.Logger,
 		targets: map[string]*Target{},
 		running: map[uint64]*execution{},
 		wake:    make(chan struct{}, 1),

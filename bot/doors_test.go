@@ -1,11 +1,14 @@
 package bot_test
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -81,5 +84,32 @@ func TestAccess_TheNoticeAndTheBudgetCannotBeWalkedAround(t *testing.T) {
 	// Every refusal for want of a scope; a time too far ahead is a mistake.
 	if denied != 5 {
 		t.Errorf("%d refusals audited, want 5", denied)
+	}
+}
+
+// A secret is redacted before anything is stored: a step's error and
+// output, a hold's reason, the audit log. The state file itself never
+// holds it, so no reader (chat, the status page, store copy) can show it.
+func TestSecretsAreRedactedBeforeTheyAreStored(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	tg.Pipelines["default"].Steps[1] = sh("connect", `echo "connecting with hunter2" >&2; exit 3`)
+	e := newEnv(t, tg)
+	e.opts.Redact = func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") }
+	e.b = bot.New(e.s, e.a, e.opts)
+	e.say(alice, "!stage hold fas2 1h the token is hunter2")
+	e.say(alice, "!stage release fas2 done with hunter2")
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	r := e.run(1)
+	if r.State != store.RunFailed || !strings.Contains(r.Steps[1].Error, "***") {
+		t.Fatalf("run 1: %s, step error %q", r.State, r.Steps[1].Error)
+	}
+	raw, err := os.ReadFile(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.Index(raw, []byte("hunter2")); i >= 0 {
+		t.Fatalf("the state file holds the secret: …%q…", raw[max(0, i-80):min(len(raw), i+20)])
 	}
 }
