@@ -64,6 +64,10 @@ type Options struct {
 	// the system has not installed. The server then runs from a private
 	// installation that links to the system's.
 	Extensions map[string]string
+	// Files are written into the data directory before the server starts,
+	// owned by the server's user and readable by it alone (a TLS key and
+	// certificate, say: name them in Settings, relative to the directory).
+	Files map[string][]byte
 }
 
 // Start initialises and starts a server. Stop it with Stop.
@@ -124,6 +128,17 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	}
 	for k, v := range o.Settings {
 		settings[k] = v
+	}
+	for name, content := range o.Files {
+		path := filepath.Join(data, name)
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		if s.runAs != nil {
+			uid, _ := strconv.Atoi(s.runAs.Uid)
+			os.Chown(path, uid, -1)
+		}
 	}
 	var conf strings.Builder
 	for k, v := range settings {

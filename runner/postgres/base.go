@@ -60,10 +60,11 @@ func (t *Target) keepBase(ctx context.Context, env *runner.Env) error {
 		return err
 	}
 	// Its database-level properties, as they are now.
-	sconn, senv, err := libpq(t.StagingDSN, next)
+	sconn, senv, releaseStg, err := libpq(t.StagingDSN, next)
 	if err != nil {
 		return err
 	}
+	defer releaseStg()
 	var out bytes.Buffer
 	cmd := tool(ctx, env, senv, tl.dump, "--create", "--schema-only", "--exclude-schema=*", "--no-blobs", "--no-password", "-d", sconn)
 	cmd.Stdout = &out

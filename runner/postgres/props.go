@@ -100,11 +100,11 @@ func statements(body string) []string {
 // --create (no schema, no data).
 func (r *Refresh) liveProps(ctx context.Context, env *runner.Env, tl tools) ([]string, error) {
 	t := r.Target
-	pconn, penv, err := libpq(t.ProductionDSN, "")
+	pconn, penv, releaseProd, err := libpq(t.ProductionDSN, "", readOnly)
 	if err != nil {
 		return nil, err
 	}
-	penv = append(penv, "PGOPTIONS=-c default_transaction_read_only=on")
+	defer releaseProd()
 	args := []string{"--create", "--schema-only", "--exclude-schema=*", "--no-blobs", "--no-password", "-d", pconn}
 	if t.NoOwner {
 		args = append(args, "--no-owner")

@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/stagebot/stagebot/runner"
 )
 
@@ -368,44 +366,6 @@ func (t *Target) createShadow(ctx context.Context, env *runner.Env) error {
 	return nil
 }
 
-// libpq describes a DSN for the PostgreSQL tools: the connection string
-// without its password, and the environment that carries the password, so
-// that it never shows in a process list.
-func libpq(dsn, db string) (string, []string, error) {
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		return "", nil, err
-	}
-	if db == "" {
-		db = cfg.Database
-	}
-	conn := fmt.Sprintf("host=%s port=%d user=%s dbname=%s", quoteConn(cfg.Host), cfg.Port, quoteConn(cfg.User), quoteConn(db))
-	if cfg.TLSConfig == nil {
-		conn += " sslmode=disable"
-	}
-	env := []string{"PGAPPNAME=stagebot"}
-	if cfg.Password != "" {
-		env = append(env, "PGPASSWORD="+cfg.Password)
-	}
-	return conn, env, nil
-}
-
-func quoteConn(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
-}
-
-// tool runs a PostgreSQL client program with its output in the run log. It
-// dies with stagebot (no orphan keeps writing to the shadow after a crash).
-func tool(ctx context.Context, env *runner.Env, extraEnv []string, path string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), extraEnv...)
-	cmd.Stdout, cmd.Stderr = env.Log, &stderrTail{w: env.Log}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	return cmd
-}
-
 func (r *Refresh) restoreArgs(conn string) []string {
 	args := []string{"--exit-on-error", "--no-password", "-d", conn}
 	if r.Target.NoOwner {
@@ -426,23 +386,22 @@ func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, ne
 		return fmt.Errorf("make dump directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	pconn, penv, err := libpq(t.ProductionDSN, "")
+	pconn, penv, releaseProd, err := libpq(t.ProductionDSN, "", readOnly)
 	if err != nil {
 		return err
 	}
-	// Production is read: pg_dump's own transaction is read-only, and the
-	// session default says so too.
-	penv = append(penv, "PGOPTIONS=-c default_transaction_read_only=on")
+	defer releaseProd()
 	out := filepath.Join(dir, "dump")
 	jobs := strconv.Itoa(t.jobs())
 	fmt.Fprintf(env.Log, "pg_dump -Fd -j %s from %s\n", jobs, Describe(t.ProductionDSN))
 	if err := runTool(ctx, tool(ctx, env, penv, tl.dump, "-Fd", "-j", jobs, "--no-password", "-f", out, "-d", pconn)); err != nil {
 		return fmt.Errorf("pg_dump: %w", err)
 	}
-	sconn, senv, err := libpq(t.StagingDSN, next)
+	sconn, senv, releaseStg, err := libpq(t.StagingDSN, next)
 	if err != nil {
 		return err
 	}
+	defer releaseStg()
 	fmt.Fprintf(env.Log, "pg_restore -j %s into %s\n", jobs, next)
 	args := append(r.restoreArgs(sconn), "-j", jobs, out)
 	if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
@@ -525,10 +484,11 @@ func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, pa
 	if err != nil {
 		return err
 	}
-	sconn, senv, err := libpq(r.Target.StagingDSN, next)
+	sconn, senv, releaseStg, err := libpq(r.Target.StagingDSN, next)
 	if err != nil {
 		return err
 	}
+	defer releaseStg()
 	jobs := strconv.Itoa(r.Target.jobs())
 	fmt.Fprintf(env.Log, "restoring %s (%s) into %s\n", path, format, next)
 	switch {

@@ -226,15 +226,16 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err := snapConn.QueryRow(ctx, "select count(*) from pg_largeobject_metadata").Scan(&largeObjects); err != nil {
 		return fmt.Errorf("production: %w", err)
 	}
-	pconn, penv, err := libpq(t.ProductionDSN, "")
+	pconn, penv, releaseProd, err := libpq(t.ProductionDSN, "", readOnly)
 	if err != nil {
 		return err
 	}
-	penv = append(penv, "PGOPTIONS=-c default_transaction_read_only=on")
-	sconn, senv, err := libpq(t.StagingDSN, next)
+	defer releaseProd()
+	sconn, senv, releaseStg, err := libpq(t.StagingDSN, next)
 	if err != nil {
 		return err
 	}
+	defer releaseStg()
 	dumpArgs := func(section string) []string {
 		a := []string{"--section=" + section, "--snapshot=" + snapshot, "--no-password", "-d", pconn}
 		if t.NoOwner {
