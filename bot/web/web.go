@@ -29,6 +29,12 @@ type Options struct {
 	// Platform names the chat platform in the metrics' labels.
 	Platform string
 	Logger   *slog.Logger
+	// Hosts are the names, besides localhost and IP addresses, that a
+	// request's Host header may give: the name people and proxies reach
+	// the page by. Any other name is refused, so that a web page whose
+	// DNS name was rebound to this address cannot read the status page
+	// from a browser on this machine.
+	Hosts []string
 	// Follower, when set, names the process that leads while this one
 	// follows ("" while this one leads): several bots share a store, and
 	// only the leader is ready.
@@ -58,8 +64,60 @@ func New(o Options, b *bot.Bot, st store.Store, metrics *Metrics) *Server {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /readyz", s.guard(http.HandlerFunc(s.readyz)))
 	mux.Handle("GET /metrics", s.guard(promhttp.HandlerFor(metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)})))
-	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every page is a small GET: bounded in time, headers and body, and
+	// an idle keep-alive connection is closed.
+	s.srv = &http.Server{
+		Handler:           limitBody(mux),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+	}
 	return s
+}
+
+// maxBody is the most a request may send: the pages take no body.
+const maxBody = 4 << 10
+
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			http.Error(w, "request body too large: the status pages take none", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// hostAllowed reports whether a request's Host may be answered: an IP
+// address (which DNS cannot rebind), localhost, the listen address's own
+// name, or one of Options.Hosts.
+func (s *Server) hostAllowed(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if net.ParseIP(host) != nil || strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(s.o.Listen); err == nil && h != "" && strings.EqualFold(h, host) {
+		return true
+	}
+	for _, h := range s.o.Hosts {
+		if strings.EqualFold(strings.TrimSuffix(h, "."), host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) checkHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.hostAllowed(r.Host) {
+			http.Error(w, "this page is not served for the host name "+r.Host+": add it to http.hosts in the config if people reach stagebot by it", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Listen opens the address; Addr is then known.
@@ -90,6 +148,7 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 func (s *Server) guard(h http.Handler) http.Handler {
+	h = s.checkHost(h)
 	if s.o.Token == "" {
 		return h
 	}

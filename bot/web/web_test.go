@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -263,5 +264,46 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A request naming a host the page is not served for is refused (a page
+// whose DNS name was rebound to 127.0.0.1 cannot read the status page
+// from a browser on this machine); headers and bodies are bounded.
+func TestWeb_HostHeaderAndLimits(t *testing.T) {
+	sc := bottest.StartBot(t, bottest.NewAdapter(), "infra")
+	base := serve(t, sc, web.NewMetrics("console"), web.Options{Hosts: []string{"stagebot.example.org"}})
+	addr := strings.TrimPrefix(base, "http://")
+	_, port, _ := net.SplitHostPort(addr)
+	for host, want := range map[string]int{
+		addr:                            http.StatusOK,
+		"localhost:" + port:             http.StatusOK,
+		"[::1]:" + port:                 http.StatusOK,
+		"stagebot.example.org":          http.StatusOK,
+		"STAGEBOT.example.org.:" + port: http.StatusOK,
+		"rebound.attacker.example":      http.StatusMisdirectedRequest,
+		"stagebot.example.org.evil":     http.StatusMisdirectedRequest,
+	} {
+		for _, path := range []string{"/", "/runs/1", "/metrics", "/readyz"} {
+			req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.StatusCode; (got == http.StatusMisdirectedRequest) != (want == http.StatusMisdirectedRequest) {
+				t.Errorf("GET %s with Host %s: %d, want %d", path, host, got, want)
+			}
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/", nil)
+	req.Header.Set("X-Padding", strings.Repeat("x", 64<<10))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB of headers: %v %v", err, resp)
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/", strings.NewReader(strings.Repeat("x", 1<<20)))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("a 1 MiB body: %v %v", err, resp)
 	}
 }

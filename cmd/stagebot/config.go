@@ -79,6 +79,10 @@ type HTTPConfig struct {
 	// Token, when set, is required as a bearer token on every path but
 	// /healthz.
 	Token string `yaml:"token"`
+	// Hosts are the host names people (or a proxy) reach the page by,
+	// besides localhost and IP addresses; requests naming any other host
+	// are refused.
+	Hosts []string `yaml:"hosts"`
 }
 
 // LogConfig sets up the operator's log.

@@ -387,7 +387,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	ready.Done()
 	metrics.SetSource(b)
 	if cfg.HTTP.Listen != "" {
-		wo := web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Platform: platform, Logger: logger}
+		wo := web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Hosts: cfg.HTTP.Hosts, Platform: platform, Logger: logger}
 		if el != nil {
 			wo.Follower = func() string {
 				if el.ValidFor() > 0 {
