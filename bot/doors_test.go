@@ -113,3 +113,28 @@ func TestSecretsAreRedactedBeforeTheyAreStored(t *testing.T) {
 		t.Fatalf("the state file holds the secret: …%q…", raw[max(0, i-80):min(len(raw), i+20)])
 	}
 }
+
+// A step printing one endless line, or more than a run's log keeps, is
+// cut and counted: the store gets a bounded log that says what it left out,
+// and the lines after the long one are kept.
+func TestRunLog_IsBoundedWhateverAStepPrints(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	// 20 MB without a newline, then a short line, then 10 MB of lines.
+	tg.Pipelines["default"].Steps[1] = sh("chatty", `head -c 20000000 /dev/zero | tr '\0' x; echo; echo short line; yes 0123456789abcdef | head -c 10000000`)
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	logText, err := e.s.Log(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logText) > 1<<20+4<<10 {
+		t.Fatalf("the run's log is %d bytes", len(logText))
+	}
+	for _, want := range []string{"more bytes on this line were not kept)", "\n[chatty] short line\n", "[log truncated: it reached its size limit]"} {
+		if !bytes.Contains(logText, []byte(want)) {
+			t.Errorf("the log lacks %q", want)
+		}
+	}
+}

@@ -368,22 +368,51 @@ func (u *updater) stop(final *Message) {
 }
 
 // logSink collects a run's output and appends it to the store in batches.
+// A line past maxLogLine is cut, the rest counted: one step printing
+// without newlines (a progress bar, a binary) cannot fill the bot's memory
+// or crowd out the lines that follow. (The store bounds a run's whole log.)
 type logSink struct {
 	b   *Bot
 	run uint64
 	mu  sync.Mutex
 	buf bytes.Buffer
+
+	line int   // bytes of the current line kept so far
+	cut  int64 // bytes of the current line dropped
 }
 
+// maxLogLine is the most a run's log keeps of one line.
+const maxLogLine = 4 << 10
+
 func (l *logSink) Write(p []byte) (int, error) {
+	n := len(p)
 	l.mu.Lock()
-	l.buf.Write(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		keep := min(len(chunk), max(0, maxLogLine-l.line))
+		l.buf.Write(chunk[:keep])
+		l.line += keep
+		l.cut += int64(len(chunk) - keep)
+		if i < 0 {
+			break
+		}
+		if l.cut > 0 {
+			fmt.Fprintf(&l.buf, " … (%d more bytes on this line were not kept)", l.cut)
+		}
+		l.buf.WriteByte('\n')
+		l.line, l.cut = 0, 0
+		p = p[i+1:]
+	}
 	big := l.buf.Len() >= 16<<10
 	l.mu.Unlock()
 	if big {
 		l.flush()
 	}
-	return len(p), nil
+	return n, nil
 }
 
 func (l *logSink) flush() {

@@ -85,8 +85,8 @@ type Store interface {
 	Value(ctx context.Context, name string) ([]byte, error)
 
 	// Compact removes finished runs (with their logs and approvals) that
-	// the retention policy no longer keeps, and holds that ended before
-	// k.Before. Active runs and holds always stay. It returns how many
+	// the retention policy no longer keeps, and holds that ended and audit
+	// events written before k.Before. Active runs and holds always stay. It returns how many
 	// runs it removed.
 	Compact(ctx context.Context, k Retention) (int, error)
 

@@ -670,12 +670,35 @@ func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
 				return err
 			}
 		}
-		return nil
+		return compactEvents(tx.Bucket(bucketEvents), k.Before)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("compact: %w", err)
 	}
 	return removed, nil
+}
+
+// compactEvents removes the audit events from before before: they are
+// kept in the order they were written, so the oldest come first.
+func compactEvents(events *bbolt.Bucket, before time.Time) error {
+	var old [][]byte
+	c := events.Cursor()
+	for key, v := c.First(); key != nil; key, v = c.Next() {
+		var e store.Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("decode event %d: %w", binary.BigEndian.Uint64(key), err)
+		}
+		if !e.At.Before(before) {
+			break
+		}
+		old = append(old, bytes.Clone(key))
+	}
+	for _, key := range old {
+		if err := events.Delete(key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var _ store.Porter = (*Store)(nil)

@@ -656,7 +656,10 @@ func (s *Store) Compact(ctx context.Context, k store.Retention) (int, error) {
 		if before == nil {
 			return nil
 		}
-		_, err = tx.Exec(ctx, "delete from stagebot_holds where not active and ended_at < $1", before)
+		if _, err = tx.Exec(ctx, "delete from stagebot_holds where not active and ended_at < $1", before); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "delete from stagebot_events where (record->>'at')::timestamptz < $1", before)
 		return err
 	})
 	if err != nil {

@@ -458,6 +458,11 @@ func testCompact(t *testing.T, open Opener) {
 	live := &store.Hold{Target: "fas2", Holder: store.User{ID: "U2"}, Reason: "live", CreatedAt: t0, ExpiresAt: t0.Add(100 * time.Hour)}
 	must(t, s.CreateHold(ctx, old))
 	must(t, s.CreateHold(ctx, live))
+	// Audit events: one a day for 3 days, then a new one.
+	for i := range 3 {
+		must(t, s.AppendEvent(ctx, &store.Event{At: t0.Add(time.Duration(i) * 12 * time.Hour), Action: fmt.Sprint("old ", i)}))
+	}
+	must(t, s.AppendEvent(ctx, &store.Event{At: t0.Add(48 * time.Hour), Action: "new"}))
 
 	// At most 4 finished runs (6, 5, 4, 3 stay, so 2 goes), none that
 	// ended before day 1 (1 goes).
@@ -486,6 +491,16 @@ func testCompact(t *testing.T, open Opener) {
 	must(t, err)
 	if len(holds) != 1 || holds[0].Reason != "live" {
 		t.Fatalf("holds after compaction: %+v", holds)
+	}
+	// The audit log is compacted too: what came before day 1 goes.
+	events, err := s.Events(ctx, store.EventFilter{})
+	must(t, err)
+	var actions []string
+	for _, e := range events {
+		actions = append(actions, e.Action)
+	}
+	if fmt.Sprint(actions) != "[new old 2]" {
+		t.Fatalf("audit events after compaction: %q", actions)
 	}
 	// By count alone.
 	n, err = s.Compact(ctx, store.Retention{Runs: 2})
