@@ -116,6 +116,7 @@ type Options struct {
 // Bot is the running bot.
 type Bot struct {
 	loss    lossCache
+	dryRuns rateLimit
 	opts    Options
 	store   store.Store
 	adapter Adapter
@@ -541,17 +542,23 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 		}
 		c.Target = r.Target
 	}
-	if spec.Mutates && !b.opts.Access.IsControl(in.Channel) && in.User.ID != store.Scheduler.ID && !(spec.Name == "resync" && c.DryRun) {
+	if spec.Mutates && !c.DryRun && !b.opts.Access.IsControl(in.Channel) && in.User.ID != store.Scheduler.ID {
 		b.reply(ctx, in, fmt.Sprintf("`%s` changes state, so it is only accepted in %s.", spec.Name, b.channelList()))
 		return
 	}
 	if spec.Scopes != nil {
 		for _, sc := range spec.Scopes(c) {
-			if !b.opts.Access.Allowed(in.User, sc) {
+			if !b.opts.Access.Allowed(in.User, sc) && !b.openRead(in.Channel, sc) {
 				b.reply(ctx, in, fmt.Sprintf("You (%s) are not allowed to do that: it needs the scope `%s`. Ask an admin to grant it in the config (access.users or access.groups).", in.User.Display(), sc))
 				b.audit(ctx, in.User, "denied", c.Target, c.Run, 0, commands.Cut(c.Text, auditTextMax))
 				return
 			}
+		}
+	}
+	if c.DryRun {
+		if wait := b.dryRuns.take(in.User.ID, b.clock.Now()); wait > 0 {
+			b.reply(ctx, in, fmt.Sprintf("A dry run reads production, so each person may ask for %d a minute: try again in %s.", dryRunsPerMinute, fmtDur(wait)))
+			return
 		}
 	}
 	if c.ReasonCut {

@@ -366,9 +366,16 @@ func TestAccessAndChannels(t *testing.T) {
 	e := newEnv(t)
 	wantText(t, e.say(dave, "!stage resync fas2"), "needs the scope `stage.resync.fas2.default`")
 	wantText(t, e.sayIn("random", alice, "!stage resync fas2"), "only accepted in #infra")
-	wantText(t, e.sayIn("random", dave, "!stage status"), "fas2", "never refreshed")
+	// Anyone may read in the control channel and the targets' channels;
+	// elsewhere reading needs the stage.read scope.
+	wantText(t, e.say(dave, "!stage status"), "fas2", "never refreshed")
+	wantText(t, e.sayIn("random", dave, "!stage status"), "needs the scope `stage.read`")
+	wantText(t, e.sayIn("random", dave, "!stage changes fas2"), "needs the scope `stage.read.fas2`")
 	wantText(t, e.say(carol, "!stage resync fas2 now"), "needs the scope `stage.now.fas2`")
-	wantText(t, e.sayIn("random", dave, "!stage resync fas2 --dry-run"), "Dry run of fas2/default (nothing was changed)", "1. stop app [exec]: run `echo stopping`", "Needs 1 approval(s)", "The plan is ready.")
+	wantText(t, e.say(dave, "!stage resync fas2 --dry-run"), "Dry run of fas2/default (nothing was changed)", "1. stop app [exec]: run `echo stopping`", "Needs 1 approval(s)", "The plan is ready.")
+	wantText(t, e.sayIn("random", dave, "!stage resync fas2 --dry-run"), "needs the scope `stage.read.fas2`")
+	wantText(t, e.sayIn("random", carol, "!stage resync fas2 --dry-run"), "needs the scope `stage.read.fas2`")
+	wantText(t, e.sayIn("random", alice, "!stage resync fas2 --dry-run"), "Dry run of fas2/default")
 	runs, _ := e.s.Runs(context.Background(), store.RunFilter{})
 	if len(runs) != 0 {
 		t.Fatalf("refused or dry-run commands created %d runs", len(runs))

@@ -28,7 +28,7 @@ func TestHandle_APanicIsAnsweredAndTheBotGoesOn(t *testing.T) {
 	tg := fas2()
 	tg.Pipelines["broken"] = &runner.Pipeline{Name: "broken", Steps: []runner.Step{panicStep{}}}
 	e := newEnv(t, tg)
-	out := e.sayIn("random", store.User{ID: "U9", Name: "mallory"}, "!stage resync fas2 broken --dry-run")
+	out := e.say(store.User{ID: "U9", Name: "mallory"}, "!stage resync fas2 broken --dry-run")
 	wantText(t, out, "That command hit an internal error and was stopped (ref ", "`!stage status` shows what is in effect")
 	evs, err := e.s.Events(context.Background(), store.EventFilter{})
 	if err != nil {
@@ -39,7 +39,7 @@ func TestHandle_APanicIsAnsweredAndTheBotGoesOn(t *testing.T) {
 	}
 	wantText(t, e.say(alice, "!stage holds"), "No holds.")
 	// The crash that came from a pipeline named in capitals.
-	wantText(t, e.sayIn("random", store.User{ID: "U9", Name: "mallory"}, "!stage resync FAS2 DEFAULT --dry-run"), "fas2/default")
+	wantText(t, e.say(store.User{ID: "U9", Name: "mallory"}, "!stage resync FAS2 DEFAULT --dry-run"), "fas2/default")
 }
 
 // The doors a person with few scopes once walked through: a start inside
@@ -137,4 +137,23 @@ func TestRunLog_IsBoundedWhateverAStepPrints(t *testing.T) {
 			t.Errorf("the log lacks %q", want)
 		}
 	}
+}
+
+// Reads can be scoped everywhere, and dry runs (each reads production)
+// are rate-limited per person.
+func TestAccess_ScopedReadsAndDryRunLimit(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Access.ScopedReads = true
+	e.b = bot.New(e.s, e.a, e.opts)
+	wantText(t, e.say(dave, "!stage status"), "needs the scope `stage.read`")
+	wantText(t, e.say(bob, "!stage holds"), "needs the scope `stage.read`")
+	wantText(t, e.say(alice, "!stage status"), "fas2")
+	for i := range 5 {
+		wantText(t, e.say(alice, "!stage resync fas2 --dry-run"), "Dry run of fas2/default")
+		e.clock.Advance(time.Duration(i) * time.Second)
+	}
+	wantText(t, e.say(alice, "!stage resync fas2 --dry-run"), "each person may ask for 5 a minute: try again in 50s")
+	wantText(t, e.say(carol, "!stage hold fas2 1h still works"), "carol holds fas2")
+	e.clock.Advance(50 * time.Second)
+	wantText(t, e.say(alice, "!stage resync fas2 --dry-run"), "Dry run of fas2/default")
 }

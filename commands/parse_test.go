@@ -201,9 +201,11 @@ func TestScopes(t *testing.T) {
 		{in: "!stage resync fas2", want: []string{"stage.resync.fas2.default"}},
 		{in: "!stage resync fas2 DB", want: []string{"stage.resync.fas2.db"}},
 		{in: "!stage resync fas2 now", want: []string{"stage.resync.fas2.default", "stage.now.fas2"}},
-		{in: "!stage resync fas2 now --dry-run", want: nil},
+		{in: "!stage resync fas2 now --dry-run", want: []string{"stage.read.fas2"}},
 		{in: "!stage hold all 1h x", want: []string{"stage.hold.all"}},
-		{in: "!stage status", want: nil},
+		{in: "!stage status", want: []string{"stage.read"}},
+		{in: "!stage log 4", want: []string{"stage.read"}},
+		{in: "!stage help", want: nil},
 	}
 	for _, tt := range tests {
 		c := Parse(tt.in, opts()).Call

@@ -84,7 +84,18 @@ func resyncScopes(c *Call) []string {
 const (
 	ScopeRoot  = "stage"
 	ScopeAdmin = "stage.admin"
+	// ScopeRead covers what reads production's or staging's details:
+	// status, changes, history, log and dry runs.
+	ScopeRead = "stage.read"
 )
+
+// readScope is stage.read, or stage.read.<target> for one target.
+func readScope(c *Call) []string {
+	if c.Target == "" || c.Target == "all" {
+		return []string{ScopeRead}
+	}
+	return scope(ScopeRead, c.Target)
+}
 
 // table is filled in init: its parsers look verbs up in it.
 var table []*Spec
@@ -104,6 +115,7 @@ func init() {
 			Summary:     "targets, data age, holds, waiting and running runs",
 			Description: "Shows each target (or one) with the age of its data, its holds, the runs waiting or running, and the next scheduled run.",
 			Examples:    []string{"status", "status fas2"},
+			Scopes:      readScope,
 			parse:       parseOptionalTarget,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Status(ctx, c) },
 		},
@@ -117,7 +129,7 @@ func init() {
 			Mutates:  true,
 			Scopes: func(c *Call) []string {
 				if c.DryRun {
-					return nil
+					return readScope(c)
 				}
 				return resyncScopes(c)
 			},
@@ -134,7 +146,7 @@ func init() {
 			Mutates:  true,
 			Scopes: func(c *Call) []string {
 				if c.DryRun {
-					return nil
+					return readScope(c)
 				}
 				return resyncScopes(c)
 			},
@@ -219,6 +231,7 @@ func init() {
 			Name: "holds", Summary: "list the active holds",
 			Description: "Lists every active hold with its holder, reason and expiry.",
 			Examples:    []string{"holds"},
+			Scopes:      readScope,
 			parse:       parseNothing,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Holds(ctx, c) },
 		},
@@ -229,6 +242,7 @@ func init() {
 				"first), tables added or dropped, who is connected now, and whether the copy a refresh replaces is kept. Where the " +
 				"counters cannot be trusted (statistics reset, server restarted) it says unknown.",
 			Examples: []string{"changes fas2"},
+			Scopes:   readScope,
 			parse:    parseTarget,
 			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Changes(ctx, c) },
 		},
@@ -237,6 +251,7 @@ func init() {
 			Summary:     "the next scheduled runs and their announcements",
 			Description: "Lists the next scheduled runs of every target (or one) with the times they will be announced.",
 			Examples:    []string{"schedule", "schedule fas2"},
+			Scopes:      readScope,
 			parse:       parseOptionalTarget,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Schedule(ctx, c) },
 		},
@@ -245,6 +260,7 @@ func init() {
 			Summary:     "past runs",
 			Description: "Lists the last n runs (default 10) of every target, or of one.",
 			Examples:    []string{"history", "history fas2", "history fas2 20"},
+			Scopes:      readScope,
 			parse:       parseHistory,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.History(ctx, c) },
 		},
@@ -254,6 +270,7 @@ func init() {
 			Description: "Shows each step of the run with its result and time, and the run's log.",
 			Examples:    []string{"log 42"},
 			RunArg:      true,
+			Scopes:      readScope,
 			parse:       parseRunOnly,
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Log(ctx, c) },
 		},

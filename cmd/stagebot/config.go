@@ -132,6 +132,10 @@ type AccessConfig struct {
 	// who logs in with it, so that people connected to staging are
 	// mentioned when a refresh would cut them off.
 	DatabaseRoles map[string]string `yaml:"database_roles"`
+	// ScopedReads makes status, changes, history, log and dry runs need
+	// the stage.read scope everywhere; by default anyone may read in the
+	// control channels and the targets' channels.
+	ScopedReads bool `yaml:"scoped_reads"`
 }
 
 // GroupConfig is a named set of users with scopes.

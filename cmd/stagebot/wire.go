@@ -81,6 +81,7 @@ func (c *Config) botOptions(dp deps) bot.Options {
 			Everyone:        c.Access.Everyone,
 			Users:           c.Access.Users,
 			Groups:          map[string]bot.Group{},
+			ScopedReads:     c.Access.ScopedReads,
 		},
 		Holds: bot.HoldOptions{
 			Default:    c.Defaults.Hold.Default.D(),
