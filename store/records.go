@@ -6,6 +6,10 @@ import "time"
 type User struct {
 	ID   string `json:"id"`
 	Name string `json:"name,omitempty"`
+	// Handle is the platform's unique handle (@mallory, @mallory:example.org)
+	// where the name shown is one its owner chose and anyone could choose
+	// too: shown beside it, so that nobody passes for someone else.
+	Handle string `json:"handle,omitempty"`
 }
 
 // Scheduler is the principal that scheduled runs are requested by.
@@ -13,10 +17,14 @@ var Scheduler = User{ID: "scheduler", Name: "scheduler"}
 
 // Display returns the name to show, falling back to the ID.
 func (u User) Display() string {
-	if u.Name != "" {
-		return u.Name
+	name := u.Name
+	if name == "" {
+		name = u.ID
 	}
-	return u.ID
+	if u.Handle != "" && u.Handle != name {
+		name += " (" + u.Handle + ")"
+	}
+	return name
 }
 
 // RunState is where a run is in its lifecycle.

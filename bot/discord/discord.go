@@ -223,12 +223,14 @@ func (a *Adapter) listens(channel, guild string) bool {
 	return guild == "" || len(a.opts.Channels) == 0 || slices.Contains(a.opts.Channels, channel)
 }
 
+// user names a Discord user by the display name they chose, with their
+// unique username beside it when the two differ (anyone may choose any
+// display name).
 func user(u *discordgo.User) store.User {
-	name := u.GlobalName
-	if name == "" {
-		name = u.Username
+	if u.GlobalName == "" || u.GlobalName == u.Username {
+		return store.User{ID: u.ID, Name: u.Username}
 	}
-	return store.User{ID: u.ID, Name: name}
+	return store.User{ID: u.ID, Name: u.GlobalName, Handle: "@" + u.Username}
 }
 
 func (a *Adapter) fromMessage(m *discordgo.MessageCreate) (bot.Incoming, bool) {

@@ -609,8 +609,9 @@ func (a *Adapter) incoming(ctx context.Context, room id.RoomID, e *event.Event) 
 	}
 	user := store.User{ID: string(e.Sender), Name: e.Sender.Localpart()}
 	a.mu.Lock()
-	if n := a.names[e.Sender]; n != "" {
-		user.Name = n
+	if n := a.names[e.Sender]; n != "" && n != user.Name {
+		// A display name is anyone's to choose: the user ID goes beside it.
+		user.Name, user.Handle = n, string(e.Sender)
 	}
 	a.mu.Unlock()
 	switch e.Type {

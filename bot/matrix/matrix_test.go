@@ -580,3 +580,12 @@ func TestMatrix_HostileTextIsPostedInert(t *testing.T) {
 		}
 	}
 }
+
+// Someone who takes another's display name is shown with their user ID
+// beside it: mallory called "alice" is not alice.
+func TestMatrix_ASpoofedDisplayNameShowsTheUserID(t *testing.T) {
+	e := newEnv(t)
+	e.fake.SetDisplayName(e.room, mallory, "alice")
+	e.fake.Say(mallory, e.room, "!stage hold demo 1h testing")
+	e.waitMessage("You (alice (" + mallory + ")) are not allowed")
+}

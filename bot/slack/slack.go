@@ -46,7 +46,7 @@ type Adapter struct {
 	mu        sync.Mutex
 	botUserID string
 	botID     string
-	names     map[string]string
+	names     map[string]store.User
 	seen      bot.Seen // event IDs, against redelivery
 	connected atomic.Bool
 }
@@ -78,7 +78,7 @@ func New(o Options) (*Adapter, error) {
 	a := &Adapter{
 		opts: o, log: o.Logger,
 		api:   slack.New(o.BotToken, slack.OptionAppLevelToken(o.AppToken), slack.OptionAPIURL(o.APIURL), slack.OptionLog(sdkLog)),
-		names: map[string]string{},
+		names: map[string]store.User{},
 	}
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -191,10 +191,6 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 			if act.Value == "" {
 				continue
 			}
-			name := cb.User.Name
-			if name == "" {
-				name = a.userName(ctx, cb.User.ID)
-			}
 			// A click is the command its button stands for, typed by the
 			// clicking user; the answer goes to the clicked message's thread.
 			thread := cb.Message.ThreadTimestamp
@@ -202,7 +198,7 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 				thread = cb.Container.MessageTs
 			}
 			handle(ctx, bot.Incoming{ID: act.ActionTs, Channel: cb.Channel.ID, Thread: thread,
-				User: store.User{ID: cb.User.ID, Name: name}, Text: act.Value, Direct: true})
+				User: a.user(ctx, cb.User.ID, cb.User.Name), Text: act.Value, Direct: true})
 		}
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := ev.Data.(slack.SlashCommand)
@@ -216,11 +212,7 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		if !a.firstTime("envelope:"+ev.Request.EnvelopeID) || cmd.TriggerID != "" && !a.firstTime("trigger:"+cmd.TriggerID) {
 			return
 		}
-		name := cmd.UserName
-		if name == "" {
-			name = a.userName(ctx, cmd.UserID)
-		}
-		handle(ctx, bot.Incoming{Channel: cmd.ChannelID, User: store.User{ID: cmd.UserID, Name: name}, Text: cmd.Text, Direct: true})
+		handle(ctx, bot.Incoming{Channel: cmd.ChannelID, User: a.user(ctx, cmd.UserID, cmd.UserName), Text: cmd.Text, Direct: true})
 	}
 }
 
@@ -257,7 +249,7 @@ func (a *Adapter) fromEvent(ctx context.Context, cb slackevents.EventsAPIEvent) 
 			text = strings.TrimSpace(strings.ReplaceAll(text, "<@"+me+">", ""))
 		}
 		return bot.Incoming{ID: e.TimeStamp, Channel: e.Channel, Thread: e.ThreadTimeStamp,
-			User: store.User{ID: e.User, Name: a.userName(ctx, e.User)}, Text: text, Direct: direct}, true
+			User: a.user(ctx, e.User, ""), Text: text, Direct: direct}, true
 	case *slackevents.AppMentionEvent:
 		if e.BotID != "" || e.User == "" || e.User == me {
 			return bot.Incoming{}, false
@@ -269,7 +261,7 @@ func (a *Adapter) fromEvent(ctx context.Context, cb slackevents.EventsAPIEvent) 
 			return m
 		}))
 		return bot.Incoming{ID: e.TimeStamp, Channel: e.Channel, Thread: e.ThreadTimeStamp,
-			User: store.User{ID: e.User, Name: a.userName(ctx, e.User)}, Text: text, Direct: true}, true
+			User: a.user(ctx, e.User, ""), Text: text, Direct: true}, true
 	}
 	return bot.Incoming{}, false
 }
@@ -281,26 +273,32 @@ func (a *Adapter) Connected() bool { return a.connected.Load() }
 // what they think was not received).
 func (a *Adapter) firstTime(id string) bool { return a.seen.First(id) }
 
-// userName shows a user by name; the ID stays the identity.
-func (a *Adapter) userName(ctx context.Context, id string) string {
+// user names a user as Slack shows them: the display name they chose,
+// with their unique username beside it when the two differ (anyone may
+// choose any display name). The ID stays the identity; username is what
+// the event said, for when Slack cannot be asked.
+func (a *Adapter) user(ctx context.Context, id, username string) store.User {
 	a.mu.Lock()
-	name, ok := a.names[id]
+	u, ok := a.names[id]
 	a.mu.Unlock()
 	if ok {
-		return name
+		return u
 	}
-	u, err := a.api.GetUserInfoContext(ctx, id)
+	info, err := a.api.GetUserInfoContext(ctx, id)
 	if err != nil {
-		return id
+		if username == "" {
+			username = id
+		}
+		return store.User{ID: id, Name: username}
 	}
-	name = u.Name
-	if u.Profile.DisplayName != "" {
-		name = u.Profile.DisplayName
+	u = store.User{ID: id, Name: info.Name}
+	if d := info.Profile.DisplayName; d != "" && d != info.Name {
+		u.Name, u.Handle = d, "@"+info.Name
 	}
 	a.mu.Lock()
-	a.names[id] = name
+	a.names[id] = u
 	a.mu.Unlock()
-	return name
+	return u
 }
 
 // Send implements bot.Adapter.

@@ -302,3 +302,20 @@ func TestSlack_HostileTextIsPostedInert(t *testing.T) {
 		}
 	}
 }
+
+// Someone who takes another's display name is shown with their own
+// username beside it: mallory called "alice" is not alice.
+func TestSlack_ASpoofedDisplayNameShowsTheHandle(t *testing.T) {
+	e := newEnv(t)
+	e.fake.AddUser("U9", "mallory")
+	e.fake.SetDisplayName("U9", "alice")
+	_, err := e.fake.Say("U9", infra, "!stage holds")
+	must(t, err)
+	e.waitMessage("No holds.")
+	_, err = e.fake.Say("U9", infra, "!stage hold demo 1h testing")
+	must(t, err)
+	e.waitMessage("You (alice (@mallory)) are not allowed")
+	_, err = e.fake.Say("U1", infra, "!stage hold demo 1h testing")
+	must(t, err)
+	e.waitMessage("alice holds demo until")
+}

@@ -94,33 +94,34 @@ type Server struct {
 	// PingInterval is how often the socket is pinged (default 100ms).
 	PingInterval time.Duration
 
-	mu          sync.Mutex
-	messages    []*Message
-	calls       map[string]int
-	users       map[string]string
-	tsSeq       int
-	envSeq      int
-	down        bool
-	noPings     bool
-	limitNext   int
-	retryAfter  int
-	conns       map[*websocket.Conn]bool
-	writers     map[*websocket.Conn]func(any) error
-	connects    int
-	acks        map[string]chan json.RawMessage
-	connChanged chan struct{}
-	lastType    string
-	lastPayload any
-	ackTimes    []time.Duration
-	slowPosts   time.Duration
-	failNext    int
+	mu           sync.Mutex
+	messages     []*Message
+	calls        map[string]int
+	users        map[string]string
+	displayNames map[string]string
+	tsSeq        int
+	envSeq       int
+	down         bool
+	noPings      bool
+	limitNext    int
+	retryAfter   int
+	conns        map[*websocket.Conn]bool
+	writers      map[*websocket.Conn]func(any) error
+	connects     int
+	acks         map[string]chan json.RawMessage
+	connChanged  chan struct{}
+	lastType     string
+	lastPayload  any
+	ackTimes     []time.Duration
+	slowPosts    time.Duration
+	failNext     int
 }
 
 // New starts a fake Slack; it stops when the test ends.
 func New(t interface{ Cleanup(func()) }) *Server {
 	s := &Server{
 		PingInterval: 100 * time.Millisecond,
-		calls:        map[string]int{}, users: map[string]string{},
+		calls:        map[string]int{}, users: map[string]string{}, displayNames: map[string]string{},
 		conns: map[*websocket.Conn]bool{}, writers: map[*websocket.Conn]func(any) error{}, acks: map[string]chan json.RawMessage{},
 		connChanged: make(chan struct{}, 16),
 	}
@@ -141,10 +142,18 @@ func (s *Server) Close() {
 	s.srv.Close()
 }
 
-// AddUser makes users.info know a user.
+// AddUser makes users.info know a user by its username.
 func (s *Server) AddUser(id, name string) {
 	s.mu.Lock()
 	s.users[id] = name
+	s.mu.Unlock()
+}
+
+// SetDisplayName gives a user the display name its owner chose (users.info
+// returns it in the profile).
+func (s *Server) SetDisplayName(id, display string) {
+	s.mu.Lock()
+	s.displayNames[id] = display
 	s.mu.Unlock()
 }
 
@@ -301,12 +310,14 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	case "users.info":
 		s.mu.Lock()
 		name, ok := s.users[r.PostForm.Get("user")]
+		display := s.displayNames[r.PostForm.Get("user")]
 		s.mu.Unlock()
 		if !ok {
 			fail("user_not_found")
 			return
 		}
-		reply(map[string]any{"user": map[string]any{"id": r.PostForm.Get("user"), "name": name, "real_name": name}})
+		reply(map[string]any{"user": map[string]any{"id": r.PostForm.Get("user"), "name": name, "real_name": name,
+			"profile": map[string]any{"display_name": display}}})
 	case "chat.postMessage":
 		m := s.record(r)
 		if m.Channel == "" || strings.HasPrefix(m.Channel, "NOPE") {
