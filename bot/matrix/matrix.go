@@ -65,6 +65,7 @@ type Adapter struct {
 	actions   map[id.EventID]map[string]string // card → reaction key → command
 	latest    map[id.EventID]id.EventID        // thread root → latest event in it
 	warned    map[id.RoomID]bool
+	journal   *handled             // a.mu
 	names     map[id.UserID]string // display names seen in member events
 	started   time.Time
 }
@@ -194,21 +195,28 @@ func (a *Adapter) loadSince(ctx context.Context) string {
 	return string(v)
 }
 
-// handled are the events of one batch already handed to the bot, kept
-// after each so that a batch replayed after a crash (or by the process
-// that takes over) runs none of them again.
+// handled is the journal of events handed to the bot: the last
+// maxHandled event IDs, and per room the server time of the newest. It is
+// kept after each event, so that a batch replayed after a crash (or by the
+// process that takes over) runs none of them again, and so that paging
+// back through a gap stops at what was handled, by identity and time,
+// whatever the homeserver's pagination does (Dendrite does not stop at
+// the "to" token and pages on past it).
 type handled struct {
-	Since string   `json:"since"`
-	IDs   []string `json:"ids"`
+	IDs    []string         `json:"ids"`
+	Newest map[string]int64 `json:"newest,omitempty"`
 }
+
+// maxHandled is how many handled event IDs the journal keeps.
+const maxHandled = 2000
 
 func (a *Adapter) handledKey() string { return "matrix/handled/" + string(a.me) }
 
-// recall marks as seen the events of the batch at since that a previous
-// process handled before it could move the position on.
-func (a *Adapter) recall(ctx context.Context, since string) {
+// recall loads the journal and marks its events as seen.
+func (a *Adapter) recall(ctx context.Context) {
+	a.journal = &handled{Newest: map[string]int64{}}
 	p := a.st.Load()
-	if p == nil || since == "" {
+	if p == nil {
 		return
 	}
 	v, err := (*p).Value(ctx, a.handledKey())
@@ -216,22 +224,62 @@ func (a *Adapter) recall(ctx context.Context, since string) {
 		return
 	}
 	var h handled
-	if json.Unmarshal(v, &h) != nil || h.Since != since {
+	if json.Unmarshal(v, &h) != nil {
+		a.log.Warn("matrix: the journal of handled events is unreadable; starting a new one")
 		return
+	}
+	if h.Newest == nil {
+		h.Newest = map[string]int64{}
 	}
 	for _, id := range h.IDs {
 		a.seen.First(id)
 	}
-	a.log.Info("matrix: resuming a batch that was partly handled", "handled", len(h.IDs))
+	a.journal = &h
+	a.log.Info("matrix: recalled the events already handled", "events", len(h.IDs))
 }
 
-func (a *Adapter) noteHandled(ctx context.Context, h *handled, id string) {
+// wasHandled reports whether e was handed to the bot before.
+func (a *Adapter) wasHandled(e *event.Event) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.journal != nil && slices.Contains(a.journal.IDs, string(e.ID))
+}
+
+// clockSkew is how far behind the newest handled event an event in a gap
+// may be stamped and still be new: servers' clocks differ.
+const clockSkew = 5 * time.Minute
+
+// beforeGap reports whether paging back through a gap in room has reached
+// what came before it: an event handled already, or one stamped well
+// before the newest handled there.
+func (a *Adapter) beforeGap(room id.RoomID, e *event.Event) bool {
+	if a.wasHandled(e) {
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	newest := a.journal.Newest[string(room)]
+	return newest > 0 && e.Timestamp < newest-clockSkew.Milliseconds()
+}
+
+func (a *Adapter) noteHandled(ctx context.Context, room id.RoomID, e *event.Event) {
+	a.mu.Lock()
+	h := a.journal
+	if h == nil {
+		a.mu.Unlock()
+		return
+	}
+	h.IDs = append(h.IDs, string(e.ID))
+	if len(h.IDs) > maxHandled {
+		h.IDs = slices.Clone(h.IDs[len(h.IDs)-maxHandled:])
+	}
+	h.Newest[string(room)] = max(h.Newest[string(room)], e.Timestamp)
+	b, _ := json.Marshal(h)
+	a.mu.Unlock()
 	p := a.st.Load()
 	if p == nil {
 		return
 	}
-	h.IDs = append(h.IDs, id)
-	b, _ := json.Marshal(h)
 	if err := (*p).SetValue(ctx, a.handledKey(), b); err != nil && ctx.Err() == nil {
 		a.log.Error("matrix: note a handled event", "err", err)
 	}
@@ -272,7 +320,7 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		backoff = min(backoff*2, 30*time.Second)
 	}
 	since := a.loadSince(ctx)
-	a.recall(ctx, since)
+	a.recall(ctx)
 	a.log.Info("matrix connected", "user", a.me, "rooms", len(a.rooms), "resumed", since != "")
 	filter := `{"room":{"timeline":{"limit":50},"state":{"lazy_load_members":true}},"presence":{"types":[]},"account_data":{"types":[]}}`
 	backoff = 250 * time.Millisecond
@@ -344,6 +392,10 @@ func (a *Adapter) setup(ctx context.Context) error {
 		a.rooms[resp.RoomID] = true
 		a.mu.Unlock()
 		enc, err := a.isEncrypted(ctx, resp.RoomID)
+		if errors.Is(err, errNotEncryptionState) {
+			a.log.Warn("matrix: cannot tell whether the room is encrypted; an encrypted message will be reported when one arrives", "room", r, "err", err)
+			err = nil
+		}
 		if err != nil {
 			return err
 		}
@@ -384,12 +436,26 @@ func (a *Adapter) isEncrypted(ctx context.Context, room id.RoomID) (bool, error)
 	var content map[string]any
 	err := a.cli.StateEvent(ctx, room, event.StateEncryption, "", &content)
 	switch {
-	case err == nil:
+	case err == nil && encryptionContent(content):
 		return true, nil
+	case err == nil:
+		return false, errNotEncryptionState
 	case errors.Is(err, mautrix.MNotFound):
 		return false, nil
 	}
 	return false, err
+}
+
+// errNotEncryptionState: the homeserver answered the state request with
+// something that is not an m.room.encryption event (Dendrite does so for a
+// room the bot is not in yet), so whether the room is encrypted is unknown.
+var errNotEncryptionState = errors.New("the homeserver's answer is not the room's encryption state (is the bot in the room yet?)")
+
+// encryptionContent reports whether content is an m.room.encryption
+// event's: it names an algorithm.
+func encryptionContent(content map[string]any) bool {
+	alg, _ := content["algorithm"].(string)
+	return alg != ""
 }
 
 // Check connects, learns who the token belongs to and looks at each room
@@ -420,6 +486,8 @@ func Check(ctx context.Context, o Options) (user string, problems []string, err 
 		var content map[string]any
 		err := cli.StateEvent(ctx, roomID, event.StateEncryption, "", &content)
 		switch {
+		case err == nil && !encryptionContent(content):
+			problems = append(problems, fmt.Sprintf("room %s: %s is not in it yet, so whether it is encrypted is unknown; it joins at start if the room is public or it is invited", r, who.UserID))
 		case err == nil:
 			problems = append(problems, fmt.Sprintf("room %s is end-to-end encrypted: stagebot cannot read or write there; use an unencrypted control room", r))
 		case errors.Is(err, mautrix.MNotFound):
@@ -479,11 +547,13 @@ func (a *Adapter) process(ctx context.Context, resp *mautrix.RespSync, initial b
 		}
 	}
 	sort.SliceStable(items, func(i, j int) bool { return items[i].evt.Timestamp < items[j].evt.Timestamp })
-	h := &handled{Since: since}
 	for _, it := range items {
+		if a.wasHandled(it.evt) {
+			continue
+		}
 		if in, ok := a.incoming(ctx, it.room, it.evt); ok {
 			handle(ctx, in)
-			a.noteHandled(ctx, h, in.ID)
+			a.noteHandled(ctx, it.room, it.evt)
 		}
 	}
 }
@@ -510,14 +580,29 @@ func (a *Adapter) learnNames(evs []*event.Event) {
 // pageBack fetches what a limited timeline left out, back to since.
 func (a *Adapter) pageBack(ctx context.Context, room id.RoomID, from, since string) []*event.Event {
 	var got []*event.Event
-	for range 20 {
+	for pages, limited := 0, 0; pages < 20; pages++ {
 		resp, err := a.cli.Messages(ctx, room, from, since, mautrix.DirectionBackward, nil, 100)
+		if wait, ok := retryAfter(err); ok && limited < 10 {
+			limited++
+			pages--
+			sleep(ctx, wait)
+			continue
+		}
 		if err != nil {
 			a.log.Warn("matrix: fetch messages a limited sync left out; some may be missed", "room", room, "err", err)
 			break
 		}
-		got = append(got, resp.Chunk...)
-		if len(resp.Chunk) == 0 || resp.End == "" {
+		// Back to what was handled: the gap ends there, whether or not
+		// the server stopped at the "to" token.
+		reached := false
+		for _, e := range resp.Chunk {
+			if a.beforeGap(room, e) {
+				reached = true
+				break
+			}
+			got = append(got, e)
+		}
+		if reached || len(resp.Chunk) == 0 || resp.End == "" || resp.End == from {
 			break
 		}
 		from = resp.End

@@ -69,6 +69,11 @@ func newAdapter(t *testing.T, fake *matrixtest.Server, rooms ...string) *matrix.
 func newEnv(t *testing.T, steps ...runner.Step) *env {
 	t.Helper()
 	e := &env{t: t, fake: matrixtest.New(t)}
+	t.Cleanup(func() {
+		if n := e.fake.NonNotices(); len(n) > 0 {
+			t.Errorf("the bot sent messages that are not m.notice: %q", n)
+		}
+	})
 	e.room = e.fake.CreateRoom("infra", alice, bob, mallory)
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
@@ -537,13 +542,13 @@ func TestMatrix_ABatchCutShortByACrashRunsNothingTwice(t *testing.T) {
 	if n := e.count(": one"); n != 0 {
 		t.Errorf("a command the dead process had handled was run again")
 	}
-	// A note from another batch does not hide anything.
+	// The journal names events, not batches: one it does not name runs.
 	before = fake.Position()
-	three := fake.Say(alice, room, "!stage holds")
+	fake.Say(alice, room, "!stage holds")
 	e.stop()
 	e.a.Close()
 	must(s.SetValue(ctx, "matrix/since/"+matrixtest.BotID, []byte(before)))
-	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"s1","ids":["`+three.ID+`"]}`)))
+	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"s1","ids":["$another:test.local"]}`)))
 	e.start(s)
 	e.waitMessage("demo held by alice")
 }
@@ -588,4 +593,56 @@ func TestMatrix_ASpoofedDisplayNameShowsTheUserID(t *testing.T) {
 	e.fake.SetDisplayName(e.room, mallory, "alice")
 	e.fake.Say(mallory, e.room, "!stage hold demo 1h testing")
 	e.waitMessage("You (alice (" + mallory + ")) are not allowed")
+}
+
+// After a long gap, a homeserver that pages past the stored position (as
+// Dendrite does) and rate-limits the paging makes the bot run nothing
+// twice: paging stops at the events it handled, by identity, and waits
+// out each 429 instead of giving up.
+func TestMatrix_RestartAfterAGapRunsNothingTwice(t *testing.T) {
+	fake := matrixtest.New(t)
+	room := fake.CreateRoom("infra", alice, bob)
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	e := &env{t: t, fake: fake, room: room}
+	e.start(s)
+	fake.Say(alice, room, "!stage hold demo 1h before the gap")
+	e.waitMessage("alice holds demo until 10:00 UTC: before the gap")
+	fake.Say(alice, room, "!stage release demo")
+	e.waitMessage("ended: released")
+	e.stop()
+	e.a.Close()
+	// More than a sync's timeline while the bot is down.
+	fake.PagePastTo(true, 2)
+	for i := range 70 {
+		fake.Say(bob, room, fmt.Sprintf("chatter %d", i))
+	}
+	fake.Say(alice, room, "!stage hold demo 2h after the gap")
+	e.start(s)
+	e.waitMessage("after the gap")
+	time.Sleep(300 * time.Millisecond)
+	if n := e.count("before the gap"); n != 1 {
+		t.Errorf("the command from before the gap was answered %d times, want once", n)
+	}
+	if n := e.count("ended: released"); n != 1 {
+		t.Errorf("the release from before the gap was answered %d times, want once", n)
+	}
+	if fake.RateLimited() < 2 {
+		t.Errorf("the paging was not rate-limited: %d", fake.RateLimited())
+	}
+}
+
+// The bot's own account is not a person: a command typed from another of
+// its devices is not run.
+func TestMatrix_TheBotsOwnAccountIsIgnored(t *testing.T) {
+	e := newEnv(t)
+	e.fake.Say(matrixtest.BotID, e.room, "!stage hold demo 1h from another device")
+	e.fake.Say(alice, e.room, "!stage holds")
+	e.waitMessage("No holds.")
+	if n := e.count("from another device"); n != 1 { // the command itself, as the fake keeps it
+		t.Errorf("the bot's own command was answered: %d messages mention it", n)
+	}
 }

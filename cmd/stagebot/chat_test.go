@@ -254,6 +254,19 @@ func TestCheck_MatrixSaysAnEncryptedRoom(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "is end-to-end encrypted") || !strings.Contains(err.Error(), "unencrypted control room") {
 		t.Fatalf("check of an encrypted room: %v\n%s", err, out.String())
 	}
+	// A room the bot is invited to but not in, on a homeserver that
+	// answers a non-member's state request with another event (Dendrite):
+	// unknown, not encrypted.
+	other := fake.CreateRoom("other")
+	fake.Invite(other, "@alice:test.local", matrixtest.BotID, false, false)
+	fake.PagePastTo(true, 0)
+	cfg2 := strings.Replace(cfg, "control_channels: ['"+room+"']", "control_channels: ['"+other+"']", 1)
+	os.WriteFile(path, []byte(cfg2), 0o600)
+	out.Reset()
+	err = Main(context.Background(), []string{"check", "-c", path}, nil, &out, &out)
+	if strings.Contains(out.String()+fmt.Sprint(err), "is end-to-end encrypted") || !strings.Contains(out.String()+fmt.Sprint(err), "is not in it yet") {
+		t.Fatalf("check of a room the bot is invited to: %v\n%s", err, out.String())
+	}
 	fake.Revoke(matrixtest.Token)
 	if err := Main(context.Background(), []string{"check", "-c", path}, nil, &out, &out); err == nil || !strings.Contains(err.Error(), "M_UNKNOWN_TOKEN") || strings.Contains(out.String()+err.Error(), matrixtest.Token) {
 		t.Fatalf("check with a revoked token: %v", err)

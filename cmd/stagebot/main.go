@@ -219,7 +219,7 @@ func checkChat(ctx context.Context, w io.Writer, cfg *Config) error {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
 	for _, p := range problems {
-		if strings.Contains(p, "encrypted") {
+		if strings.Contains(p, "is end-to-end encrypted") {
 			return errors.New("a Matrix room is end-to-end encrypted, which stagebot does not support: use an unencrypted control room")
 		}
 	}

@@ -76,14 +76,20 @@ type Server struct {
 	filters map[string]string
 	nextID  int
 
-	down      bool
-	limit429  int // the next n sends are refused with 429
-	retryMS   int
-	header429 bool // also send Retry-After
-	fail500   int  // the next n sends are stored, then answered 500
-	sends     int  // PUT /send requests (successful or not)
-	syncs     []string
-	refused   int
+	down     bool
+	limit429 int // the next n sends are refused with 429
+	// pagesPastTo makes /messages page as Dendrite does: past its "to"
+	// token, always with an "end"; limitPages refuses the next n pages
+	// with 429.
+	pagesPastTo bool
+	nonNotices  []string // the bot's messages that were not m.notice
+	limitPages  int
+	retryMS     int
+	header429   bool // also send Retry-After
+	fail500     int  // the next n sends are stored, then answered 500
+	sends       int  // PUT /send requests (successful or not)
+	syncs       []string
+	refused     int
 }
 
 // New starts a fake homeserver that knows the bot's account, until the
@@ -266,6 +272,24 @@ func (s *Server) RateLimit(n int, retry time.Duration, header bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limit429, s.retryMS, s.header429 = n, int(retry.Milliseconds()), header
+}
+
+// NonNotices lists the bot's messages sent with another msgtype than
+// m.notice.
+func (s *Server) NonNotices() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.nonNotices...)
+}
+
+// PagePastTo makes the fake behave as Dendrite v0.13 does: /messages
+// ignores its "to" token and always gives an "end", and a state request
+// for a room the user is not in answers 200 with another event's content.
+// The next limited pages are refused with 429 and retry_after_ms.
+func (s *Server) PagePastTo(on bool, limited int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pagesPastTo, s.limitPages = on, limited
 }
 
 // FailAfterStoring makes the next n sends store their event and answer
@@ -595,6 +619,11 @@ func (s *Server) state(w http.ResponseWriter, user, roomID, typ, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rm := s.rooms[roomID]
+	if rm != nil && rm.members[user] != "join" && s.pagesPastTo {
+		// As Dendrite v0.13 does: 200 and another event's content.
+		writeJSON(w, 200, map[string]any{"membership": "invite"})
+		return
+	}
 	if rm == nil || rm.members[user] != "join" {
 		merr(w, 403, "M_FORBIDDEN", "You aren't a member of the room.")
 		return
@@ -662,6 +691,10 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request, tok, user, roomID,
 	if b, _ := json.Marshal(content); len(b) > 65536 {
 		merr(w, 413, "M_TOO_LARGE", "event too large")
 		return
+	}
+	if typ == "m.room.message" && user == BotID && content["msgtype"] != "m.notice" {
+		// A bot speaks in notices, which other bots do not answer.
+		s.nonNotices = append(s.nonNotices, fmt.Sprint(content["msgtype"], ": ", content["body"]))
 	}
 	if typ == "m.reaction" {
 		rel, _ := content["m.relates_to"].(map[string]any)
@@ -869,14 +902,21 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, tok, roomID st
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.limitPages > 0 {
+		s.limitPages--
+		s.refused++
+		writeJSON(w, 429, map[string]any{"errcode": "M_LIMIT_EXCEEDED", "error": "Too Many Requests", "retry_after_ms": 100})
+		return
+	}
 	var chunk []any
 	end := ""
+	last := 0
 	for i := len(s.events) - 1; i >= 0; i-- {
 		e := s.events[i]
 		if e.Room != roomID || e.pos > from {
 			continue
 		}
-		if e.pos <= to {
+		if e.pos <= to && !s.pagesPastTo {
 			break
 		}
 		if len(chunk) == limit {
@@ -884,6 +924,10 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request, tok, roomID st
 			break
 		}
 		chunk = append(chunk, s.wireLocked(e, tok))
+		last = e.pos
+	}
+	if s.pagesPastTo && end == "" && last > 0 {
+		end = token(last - 1)
 	}
 	resp := map[string]any{"start": q.Get("from"), "chunk": chunk}
 	if end != "" {
