@@ -96,7 +96,15 @@ func startBot(t *testing.T, cfg string, env ...string) *botProcess {
 		t.Fatal(err)
 	}
 	p := &botProcess{cmd: cmd, in: in, out: out}
-	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+		// The process is built with -race like its test: a race it hit
+		// fails the test that started it, whatever else it checked.
+		if out := p.out.String(); strings.Contains(out, "WARNING: DATA RACE") {
+			t.Errorf("stagebot run hit a data race:\n%s", out[strings.Index(out, "WARNING: DATA RACE"):])
+		}
+	})
 	return p
 }
 

@@ -467,6 +467,9 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		case <-sctx.Done():
 		}
 	}(ctx)
+	// The bot runs on the leader's term when there is a lease: a context of
+	// its own, as the goroutines above keep reading ctx.
+	runCtx := ctx
 	if el != nil {
 		// Only the leader talks in chat, runs the schedule and starts
 		// runs; until then this process serves its status page and waits.
@@ -501,7 +504,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 				}
 			}
 		}()
-		ctx = lctx
+		runCtx = lctx
 		defer func() {
 			select {
 			case <-steppedDown:
@@ -512,5 +515,5 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 			}
 		}()
 	}
-	return b.Run(ctx)
+	return b.Run(runCtx)
 }
