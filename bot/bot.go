@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"runtime/debug"
 	"slices"
@@ -37,8 +36,6 @@ type Target struct {
 	// Pipelines by name; DefaultPipeline is used when a request names none.
 	Pipelines       map[string]*runner.Pipeline
 	DefaultPipeline string
-	// Rollback, when set, puts back what the last refresh replaced.
-	Rollback func(ctx context.Context, log io.Writer) (string, error)
 	// Recover, when set, repairs what a crash left (a half-made copy, a
 	// database left refusing connections) and says what it did.
 	Recover func(ctx context.Context) (string, error)

@@ -13,20 +13,46 @@ import (
 // max_age starts despite the holds: the holders' time to wrap up.
 func lastCallGap(t *Target) time.Duration { return max(t.Notice, time.Minute) }
 
-// dataTime is when the data staging holds came from production: the end of
-// the last successful refresh (a reset puts back that refresh's data, so
-// it does not count). ok is false when staging was never refreshed.
+// dataTime is when the data staging holds came from production: the end
+// of the refresh that made the copy in place (see dataSource). ok is false
+// when staging was never refreshed.
 func (b *Bot) dataTime(ctx context.Context, target string) (time.Time, bool) {
-	runs, err := b.store.Runs(ctx, store.RunFilter{Target: target, States: []store.RunState{store.RunSucceeded}})
-	if err != nil {
+	from, _, ok := b.dataSource(ctx, target)
+	if !ok {
 		return time.Time{}, false
 	}
-	for _, r := range runs {
-		if r.Pipeline != commands.ResetPipeline {
-			return r.EndedAt, true
-		}
+	return from.EndedAt, true
+}
+
+// dataSource says which refresh's data staging holds (from) and which run
+// put it in place (by: that refresh, a reset or a rollback), by replaying
+// the target's successful runs: a refresh puts its copy in place and keeps
+// the one it replaced; a reset puts back a copy of the last refresh; a
+// rollback swaps the copy in place with the one kept.
+func (b *Bot) dataSource(ctx context.Context, target string) (from, by *store.Run, ok bool) {
+	runs, err := b.store.Runs(ctx, store.RunFilter{Target: target, States: []store.RunState{store.RunSucceeded}})
+	if err != nil {
+		return nil, nil, false
 	}
-	return time.Time{}, false
+	var current, previous, lastRefresh *store.Run
+	for i := len(runs) - 1; i >= 0; i-- { // oldest first
+		r := runs[i]
+		switch r.Pipeline {
+		case commands.ResetPipeline:
+			if lastRefresh != nil {
+				previous, current = current, lastRefresh
+			}
+		case commands.RollbackPipeline:
+			current, previous = previous, current
+		default:
+			previous, current, lastRefresh = current, r, r
+		}
+		by = r
+	}
+	if current == nil {
+		return nil, by, false
+	}
+	return current, by, true
 }
 
 // deadline is when holds stop keeping r waiting: its target's data reaches

@@ -62,6 +62,10 @@ type Snapshot struct {
 	// LastSuccess is when each target's last successful refresh ended
 	// (zero: never).
 	LastSuccess map[string]time.Time
+	// DataFrom is when the data each target's staging holds came from
+	// production (see dataSource; absent: never refreshed). After a
+	// rollback it is the older refresh's, not the rollback's.
+	DataFrom map[string]time.Time
 	// MaxAge is each target's max_age (targets without one are absent).
 	MaxAge map[string]time.Duration
 	// Unavailable is how long staging was unavailable in each target's
@@ -86,7 +90,7 @@ type Snapshot struct {
 func (b *Bot) Snapshot(ctx context.Context) (Snapshot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s := Snapshot{LastSuccess: map[string]time.Time{}, MaxAge: map[string]time.Duration{}, Unavailable: map[string]time.Duration{}, Holds: map[string]int{},
+	s := Snapshot{LastSuccess: map[string]time.Time{}, DataFrom: map[string]time.Time{}, MaxAge: map[string]time.Duration{}, Unavailable: map[string]time.Duration{}, Holds: map[string]int{},
 		Waiting: map[string]int{}, Running: len(b.running), Connected: true, Now: b.clock.Now()}
 	for name, t := range b.targets {
 		if t.MaxAge > 0 {
@@ -96,10 +100,13 @@ func (b *Bot) Snapshot(ctx context.Context) (Snapshot, error) {
 		if err != nil {
 			return s, err
 		}
+		if from, _, ok := b.dataSource(ctx, name); ok {
+			s.DataFrom[name] = from.EndedAt
+		}
 		if len(last) == 1 {
 			s.LastSuccess[name] = last[0].EndedAt
 			for _, st := range last[0].Steps {
-				if st.Kind == "pg_swap" {
+				if st.Kind == "pg_swap" || st.Kind == "pg_rollback" {
 					if d, ok := unavailableFor(st.Detail); ok {
 						s.Unavailable[name] = d
 					}

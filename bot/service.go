@@ -464,31 +464,6 @@ func (b *Bot) Unwatch(ctx context.Context, c *commands.Call) error {
 	return nil
 }
 
-// Rollback implements commands.Service.
-func (b *Bot) Rollback(ctx context.Context, c *commands.Call) error {
-	in := callFrom(ctx).in
-	t := b.targets[c.Target]
-	if t.Rollback == nil {
-		return refuse("%s keeps no previous copy to roll back to: rollback needs a pipeline with a pg_refresh step.", t.Name)
-	}
-	active, err := b.store.Runs(ctx, store.RunFilter{Target: t.Name, States: []store.RunState{store.RunRunning}})
-	if err != nil {
-		return err
-	}
-	if len(active) > 0 {
-		return refuse("Run %d of %s is running; wait for it or abort it before rolling back.", active[0].ID, t.Name)
-	}
-	var log strings.Builder
-	detail, err := t.Rollback(ctx, &log)
-	if err != nil {
-		b.audit(ctx, in.User, "rollback failed", t.Name, 0, 0, err.Error())
-		return refuse("Rollback of %s failed: %s. Staging was left as it was.", t.Name, err)
-	}
-	b.audit(ctx, in.User, "rollback", t.Name, 0, 0, detail)
-	b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf("%s rolled %s back: %s", in.User.Display(), t.Name, detail)})
-	return nil
-}
-
 // History implements commands.Service.
 func (b *Bot) History(ctx context.Context, c *commands.Call) error {
 	runs, err := b.store.Runs(ctx, store.RunFilter{Target: c.Target, Limit: c.Count})
@@ -564,15 +539,16 @@ func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
 		if t.Description != "" {
 			sb.WriteString(" — " + t.Description)
 		}
-		last, err := b.store.Runs(ctx, store.RunFilter{Target: name, States: []store.RunState{store.RunSucceeded}, Limit: 1})
-		if err != nil {
-			return err
-		}
-		if len(last) > 0 {
-			age := b.clock.Now().Sub(last[0].EndedAt)
-			fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s", last[0].ID, fmtAge(age))
-			if at, ok := b.dataTime(ctx, name); ok && t.MaxAge > 0 {
-				if b.clock.Now().Sub(at) >= t.MaxAge {
+		if from, by, ok := b.dataSource(ctx, name); ok {
+			age := b.clock.Now().Sub(from.EndedAt)
+			switch {
+			case by.ID == from.ID:
+				fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s", from.ID, fmtAge(age))
+			default:
+				fmt.Fprintf(&sb, "\n  data: run %d's refresh, put back by run %d (%s), %s", from.ID, by.ID, by.Pipeline, fmtAge(age))
+			}
+			if t.MaxAge > 0 {
+				if age >= t.MaxAge {
 					fmt.Fprintf(&sb, " (past its max_age of %s)", fmtDur(t.MaxAge))
 				} else {
 					fmt.Fprintf(&sb, " (max_age %s)", fmtDur(t.MaxAge))

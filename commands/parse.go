@@ -379,6 +379,22 @@ func parseReset(p *argParser, c *Call) error {
 	return parseResync(p, c)
 }
 
+// RollbackPipeline is the pipeline a target that keeps its previous copy
+// has for rollback.
+const RollbackPipeline = "rollback"
+
+func parseRollback(p *argParser, c *Call) error {
+	t, err := p.target(false)
+	if err != nil {
+		return err
+	}
+	if p.o.Targets != nil && !contains(p.o.Targets[t], RollbackPipeline) {
+		return fmt.Errorf("target %s keeps no previous copy to roll back to: rollback needs keep_previous (the default) and a pg_refresh step in the default pipeline", t)
+	}
+	p.words = append([]string{t, RollbackPipeline}, p.words...)
+	return parseResync(p, c)
+}
+
 func parseResync(p *argParser, c *Call) error {
 	t, err := p.target(false)
 	if err != nil {

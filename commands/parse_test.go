@@ -23,7 +23,7 @@ var now = time.Date(2026, 11, 22, 14, 30, 0, 0, berlin)
 func opts() Options {
 	return Options{
 		Prefix: "!stage", Now: now, Location: berlin,
-		Targets: map[string][]string{"fas2": {"default", "db", "reset"}, "koji": {"default"}},
+		Targets: map[string][]string{"fas2": {"default", "db", "reset", "rollback"}, "koji": {"default"}},
 	}
 }
 
@@ -70,7 +70,7 @@ func TestParse_Commands(t *testing.T) {
 		{in: "!stage history 5", want: Call{Count: 5}},
 		{in: "!stage history fas2 20", want: Call{Target: "fas2", Count: 20}},
 		{in: "!stage log 3", want: Call{Run: 3}},
-		{in: "!stage rollback fas2", want: Call{Target: "fas2"}},
+		{in: "!stage rollback fas2", want: Call{Target: "fas2", Pipeline: "rollback"}},
 		{in: "!stage watch koji", want: Call{Target: "koji"}},
 		{in: "!stage unwatch koji", want: Call{Target: "koji"}},
 	}

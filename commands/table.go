@@ -24,7 +24,6 @@ type Service interface {
 	Schedule(ctx context.Context, c *Call) error
 	History(ctx context.Context, c *Call) error
 	Log(ctx context.Context, c *Call) error
-	Rollback(ctx context.Context, c *Call) error
 	Watch(ctx context.Context, c *Call) error
 	Unwatch(ctx context.Context, c *Call) error
 }
@@ -275,15 +274,27 @@ func init() {
 			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Log(ctx, c) },
 		},
 		{
-			Name: "rollback", Args: "<target>",
-			Summary:     "put back the staging database the last refresh replaced",
-			Description: "Swaps the previous staging database back into place, if the last refresh kept it.",
-			Examples:    []string{"rollback fas2"},
-			Mutates:     true,
-			Scopes:      func(c *Call) []string { return scope(ScopeRoot, "rollback", c.Target) },
-			parse:       parseTarget,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Rollback(ctx, c) },
+			Name: "rollback", Args: "<target> [in <duration> | at <time> | now] [--dry-run]",
+			Summary: "put back the staging copy the last refresh replaced",
+			Description: "A run of the target's rollback pipeline: its own steps (stop the app, start it) around putting the previous copy " +
+				"back in place; the copy it replaces becomes the previous one, so a second rollback undoes the first. It wipes what " +
+				"was changed on staging, as a refresh does, and is announced, held and approved like one.",
+			Examples: []string{"rollback fas2", "rollback fas2 now"},
+			Mutates:  true,
+			Scopes: func(c *Call) []string {
+				if c.DryRun {
+					return readScope(c)
+				}
+				s := scope(ScopeRoot, "rollback", c.Target)
+				if c.When.Kind == WhenNow {
+					s = append(s, scope(ScopeRoot, "now", c.Target)...)
+				}
+				return s
+			},
+			parse:   parseRollback,
+			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
 		},
+
 		{
 			Name: "watch", Args: "<target>",
 			Summary:     "be mentioned in a target's announcements",

@@ -47,6 +47,7 @@ func stepMark(s store.StepState) string {
 type targetView struct {
 	bot.TargetInfo
 	LastSuccess time.Time
+	DataFrom    time.Time // when the data in place left production
 	MaxAge      time.Duration
 	Stale       bool // older than MaxAge
 	Holds       []*store.Hold
@@ -88,8 +89,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	v := statusView{Now: snap.Now, Fragment: r.URL.Query().Get("part") == "live"}
 	for _, t := range s.b.Targets() {
-		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name], MaxAge: snap.MaxAge[t.Name]}
-		tv.Stale = tv.MaxAge > 0 && !tv.LastSuccess.IsZero() && snap.Now.Sub(tv.LastSuccess) >= tv.MaxAge
+		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name], DataFrom: snap.DataFrom[t.Name], MaxAge: snap.MaxAge[t.Name]}
+		tv.Stale = tv.MaxAge > 0 && !tv.DataFrom.IsZero() && snap.Now.Sub(tv.DataFrom) >= tv.MaxAge
 		for _, h := range holds {
 			if h.Covers(t.Name) {
 				tv.Holds = append(tv.Holds, h)

@@ -246,7 +246,7 @@ func (m *Metrics) RunEnded(r *store.Run) {
 }
 
 var (
-	dataAge     = prometheus.NewDesc("stagebot_data_age_seconds", "Seconds since the target's last successful refresh ended (absent: never refreshed).", []string{"target"}, nil)
+	dataAge     = prometheus.NewDesc("stagebot_data_age_seconds", "Seconds since the data staging holds left production: the end of the refresh that made the copy in place (absent: never refreshed).", []string{"target"}, nil)
 	maxAge      = prometheus.NewDesc("stagebot_data_max_age_seconds", "How old the target's data may get (its max_age; absent: no limit).", []string{"target"}, nil)
 	lastSuccess = prometheus.NewDesc("stagebot_last_success_timestamp_seconds", "When the target's last successful refresh ended.", []string{"target"}, nil)
 	unavailable = prometheus.NewDesc("stagebot_swap_unavailable_seconds", "How long staging was unavailable in the target's last swap.", []string{"target"}, nil)
@@ -281,8 +281,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(scrapeOK, prometheus.GaugeValue, 1)
-	for t, at := range s.LastSuccess {
+	for t, at := range s.DataFrom {
 		ch <- prometheus.MustNewConstMetric(dataAge, prometheus.GaugeValue, s.Now.Sub(at).Seconds(), t)
+	}
+	for t, at := range s.LastSuccess {
 		ch <- prometheus.MustNewConstMetric(lastSuccess, prometheus.GaugeValue, float64(at.UnixNano())/1e9, t)
 	}
 	for t, d := range s.MaxAge {

@@ -813,6 +813,9 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	if t.MaxAge < 0 {
 		bad(f+".max_age", "must not be negative")
 	}
+	if _, ok := t.Pipelines["rollback"]; ok && t.Database != nil {
+		bad(f+".pipelines.rollback", "a target with a database gets its rollback pipeline from its default one: give yours another name")
+	}
 	if t.Database != nil && t.Database.KeepBase {
 		if _, ok := t.Pipelines["reset"]; ok {
 			bad(f+".pipelines.reset", "keep_base makes the target's reset pipeline itself: give yours another name")

@@ -25,7 +25,7 @@ func TestConfigExample_LoadsAndValidates(t *testing.T) {
 		t.Fatalf("example not read as documented: %+v", tg)
 	}
 	o := cfg.botOptions(deps{})
-	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 2 || o.Targets[0].Rollback == nil {
+	if len(o.Targets) != 1 || len(o.Targets[0].Pipelines["default"].Finally) != 2 || o.Targets[0].Pipelines["rollback"] == nil {
 		t.Fatalf("options: %+v", o.Targets)
 	}
 	var kinds []string

@@ -318,8 +318,8 @@ func TestCrash_KilledBetweenTheTwoRenames(t *testing.T) {
 	}
 	// Rollback from chat puts the copy that refresh replaced back.
 	bot = startBot(t, e.cfg)
-	bot.say(t, "!stage rollback app")
-	if out := bot.finish(t); !strings.Contains(out, "alice rolled app back: app is back to the copy the last refresh replaced") {
+	bot.say(t, "!stage rollback app now")
+	if out := bot.finish(t); !strings.Contains(out, "✅ Run 4 of app/rollback succeeded") {
 		t.Fatalf("rollback:\n%s", out)
 	}
 	if got := checksum(t, e.stgDSN); got != before {

@@ -69,7 +69,7 @@ func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as str
 Try: !stage help · !stage resync demo now · !stage status · !stage log 1
      !stage hold demo 1h testing the login · !stage resync demo now · !stage release demo
      !stage resync demo broken now (fails before the swap: staging stays as it was)
-     !stage rollback demo (after a second refresh: puts back the copy it replaced)
+     !stage rollback demo now (after a second refresh: puts back the copy it replaced)
 Connect with: psql "%s"
 Type /quit or Ctrl-D to end; the servers are removed.
 

@@ -51,7 +51,7 @@ func TestReadme_TryBlockWorksAsWritten(t *testing.T) {
 		"❌ Run 3 of demo/broken failed",
 		"Staging is as it was: the run stopped before the swap.",
 		"✅ Run 4 of demo/default succeeded",
-		"alice rolled demo back: shop is back to the copy the last refresh replaced",
+		"✅ Run 5 of demo/rollback succeeded",
 		"Run 3 of demo/broken: failed",
 		"(you are now bob)",
 		"No holds.",

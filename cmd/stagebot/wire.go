@@ -146,9 +146,6 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		if dp.tell != nil {
 			pg.Notify = func(msg string) { dp.tell(name, msg) }
 		}
-		if pg.KeepPrevious {
-			t.Rollback = pg.Rollback
-		}
 	}
 	for pn, pc := range tc.Pipelines {
 		p := &runner.Pipeline{Name: pn, HoldAll: pc.HoldAll}
@@ -163,7 +160,34 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 	if pg != nil && pg.KeepBase {
 		t.Pipelines[commands.ResetPipeline] = resetPipeline(tc.Pipelines[tc.DefaultPipeline], pg, tc.MaxAge.D())
 	}
+	if pg != nil && pg.KeepPrevious {
+		if dp := tc.Pipelines[tc.DefaultPipeline]; dp != nil && slices.ContainsFunc(dp.Steps, func(s StepConfig) bool { return s.kind() == "pg_refresh" }) {
+			t.Pipelines[commands.RollbackPipeline] = rollbackPipeline(dp, pg)
+		}
+	}
 	return t
+}
+
+// rollbackPipeline is the default pipeline with its refresh and swap
+// replaced by putting the previous copy back, and without the steps on the
+// shadow (there is none): its stop and start steps, checks on staging and
+// finally steps stay, so a rollback stops and starts the app as a refresh
+// does.
+func rollbackPipeline(pc *PipelineConfig, pg *postgres.Target) *runner.Pipeline {
+	p := &runner.Pipeline{Name: commands.RollbackPipeline, HoldAll: pc.HoldAll}
+	for _, st := range withSwap(pc.Steps) {
+		switch {
+		case st.kind() == "pg_refresh":
+			p.Steps = append(p.Steps, &postgres.RollbackStep{StepName: "put the previous copy back", Target: pg})
+		case st.kind() == "pg_swap", st.On == "shadow":
+		default:
+			p.Steps = append(p.Steps, buildStep(st, pg, false))
+		}
+	}
+	for i := range pc.Finally {
+		p.Finally = append(p.Finally, buildStep(pc.Finally[i], pg, true))
+	}
+	return p
 }
 
 // resetPipeline is the default pipeline with its refresh from production
