@@ -73,12 +73,17 @@ type Progress struct {
 func (p Progress) String() string {
 	var parts []string
 	if p.Total > 0 {
-		parts = append(parts, fmt.Sprintf("%d%%", p.Done*100/p.Total))
+		parts = append(parts, fmt.Sprintf("%d%%", min(p.Done, p.Total)*100/p.Total))
 	}
-	if p.Unit == "bytes" {
-		parts = append(parts, fmt.Sprintf("%s of %s", Bytes(p.Done), Bytes(p.Total)))
-	} else if p.Unit != "" {
-		parts = append(parts, fmt.Sprintf("%d of %d %s", p.Done, p.Total, p.Unit))
+	switch {
+	case p.Unit == "bytes" && p.Total > 0:
+		parts = append(parts, fmt.Sprintf("%s of %s", Bytes(min(p.Done, p.Total)), Bytes(p.Total)))
+	case p.Unit == "bytes" && p.Done > 0:
+		parts = append(parts, Bytes(p.Done))
+	case p.Unit != "" && p.Total > 0:
+		parts = append(parts, fmt.Sprintf("%d of %d %s", min(p.Done, p.Total), p.Total, p.Unit))
+	case p.Unit != "" && p.Done > 0:
+		parts = append(parts, fmt.Sprintf("%d %s", p.Done, p.Unit))
 	}
 	if p.Items != "" {
 		parts = append(parts, p.Items)
@@ -87,6 +92,25 @@ func (p Progress) String() string {
 		parts = append(parts, "ETA "+p.ETA.Round(time.Second).String())
 	}
 	return strings.Join(parts, ", ")
+}
+
+// ETA guesses the time left from the rate so far, once there is a rate to
+// go by: 0 (no guess) in the first 10 seconds and before 5% is done, when
+// fixed costs dominate and a guess swings wildly.
+func ETA(elapsed time.Duration, done, total int64) time.Duration {
+	if total <= 0 || done <= 0 || done >= total || elapsed < 10*time.Second || done*20 < total {
+		return 0
+	}
+	return time.Duration(float64(elapsed) * float64(total-done) / float64(done))
+}
+
+// Estimated renders "n of ~est what", with the estimate raised to n where
+// it fell short, so that a count never passes its total.
+func Estimated(n, est int64, what string) string {
+	if est <= 0 {
+		return fmt.Sprintf("%d %s", n, what)
+	}
+	return fmt.Sprintf("%d of ~%d %s", n, max(n, est), what)
 }
 
 // Bytes renders n bytes for people.

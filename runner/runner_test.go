@@ -187,6 +187,45 @@ func TestProgress_String(t *testing.T) {
 	}
 }
 
+// Progress never says more is done than there is to do, shows no "0 B of
+// 0 B", and guesses no ETA before it has a rate to go by.
+func TestProgress_NeverSaysTheImpossible(t *testing.T) {
+	for _, tt := range []struct {
+		p    Progress
+		want string
+	}{
+		{Progress{Done: 2 << 30, Total: 1 << 30, Unit: "bytes"}, "100%, 1.0 GiB of 1.0 GiB"},
+		{Progress{Unit: "bytes", Items: "12 rows"}, "12 rows"},
+		{Progress{Done: 5 << 20, Unit: "bytes"}, "5.0 MiB"},
+		{Progress{Done: 9, Total: 4, Unit: "files"}, "100%, 4 of 4 files"},
+	} {
+		if got := tt.p.String(); got != tt.want {
+			t.Errorf("%+v: %q, want %q", tt.p, got, tt.want)
+		}
+	}
+	if got := Estimated(407609, 279168, "rows"); got != "407609 of ~407609 rows" {
+		t.Errorf("a count past its estimate: %q", got)
+	}
+	if got := Estimated(5, 0, "rows"); got != "5 rows" {
+		t.Errorf("no estimate: %q", got)
+	}
+	for _, tt := range []struct {
+		elapsed     time.Duration
+		done, total int64
+		want        time.Duration
+	}{
+		{2 * time.Second, 10, 100, 0},       // too early
+		{time.Minute, 1, 100, 0},            // too little done
+		{time.Minute, 50, 100, time.Minute}, // half done
+		{time.Minute, 100, 100, 0},          // done
+		{time.Minute, 10, 0, 0},             // no total
+	} {
+		if got := ETA(tt.elapsed, tt.done, tt.total); got != tt.want {
+			t.Errorf("ETA(%s, %d, %d) = %s, want %s", tt.elapsed, tt.done, tt.total, got, tt.want)
+		}
+	}
+}
+
 func TestExec_Hosts(t *testing.T) {
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls")

@@ -59,6 +59,20 @@ func fileSteps(tg *postgres.Target, path string) []runner.Step {
 	return []runner.Step{&postgres.Refresh{StepName: "restore", Target: tg, Source: postgres.Source{File: path}}, &postgres.Swap{StepName: "swap", Target: tg}}
 }
 
+// dirSize is a file's size, or the total of a directory's files.
+func dirSize(t *testing.T, path string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(path, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			info, _ := d.Info()
+			n += info.Size()
+		}
+		return err
+	})
+	return n
+}
+
 func TestRefresh_BackupFiles(t *testing.T) {
 	f := newFixture(t)
 	dsn := f.prod.DSN(f.prodDB)
@@ -87,9 +101,22 @@ func TestRefresh_BackupFiles(t *testing.T) {
 	files["directory"] = nil
 	for name := range files {
 		t.Run(name, func(t *testing.T) {
-			log, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), nil)
+			rep := &progressLog{}
+			log, err := run(t, fileSteps(f.target, filepath.Join(dir, name)), rep)
 			if err != nil {
 				t.Fatalf("%v\n%s", err, log)
+			}
+			// Progress is bytes of the file read, in every format: the
+			// last report of the restore is the whole file.
+			size := dirSize(t, filepath.Join(dir, name))
+			var last runner.Progress
+			for i, p := range rep.ps {
+				if rep.steps[i] == 0 {
+					last = p
+				}
+			}
+			if last.Unit != "bytes" || last.Total != size || last.Done != size {
+				t.Errorf("the restore's last progress is %q (%d of %d %s), want the file's %d bytes", last, last.Done, last.Total, last.Unit, size)
 			}
 			got := fingerprint(t, f.stg.DSN(f.stgDB))
 			if name == "create.sql.xz" {

@@ -103,20 +103,22 @@ func (p *progressPoller) poll(ctx context.Context, final bool) {
 	} else {
 		pr = runner.Progress{Done: min(bytes, p.totalBytes), Total: p.totalBytes, Unit: "bytes"}
 	}
-	items := fmt.Sprintf("%d rows", rows+copying)
-	if p.totalRows > 0 {
-		items = fmt.Sprintf("%d of ~%d rows", rows+copying, p.totalRows)
+	if final {
+		// Sizes on the two servers differ a little, and an empty table
+		// has no size: finished is 100%, every table and index in.
+		pr.Done = pr.Total
+		tables, indexes = max(tables, p.totalTables), max(indexes, p.totalIndex)
+	}
+	items := runner.Estimated(rows+copying, p.totalRows, "rows")
+	if final {
+		items = fmt.Sprintf("%d rows", rows+copying)
 	}
 	if p.totalTables > 0 {
 		items += fmt.Sprintf(", %d/%d tables, %d/%d indexes", min(tables, p.totalTables), p.totalTables, min(indexes, p.totalIndex), p.totalIndex)
 	}
 	pr.Items = items
-	if final {
-		// Sizes on the two servers differ a little; finished is 100%.
-		pr.Done = pr.Total
-	} else if pr.Total > 0 && pr.Done > 0 && pr.Done < pr.Total {
-		elapsed := time.Since(p.started)
-		pr.ETA = time.Duration(float64(elapsed) * float64(pr.Total-pr.Done) / float64(pr.Done))
+	if !final {
+		pr.ETA = runner.ETA(time.Since(p.started), pr.Done, pr.Total)
 	}
 	p.mu.Lock()
 	p.last = pr

@@ -491,16 +491,11 @@ func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, pa
 	defer releaseStg()
 	jobs := strconv.Itoa(r.Target.jobs())
 	fmt.Fprintf(env.Log, "restoring %s (%s) into %s\n", path, format, next)
-	switch {
-	case format.dir:
+	if format.dir || (format.custom && format.compression == "") {
+		// pg_restore reads these itself (-j workers seek in them): what
+		// it has read is taken from /proc.
 		args := append(r.restoreArgs(sconn), "-j", jobs, path)
-		if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
-			return fmt.Errorf("pg_restore: %w", err)
-		}
-		return nil
-	case format.custom && format.compression == "":
-		args := append(r.restoreArgs(sconn), "-j", jobs, path)
-		if err := runTool(ctx, tool(ctx, env, senv, tl.restore, args...)); err != nil {
+		if err := runReading(ctx, tool(ctx, env, senv, tl.restore, args...), backupSize(path), prog); err != nil {
 			return fmt.Errorf("pg_restore: %w", err)
 		}
 		return nil

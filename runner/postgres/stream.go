@@ -1345,15 +1345,14 @@ func (s *streamer) report(final bool) {
 		}
 	}
 	p := runner.Progress{Done: data + s.indexDone.Load(), Total: s.totalData + s.totalIndex, Unit: "bytes", Rows: rows}
-	rowsText := fmt.Sprintf("%d of ~%d rows", rows, s.totalRows)
+	rowsText := runner.Estimated(rows, s.totalRows, "rows")
 	if final {
 		rowsText = fmt.Sprintf("%d rows", rows)
 		p.Done = p.Total
 	}
-	p.Items = fmt.Sprintf("%s, %d/%d tables, %d/%d indexes", rowsText, s.tablesDone.Load(), len(s.all), built, s.indexes)
-	if !final && p.Done > 0 && p.Done < p.Total {
-		elapsed := time.Since(s.start)
-		p.ETA = time.Duration(float64(elapsed) * float64(p.Total-p.Done) / float64(p.Done))
+	p.Items = fmt.Sprintf("%s, %d/%d tables, %d/%d indexes", rowsText, min(s.tablesDone.Load(), int64(len(s.all))), len(s.all), min(built, s.indexes), s.indexes)
+	if !final {
+		p.ETA = runner.ETA(time.Since(s.start), p.Done, p.Total)
 	}
 	s.env.Progress(p)
 }
