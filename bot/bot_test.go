@@ -464,7 +464,7 @@ func TestFailure_ReportsStepAndReason(t *testing.T) {
 	if r.State != store.RunFailed {
 		t.Fatalf("state %s", r.State)
 	}
-	wantText(t, e.a.Since(0), `Step "upgrade_db" failed after`, "exited with status 2: column x missing", "❌ Run 1 of fas2/default failed")
+	wantText(t, e.a.Since(0), `Step "upgrade_db" failed: exited with status 2: column x missing (after `, "❌ Run 1 of fas2/default failed after 0s at step \"upgrade_db\"")
 	if r.Steps[2].State != store.StepSucceeded {
 		t.Fatal("finally step did not run after a failure")
 	}

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,11 +198,19 @@ func (b *Bot) outcome(r *store.Run) string {
 		}
 		return msg + fmt.Sprintf(" `%s log %d` has the details.", b.opts.Prefix, r.ID)
 	}
+	// The failing step and its error were said in the run's thread as it
+	// failed: the outcome names the step, not the error again.
 	msg := fmt.Sprintf("❌ Run %d of %s/%s failed after %s", r.ID, r.Target, r.Pipeline, took)
+	var failed []string
 	for _, s := range r.Steps {
 		if s.State == store.StepFailed {
-			msg += fmt.Sprintf("\nStep %q failed: %s", s.Name, s.Error)
+			failed = append(failed, strconv.Quote(s.Name))
 		}
+	}
+	if len(failed) > 0 {
+		msg += " at step " + strings.Join(failed, " and ")
+	} else if r.Reason != "" {
+		msg += ": " + r.Reason
 	}
 	if beforeSwap(r.Steps) {
 		msg += "\nStaging is as it was: the run stopped before the swap."
@@ -292,7 +302,7 @@ func (rp *reporter) StepFinished(i int, s store.StepResult) {
 		rp.b.mu.Lock()
 		defer rp.b.mu.Unlock()
 		rp.b.send(context.Background(), Message{Channel: snapshot.Channel, Thread: snapshot.Status,
-			Text: fmt.Sprintf("Step %q failed after %s: %s", s.Name, fmtDur(s.Duration), s.Error)})
+			Text: fmt.Sprintf("Step %q failed: %s (after %s)", s.Name, s.Error, fmtDur(s.Duration))})
 	}
 }
 

@@ -90,7 +90,7 @@ func (b *Bot) statusMessage(r *store.Run) Message {
 		head += " after " + fmtDur(r.EndedAt.Sub(r.StartedAt))
 	}
 	text := head + "\n" + strings.TrimRight(b.stepLines(r.Steps), "\n")
-	if r.Reason != "" && r.State != store.RunRunning {
+	if r.Reason != "" && r.State != store.RunRunning && !saidInSteps(r.Reason, r.Steps) {
 		text += "\n" + r.Reason
 	}
 	m := Message{Channel: r.Channel, Text: text}
@@ -111,7 +111,13 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	fmt.Fprintf(&sb, "%s Run %d: refresh of %s (%s pipeline)", stateMark(r.State), r.ID, r.Target, r.Pipeline)
 	switch {
 	case r.State == store.RunScheduled && !r.StartAt.After(b.clock.Now()):
-		sb.WriteString(" starts now.")
+		// Due: it starts now unless something keeps it waiting (a hold,
+		// even the requester's own, or an approval).
+		if k, err := b.currentBlockers(ctx, r); err == nil && !k.none() {
+			fmt.Fprintf(&sb, " is due but waits: %s.", b.describe(k))
+		} else {
+			sb.WriteString(" starts now.")
+		}
 	case r.State == store.RunScheduled:
 		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(r.StartAt.Sub(b.clock.Now())))
 	case r.State == store.RunRunning:
@@ -203,6 +209,22 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	return m
 }
 
+// renotice tells the channel that r changed (lead: a reminder, a release,
+// a defer) without a second card: the card is edited to the run's state
+// and the news goes in its thread, mentioning whom the card mentions, with
+// no buttons of its own (the card's stay the only live ones). Where there
+// is no card to reply to, a whole announcement is posted instead.
+func (b *Bot) renotice(ctx context.Context, r *store.Run, lead string) {
+	card := b.announcement(ctx, r, "")
+	if r.Card.IsZero() {
+		b.send(ctx, b.announcement(ctx, r, lead))
+		return
+	}
+	b.edit(ctx, r.Card, card)
+	head, _, _ := strings.Cut(card.Text, "\n")
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Text: lead + "\n" + head, Mentions: card.Mentions})
+}
+
 // buttonHold is how long an announcement's Hold button holds: two hours,
 // or the longest hold the configuration allows when that is shorter.
 func (b *Bot) buttonHold() time.Duration { return min(2*time.Hour, b.opts.Holds.Max) }
@@ -250,4 +272,15 @@ func (b *Bot) renderPlan(ctx context.Context, t *Target, pipeline string, plan *
 		sb.WriteString("The plan is ready.")
 	}
 	return sb.String()
+}
+
+// saidInSteps reports whether a run's reason only repeats a step's error,
+// which its step line shows already.
+func saidInSteps(reason string, steps []store.StepResult) bool {
+	for _, s := range steps {
+		if s.Error != "" && strings.Contains(reason, s.Error) {
+			return true
+		}
+	}
+	return false
 }

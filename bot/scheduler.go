@@ -315,8 +315,7 @@ func (b *Bot) tickRuns(ctx context.Context, now time.Time) error {
 				return err
 			}
 			b.audit(ctx, store.Scheduler, "rescheduled", r.Target, r.ID, 0, "holds ended")
-			b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
-			b.send(ctx, b.announcement(ctx, r, "The holds on "+r.Target+" have ended, so the run has a new start."))
+			b.renotice(ctx, r, "The holds on "+r.Target+" have ended, so the run has a new start.")
 			continue
 		}
 		if k.none() {
@@ -377,8 +376,7 @@ func (b *Bot) remind(ctx context.Context, r *store.Run, t *Target, now time.Time
 		return err
 	}
 	b.audit(ctx, store.Scheduler, "reminded", r.Target, r.ID, 0, fmtDur(due))
-	b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
-	b.send(ctx, b.announcement(ctx, r, fmt.Sprintf("Reminder: run %d starts in %s.", r.ID, fmtDur(r.StartAt.Sub(now)))))
+	b.renotice(ctx, r, fmt.Sprintf("Reminder: run %d starts in %s.", r.ID, fmtDur(r.StartAt.Sub(now))))
 	return nil
 }
 
@@ -545,8 +543,7 @@ func (b *Bot) reannounceMissed(ctx context.Context) error {
 			return fmt.Errorf("recover run %d: %w", r.ID, err)
 		}
 		b.audit(ctx, store.Scheduler, "rescheduled", r.Target, r.ID, 0, "due while stagebot was not running")
-		b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
-		b.send(ctx, b.announcement(ctx, r, fmt.Sprintf("Run %d was due at %s, while stagebot was not running, so it did not start. It now starts at %s: hold, defer or cancel it if that no longer suits.", r.ID, b.fmtTime(was), b.fmtTime(r.StartAt))))
+		b.renotice(ctx, r, fmt.Sprintf("Run %d was due at %s, while stagebot was not running, so it did not start. It now starts at %s: hold, defer or cancel it if that no longer suits.", r.ID, b.fmtTime(was), b.fmtTime(r.StartAt)))
 	}
 	return nil
 }

@@ -187,8 +187,7 @@ func (b *Bot) Defer(ctx context.Context, c *commands.Call) error {
 		return err
 	}
 	b.audit(ctx, in.User, "deferred", r.Target, r.ID, 0, start.Format(time.RFC3339))
-	b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
-	b.send(ctx, b.announcement(ctx, r, fmt.Sprintf("%s deferred run %d.", in.User.Display(), r.ID)))
+	b.renotice(ctx, r, fmt.Sprintf("%s deferred run %d.", in.User.Display(), r.ID))
 	return nil
 }
 
