@@ -150,6 +150,19 @@ type Pipeline struct {
 	// so that no other run starts meanwhile (a schema upgrade that must not
 	// meet other jobs).
 	HoldAll bool
+	// StallTimeout bounds how long a step that can be probed (a Prober)
+	// may go without progress: then its peers are probed, and a peer that
+	// does not answer fails the step (0: DefaultStallTimeout).
+	StallTimeout time.Duration
+}
+
+// DefaultStallTimeout is how long a probed step may make no progress.
+const DefaultStallTimeout = 5 * time.Minute
+
+// Prober is a step that talks to servers which may go silent: Probe asks
+// each of them for a sign of life, and its error says which did not answer.
+type Prober interface {
+	Probe(ctx context.Context) error
 }
 
 // PlannedStep is one line of a plan.
@@ -280,14 +293,20 @@ func Execute(ctx context.Context, plan *Plan, env Env, rep Reporter, now func() 
 		var detailMu sync.Mutex
 		detail := ""
 		var last Progress
+		dog := newWatchdog(s, plan.Pipeline.StallTimeout, env.Log)
 		stepEnv.Progress = func(p Progress) {
 			detailMu.Lock()
 			detail, last = p.String(), p
 			detailMu.Unlock()
+			dog.saw(p)
 			rep.StepProgress(i, p)
 		}
 		fmt.Fprintf(env.Log, "== %s (%s) started %s\n", s.Name(), s.Kind(), results[i].StartedAt.Format(time.RFC3339))
+		stepCtx, stopDog := dog.watch(stepCtx)
 		err := s.Run(stepCtx, &stepEnv)
+		if stalled := stopDog(); stalled != nil && err != nil {
+			err = stalled
+		}
 		stepEnv.Log.(*lineWriter).Flush()
 		cancel()
 		detailMu.Lock()

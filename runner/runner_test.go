@@ -385,3 +385,40 @@ func (f *fenceAfter) StepFinished(int, store.StepResult) {
 		f.lost.Store(true)
 	}
 }
+
+// probedStep sleeps without progress; its servers answer or not.
+type probedStep struct{ silent bool }
+
+func (probedStep) Name() string                         { return "copy" }
+func (probedStep) Kind() string                         { return "test" }
+func (probedStep) Plan(context.Context) (string, error) { return "", nil }
+func (probedStep) Run(ctx context.Context, env *Env) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(400 * time.Millisecond):
+		return nil
+	}
+}
+func (s probedStep) Probe(context.Context) error {
+	if s.silent {
+		return errors.New("production (db:5432) does not answer")
+	}
+	return nil
+}
+
+// A step with no progress is probed: while its servers answer it goes
+// on (a long index build); once one does not, it fails, naming it.
+func TestWatchdog_ProbesAStepThatMakesNoProgress(t *testing.T) {
+	for _, silent := range []bool{false, true} {
+		p := &Pipeline{Steps: []Step{probedStep{silent}}, StallTimeout: 60 * time.Millisecond}
+		var log strings.Builder
+		res, err := Execute(context.Background(), MakePlan(context.Background(), "t", p), Env{Log: &log}, nil, nil)
+		switch {
+		case !silent && (err != nil || !strings.Contains(log.String(), "every server answers: still waiting")):
+			t.Errorf("answering servers: %v\n%s", err, log.String())
+		case silent && (res[0].State != store.StepFailed || !strings.Contains(res[0].Error, "stalled: nothing moved since") || !strings.Contains(res[0].Error, "production (db:5432) does not answer")):
+			t.Errorf("a silent server: %s %q", res[0].State, res[0].Error)
+		}
+	}
+}

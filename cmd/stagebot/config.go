@@ -178,6 +178,10 @@ type TargetConfig struct {
 	// MaxAge is how old staging's data may get; a reset refuses a base
 	// copy older than this.
 	MaxAge Duration `yaml:"max_age"`
+	// StallTimeout is how long a refresh may move no rows or bytes before
+	// its servers are probed; one that does not answer fails the run.
+	// Default 5m.
+	StallTimeout Duration `yaml:"stall_timeout"`
 
 	schedules []bot.Schedule
 }
@@ -812,6 +816,9 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	}
 	if t.MaxAge < 0 {
 		bad(f+".max_age", "must not be negative")
+	}
+	if t.StallTimeout < 0 || (t.StallTimeout > 0 && t.StallTimeout < Duration(10*time.Second)) {
+		bad(f+".stall_timeout", "%s is too short for a busy server to show progress: give 10s or more (default 5m)", time.Duration(t.StallTimeout))
 	}
 	if _, ok := t.Pipelines["rollback"]; ok && t.Database != nil {
 		bad(f+".pipelines.rollback", "a target with a database gets its rollback pipeline from its default one: give yours another name")

@@ -165,6 +165,9 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 			t.Pipelines[commands.RollbackPipeline] = rollbackPipeline(dp, pg)
 		}
 	}
+	for _, p := range t.Pipelines {
+		p.StallTimeout = tc.StallTimeout.D()
+	}
 	return t
 }
 

@@ -141,6 +141,10 @@ func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, err
 	if cfg.ConnectTimeout == 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
+	// A peer that stops answering (a host gone, a firewall that dropped the
+	// connection's state) is noticed in about a minute, not the kernel's two
+	// hours.
+	cfg.DialFunc = (&net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}}).DialContext
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
