@@ -264,3 +264,24 @@ func TestOneCardPerRun(t *testing.T) {
 		t.Errorf("a run asked for now under the requester's own hold is announced as %q", texts(out))
 	}
 }
+
+// warnStep plans with a warning, as a refresh that will not fit does.
+type warnStep struct{}
+
+func (warnStep) Name() string { return "copy production" }
+func (warnStep) Kind() string { return "pg_refresh" }
+func (warnStep) Plan(context.Context) (string, error) {
+	return "copy production\nwarning: the copy needs about 2.0 GiB beside the 9.0 GiB staging's server holds", nil
+}
+func (warnStep) Run(context.Context, *runner.Env) error { return nil }
+
+// What a plan warns of is said in the new card's thread.
+func TestResync_PlanWarningsGoWithTheCard(t *testing.T) {
+	tg := fas2()
+	tg.Pipelines["default"].Steps = []runner.Step{warnStep{}}
+	e := newEnv(t, tg)
+	out := e.say(alice, "!stage resync fas2 in 1h")
+	if len(out) < 2 || out[1].Msg.Thread != out[0].Ref || !strings.Contains(out[1].Msg.Text, "⚠ copy production: the copy needs about 2.0 GiB") {
+		t.Fatalf("the warning is not in the card's thread:\n%s", texts(out))
+	}
+}

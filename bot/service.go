@@ -104,6 +104,10 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	if err := b.store.UpdateRun(ctx, r); err != nil {
 		return err
 	}
+	// What the plan warns of (a copy that will not fit) goes with the card.
+	if warns := plan.Warnings(); len(warns) > 0 {
+		b.send(ctx, Message{Channel: r.Channel, Thread: r.Card, Text: "⚠ " + strings.Join(warns, "\n⚠ ")})
+	}
 	if in.Channel != r.Channel && origin == store.OriginManual {
 		b.reply(ctx, in, fmt.Sprintf("Run %d of %s is scheduled for %s and announced in #%s.", r.ID, t.Name, b.fmtTime(start), r.Channel))
 	}

@@ -191,6 +191,21 @@ func (p *Plan) Problems() []string {
 	return out
 }
 
+// Warnings are the lines of the steps' descriptions that start with
+// "warning: ": what may go wrong though nothing stops the run (a copy that
+// may not fit), without that prefix, each naming its step.
+func (p *Plan) Warnings() []string {
+	var out []string
+	for _, s := range p.Steps {
+		for _, line := range strings.Split(s.Description, "\n") {
+			if w, ok := strings.CutPrefix(line, "warning: "); ok {
+				out = append(out, fmt.Sprintf("%s: %s", s.Name, w))
+			}
+		}
+	}
+	return out
+}
+
 // ErrPlan is returned by Execute for a plan that has problems.
 var ErrPlan = errors.New("the plan has problems")
 

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -207,6 +208,9 @@ type DatabaseConfig struct {
 	KeepBase bool   `yaml:"keep_base"`
 	Jobs     int    `yaml:"jobs"`
 	WorkDir  string `yaml:"work_dir"`
+	// DiskBudget is how much the databases on staging's server may take:
+	// a refresh that would not fit beside them is warned of when asked for.
+	DiskBudget Size `yaml:"disk_budget"`
 }
 
 // ApprovalsConfig has one rule for requested runs and one for scheduled ones.
@@ -335,6 +339,27 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a number of bytes written like 40GB, 512MiB or 2T (units of
+// 1024).
+type Size int64
+
+var sizeRe = regexp.MustCompile(`^(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:I?B)?$`)
+
+// UnmarshalYAML reads a size; a bad one is a TypeError, as for Duration.
+func (sz *Size) UnmarshalYAML(n *yaml.Node) error {
+	m := sizeRe.FindStringSubmatch(strings.ToUpper(strings.TrimSpace(n.Value)))
+	if m == nil || n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: %q is not a size: write it like 40GB or 512MB", n.Line, n.Column, n.Value)}}
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	exp := 0
+	if m[2] != "" {
+		exp = strings.Index("KMGTP", m[2]) + 1
+	}
+	*sz = Size(v * float64(int64(1)<<(10*exp)))
+	return nil
+}
 
 // LoadConfig reads, expands and validates a config file. The error lists
 // every problem found, each naming its field.

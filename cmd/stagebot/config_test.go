@@ -13,6 +13,7 @@ import (
 
 	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/postgres"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestConfigExample_LoadsAndValidates(t *testing.T) {
@@ -533,5 +534,18 @@ func TestConfig_RefreshMethod(t *testing.T) {
 	}
 	if r, ok := cfg.botOptions(deps{}).Targets[0].Pipelines["default"].Steps[0].(*postgres.Refresh); !ok || r.Method != postgres.MethodDump {
 		t.Fatalf("step = %#v", cfg.botOptions(deps{}).Targets[0].Pipelines["default"].Steps[0])
+	}
+}
+
+func TestSize_ReadsUnitsOf1024(t *testing.T) {
+	for in, want := range map[string]Size{"40GB": 40 << 30, "512MiB": 512 << 20, "2T": 2 << 40, "1.5G": 3 << 29, "100": 100, "8kb": 8 << 10} {
+		var s Size
+		if err := yaml.Unmarshal([]byte(in), &s); err != nil || s != want {
+			t.Errorf("%s: %d (%v), want %d", in, s, err, want)
+		}
+	}
+	var s Size
+	if err := yaml.Unmarshal([]byte("lots"), &s); err == nil || !strings.Contains(err.Error(), "is not a size: write it like 40GB") {
+		t.Errorf("a bad size: %v", err)
 	}
 }

@@ -134,7 +134,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
-			Logger: logger, Registry: reg, Fence: dp.fence, KeepBase: d.KeepBase,
+			Logger: logger, Registry: reg, Fence: dp.fence, KeepBase: d.KeepBase, DiskBudget: int64(d.DiskBudget),
 		}
 		if c.Store.Type == "postgres" {
 			pg.StoreDSN = c.Store.DSN

@@ -125,6 +125,11 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		if len(missing) > 0 {
 			return desc, fmt.Errorf("staging lacks roles production uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
 		}
+		if warn, err := t.diskPlan(ctx); err != nil {
+			desc += "\nwarning: could not tell whether the copy fits: " + err.Error()
+		} else if warn != "" {
+			desc += "\n" + warn
+		}
 		return desc, nil
 	}
 	missing, err := r.fileRoles(ctx, tl, file, fm)
@@ -201,8 +206,13 @@ func (t *Target) tools() (tools, error) {
 	return tl, nil
 }
 
-// Run implements runner.Step.
+// Run implements runner.Step. A copy that runs out of space says what
+// stagebot keeps on staging's server that could make room.
 func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
+	return r.Target.explainDiskFull(ctx, r.run(ctx, env))
+}
+
+func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 	t := r.Target
 	tl, err := t.tools()
 	if err != nil {

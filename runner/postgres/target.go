@@ -50,6 +50,9 @@ type Target struct {
 	NoOwner, NoACL bool
 	// KeepPrevious keeps the replaced staging copy for rollback.
 	KeepPrevious bool
+	// DiskBudget is how much the databases on staging's server may take
+	// (0: unknown); a refresh that would not fit is warned of at plan time.
+	DiskBudget int64
 	// KeepBase keeps a template copy of each finished shadow (after its
 	// sql and check steps) as <db>__stagebot_base, for Reset: one more
 	// copy of staging's size on staging's server.
