@@ -209,7 +209,17 @@ func (t *Target) tools() (tools, error) {
 // Run implements runner.Step. A copy that runs out of space says what
 // stagebot keeps on staging's server that could make room.
 func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
-	return r.Target.explainDiskFull(ctx, r.run(ctx, env))
+	err := r.Target.explainDiskFull(ctx, r.run(ctx, env))
+	if err != nil && ctx.Err() == nil && !diskFull(err) {
+		// A server that went down mid-copy ("use of closed network
+		// connection", say) is named as down.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if perr := r.Probe(pctx); perr != nil {
+			err = fmt.Errorf("%w; %v", err, perr)
+		}
+	}
+	return err
 }
 
 func (r *Refresh) run(ctx context.Context, env *runner.Env) error {

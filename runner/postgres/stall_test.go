@@ -167,3 +167,57 @@ func (l *syncLog) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// stepProgress hears the first progress report with rows.
+type stepProgress struct {
+	rows chan struct{}
+	once sync.Once
+}
+
+func (p *stepProgress) StepStarted(int, store.StepResult)  {}
+func (p *stepProgress) StepFinished(int, store.StepResult) {}
+func (p *stepProgress) StepProgress(_ int, pr runner.Progress) {
+	if pr.Rows > 0 {
+		p.once.Do(func() { close(p.rows) })
+	}
+}
+
+// A staging server that goes down in the middle of the copy is named as
+// down in the step's error, not only as a broken connection.
+func TestRefresh_AServerThatWentDownIsNamed(t *testing.T) {
+	f := newFixture(t)
+	pgtest.Exec(t, f.prod.DSN(f.prodDB),
+		`create table events (id bigint, payload text)`,
+		`insert into events select g, repeat(md5(g::text), 4) from generate_series(1, 300000) g`,
+		`analyze`)
+	stg := pgtest.New(t)
+	f.target.StagingDSN = stg.DSN("app")
+	plan := runner.MakePlan(context.Background(), "app", &runner.Pipeline{Name: "default", Steps: refreshSteps(f.target)})
+	if probs := plan.Problems(); len(probs) > 0 {
+		t.Fatalf("plan: %v", probs)
+	}
+	rep := &stepProgress{rows: make(chan struct{})}
+	done := make(chan []store.StepResult, 1)
+	var log syncLog
+	go func() {
+		res, _ := runner.Execute(context.Background(), plan, runner.Env{Run: 1, Target: "app", Pipeline: "default", Log: &log}, rep, nil)
+		done <- res
+	}()
+	select {
+	case <-rep.rows:
+	case res := <-done:
+		t.Fatalf("the refresh ended before any row moved: %+v\n%s", res, log.String())
+	}
+	if err := stg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var res []store.StepResult
+	select {
+	case res = <-done:
+	case <-patience.After(90 * time.Second):
+		t.Fatalf("the refresh still runs after staging's server went down:\n%s", log.String())
+	}
+	if res[0].State != store.StepFailed || !strings.Contains(res[0].Error, "staging's server (127.0.0.1:") || !strings.Contains(res[0].Error, "does not answer") {
+		t.Errorf("the step's error does not name staging's server as down: %s %q", res[0].State, res[0].Error)
+	}
+}
