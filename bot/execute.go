@@ -212,10 +212,23 @@ func (b *Bot) outcome(r *store.Run) string {
 	} else if r.Reason != "" {
 		msg += ": " + r.Reason
 	}
-	if beforeSwap(r.Steps) {
+	switch {
+	case beforeSwap(r.Steps) && stagingDown(r.Steps):
+		msg += "\nThe run stopped before the swap, so it did not touch staging, but staging's server does not answer: it is down."
+	case beforeSwap(r.Steps):
 		msg += "\nStaging is as it was: the run stopped before the swap."
 	}
 	return msg + fmt.Sprintf("\n`%s log %d` has the output.", b.opts.Prefix, r.ID)
+}
+
+// stagingDown reports whether a failed step found staging's server silent.
+func stagingDown(steps []store.StepResult) bool {
+	for _, s := range steps {
+		if s.State == store.StepFailed && strings.Contains(s.Error, "staging's server (") && strings.Contains(s.Error, "does not answer") {
+			return true
+		}
+	}
+	return false
 }
 
 // beforeSwap reports whether the run has a swap step that did not run.
