@@ -285,3 +285,18 @@ func TestResync_PlanWarningsGoWithTheCard(t *testing.T) {
 		t.Fatalf("the warning is not in the card's thread:\n%s", texts(out))
 	}
 }
+
+// A run that failed before the swap because staging's server went down
+// says so, not that staging is as it was.
+func TestFailure_StagingServerDownIsSaid(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	tg.Pipelines["default"].Steps = []runner.Step{sh("copy", `echo "staging's server (127.0.0.1:5432/fas2) does not answer: connection refused" >&2; exit 1`), kindStep{"swap", "pg_swap"}}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	all := texts(e.a.Posts())
+	if !strings.Contains(all, "staging's server does not answer: it is down") || strings.Contains(all, "Staging is as it was") {
+		t.Errorf("the report:\n%s", all)
+	}
+}
