@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"bytes"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,4 +27,23 @@ func SetRepairEvery(t *testing.T, d time.Duration) {
 	old := repairEvery
 	repairEvery = d
 	t.Cleanup(func() { repairEvery = old })
+}
+
+// SyncBuffer is a buffer several goroutines may write (a tool's stdout
+// and stderr at once).
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -152,7 +151,7 @@ func TestTools_HonourVerifyFull(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer done()
-			var log syncBuffer // the tool's stdout and stderr are written at once
+			var log SyncBuffer // the tool's stdout and stderr are written at once
 			cmd := tool(context.Background(), &runner.Env{Log: &log}, penv, args[0], append(args[1:], "--no-password", "-d", conn)...)
 			err = cmd.Run()
 			switch {
@@ -165,23 +164,6 @@ func TestTools_HonourVerifyFull(t *testing.T) {
 			}
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {

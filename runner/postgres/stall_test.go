@@ -13,6 +13,7 @@ import (
 	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
 )
 
@@ -103,16 +104,23 @@ func (b *blackhole) pipe(from, to net.Conn, fromServer bool) {
 	}
 }
 
+// bigTable gives production a table of about 40 MB, so that its copy is
+// still under way when a test breaks a server.
+func bigTable(t *testing.T, f *fixture) {
+	t.Helper()
+	pgtest.Exec(t, f.prod.DSN(f.prodDB),
+		`create table events (id bigint, payload text)`,
+		`insert into events select g, repeat(md5(g::text), 4) from generate_series(1, 300000) g`,
+		`analyze`)
+}
+
 // A production server that goes silent in the middle of the copy (its
 // sockets open, nothing moving) does not keep the run forever: once no
 // rows or bytes moved for the stall timeout, the probe finds production
 // silent and the step fails, naming it, and staging is as it was.
 func TestRefresh_ASilentProductionFailsTheStep(t *testing.T) {
 	f := newFixture(t)
-	pgtest.Exec(t, f.prod.DSN(f.prodDB),
-		`create table events (id bigint, payload text)`,
-		`insert into events select g, repeat(md5(g::text), 4) from generate_series(1, 300000) g`,
-		`analyze`)
+	bigTable(t, f)
 	prodAddr := strings.TrimPrefix(strings.Split(strings.Split(f.prod.DSN(f.prodDB), "@")[1], "/")[0], "")
 	hole := newBlackhole(t, prodAddr, 8<<20)
 	_, port, _ := net.SplitHostPort(hole.ln.Addr().String())
@@ -122,7 +130,7 @@ func TestRefresh_ASilentProductionFailsTheStep(t *testing.T) {
 	if probs := plan.Problems(); len(probs) > 0 {
 		t.Fatalf("plan: %v", probs)
 	}
-	var log syncLog
+	var log postgres.SyncBuffer
 	start := time.Now()
 	done := make(chan error, 1)
 	var res []store.StepResult
@@ -151,23 +159,6 @@ func TestRefresh_ASilentProductionFailsTheStep(t *testing.T) {
 	t.Logf("failed %s after the start: %s", time.Since(start).Round(100*time.Millisecond), res[0].Error)
 }
 
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // stepProgress hears the first progress report with rows.
 type stepProgress struct {
 	rows chan struct{}
@@ -186,10 +177,7 @@ func (p *stepProgress) StepProgress(_ int, pr runner.Progress) {
 // down in the step's error, not only as a broken connection.
 func TestRefresh_AServerThatWentDownIsNamed(t *testing.T) {
 	f := newFixture(t)
-	pgtest.Exec(t, f.prod.DSN(f.prodDB),
-		`create table events (id bigint, payload text)`,
-		`insert into events select g, repeat(md5(g::text), 4) from generate_series(1, 300000) g`,
-		`analyze`)
+	bigTable(t, f)
 	stg := pgtest.New(t)
 	f.target.StagingDSN = stg.DSN("app")
 	plan := runner.MakePlan(context.Background(), "app", &runner.Pipeline{Name: "default", Steps: refreshSteps(f.target)})
@@ -198,7 +186,7 @@ func TestRefresh_AServerThatWentDownIsNamed(t *testing.T) {
 	}
 	rep := &stepProgress{rows: make(chan struct{})}
 	done := make(chan []store.StepResult, 1)
-	var log syncLog
+	var log postgres.SyncBuffer
 	go func() {
 		res, _ := runner.Execute(context.Background(), plan, runner.Env{Run: 1, Target: "app", Pipeline: "default", Log: &log}, rep, nil)
 		done <- res
