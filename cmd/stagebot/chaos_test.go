@@ -96,7 +96,8 @@ targets:
 	}
 	cur := waitLeader(nil)
 	failovers = failovers[:0]
-	end := time.Now().Add(length)
+	started := time.Now()
+	end := started.Add(length)
 	for time.Now().Before(end) {
 		// Holds arrive at the leader for a while.
 		for range 2 + rand.N(3) {
@@ -274,7 +275,14 @@ targets:
 	t.Logf("chaos for %s: %d processes, %d SIGKILLs and %d SIGSTOPs of the leader; failover median %s, worst %s (lease %s); %d scheduled runs (%v), %d executed; %d holds typed, %d acknowledged; %d approvals typed, %d acknowledged; %d audit events",
 		length, len(procs), kills, pauses, med.Round(time.Millisecond), worst.Round(time.Millisecond), lease, len(runs), states, len(spans), holds, acked, len(approvals), approved, len(events))
 	if want := int(length / time.Minute); len(runs) < want {
-		t.Errorf("%d scheduled runs in %s; the schedule fires every minute", len(runs), length)
+		// What the schedulers did, to tell a lost slot from a slow start.
+		var did []string
+		for _, e := range events {
+			if e.Target == "web" {
+				did = append(did, fmt.Sprintf("%s %s by %s (run %d) %s", e.At.Format("15:04:05.000"), e.Action, e.Actor.Display(), e.RunID, e.Detail))
+			}
+		}
+		t.Errorf("%d scheduled runs in %s (from %s); the schedule fires every minute. The audit log of web:\n%s", len(runs), length, started.Format("15:04:05"), strings.Join(did, "\n"))
 	}
 	if kills+pauses == 0 || len(spans) == 0 || acked == 0 || approved == 0 {
 		t.Errorf("the chaos did too little to show anything")
