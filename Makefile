@@ -24,7 +24,7 @@ build: ## build bin/stagebot
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, then every test with -race
+test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, every test with -race, then 20s of fuzzing the whole bot
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime 20s
 
