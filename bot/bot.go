@@ -527,6 +527,9 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 	}
 	c := res.Call
 	spec := c.Spec
+	if in.User.ID == store.Scheduler.ID && !in.Start.IsZero() {
+		c.When = commands.When{Kind: commands.WhenAt, Time: in.Start}
+	}
 	if spec.RunArg {
 		r, err := b.store.Run(ctx, c.Run)
 		if errors.Is(err, store.ErrNotFound) {

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"time"
 	"unicode/utf8"
 
 	"github.com/stagebot/stagebot/store"
@@ -18,6 +19,9 @@ type Incoming struct {
 	// Direct is set when the message was addressed to the bot (mention,
 	// direct message, slash command, button): the prefix is then optional.
 	Direct bool
+	// Start is the start the scheduler's own request is for (it is not read
+	// from the text of anyone else's).
+	Start time.Time
 }
 
 // Message is something the bot says, built without knowing the platform.

@@ -98,13 +98,8 @@ func (b *Bot) tickSchedule(ctx context.Context, now time.Time, t *Target, sc Sch
 			// No bot acted when the slot came round, a moment ago (a
 			// restart, another bot taking over): the run is announced
 			// now, with the target's notice, rather than lost.
-			start := now.Add(t.Notice)
-			text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, sc.Pipeline, start.In(b.opts.Location).Format("2006-01-02 15:04"))
-			if t.Notice < time.Minute {
-				text = fmt.Sprintf("%s resync %s %s in %s", b.opts.Prefix, name, sc.Pipeline, max(t.Notice, time.Second).Round(time.Second))
-			}
 			b.audit(ctx, store.Scheduler, "late", name, 0, 0, next.Format(time.RFC3339))
-			b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
+			b.dispatchScheduled(ctx, t, sc, now.Add(t.Notice))
 		} else if !next.After(now) {
 			// The bot was not running when this slot came round.
 			b.audit(ctx, store.Scheduler, "missed", name, 0, 0, next.Format(time.RFC3339))
@@ -112,8 +107,7 @@ func (b *Bot) tickSchedule(ctx context.Context, now time.Time, t *Target, sc Sch
 				"The scheduled run of %s/%s at %s was missed: stagebot was not running then. Ask for one with `%s resync %s %s` if it is still wanted.",
 				name, sc.Pipeline, b.fmtTime(next), b.opts.Prefix, name, sc.Pipeline)})
 		} else {
-			text := fmt.Sprintf("%s resync %s %s at %s", b.opts.Prefix, name, sc.Pipeline, next.In(b.opts.Location).Format("2006-01-02 15:04"))
-			b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text})
+			b.dispatchScheduled(ctx, t, sc, next)
 		}
 		cursor = next
 		if err := b.store.SetMark(ctx, mark, cursor); err != nil {
@@ -121,6 +115,17 @@ func (b *Bot) tickSchedule(ctx context.Context, now time.Time, t *Target, sc Sch
 		}
 	}
 	return nil
+}
+
+// dispatchScheduled asks for a schedule's run through the dispatcher, as
+// the scheduler principal, for start. The start goes with the request, not
+// in its text: "at 12:00" names a minute that the parser reads against the
+// clock a moment later, and a slot taken in its last second (or late,
+// after a failover, with a notice under a minute) would be refused as
+// passed or too soon, and lost.
+func (b *Bot) dispatchScheduled(ctx context.Context, t *Target, sc Schedule, start time.Time) {
+	text := fmt.Sprintf("%s resync %s %s", b.opts.Prefix, t.Name, sc.Pipeline)
+	b.dispatch(ctx, Incoming{Channel: b.channelOf(t), User: store.Scheduler, Text: text, Start: start})
 }
 
 // warnAt is when a hold's holder is told it will expire: WarnBefore ahead,
