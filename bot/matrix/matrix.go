@@ -280,7 +280,9 @@ func (a *Adapter) noteHandled(ctx context.Context, room id.RoomID, e *event.Even
 	if p == nil {
 		return
 	}
-	if err := (*p).SetValue(ctx, a.handledKey(), b); err != nil && ctx.Err() == nil {
+	// Noted even while the bot stops: the event was handled, and a note
+	// lost here makes the next process run it again.
+	if err := (*p).SetValue(context.WithoutCancel(ctx), a.handledKey(), b); err != nil {
 		a.log.Error("matrix: note a handled event", "err", err)
 	}
 }

@@ -192,7 +192,7 @@ func TestWeb_StatusPage(t *testing.T) {
 	a.Type(ctx, "infra", alice, `!stage hold demo 1h testing <script>alert(1)</script> the login`)
 	a.Type(ctx, "infra", bob, "!stage resync demo now")
 	code, page := get(t, base+"/", "")
-	for _, want := range []string{"<h2>demo <span class=\"muted\">— the shop&#39;s staging</span></h2>", "from production never", "alice until", "testing &lt;script&gt;alert(1)&lt;/script&gt; the login", "Run 1</a> (default) waiting", "No runs yet."} {
+	for _, want := range []string{"<h2>demo <span class=\"muted\">— the shop&#39;s staging</span></h2>", "never refreshed by stagebot", "alice until", "testing &lt;script&gt;alert(1)&lt;/script&gt; the login", "Run 1</a> (default) waiting", "No runs yet."} {
 		if code != http.StatusOK || !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -217,7 +217,7 @@ func TestWeb_StatusPage(t *testing.T) {
 	})
 	sc.WaitRun(1, store.RunSucceeded)
 	_, page = get(t, base+"/", "")
-	if !strings.Contains(page, `<a href="/runs/1">#1</a>`) || !strings.Contains(page, "succeeded") || strings.Contains(page, "from production never") {
+	if !strings.Contains(page, `<a href="/runs/1">#1</a>`) || !strings.Contains(page, "succeeded") || strings.Contains(page, "never refreshed by stagebot") {
 		t.Errorf("after the run the page says:\n%s", page)
 	}
 	code, runPage := get(t, base+"/runs/1", "")
