@@ -187,7 +187,7 @@ func TestRollback_IsARunThatHonoursHoldsAndApprovals(t *testing.T) {
 	wantText(t, e.say(alice, "!stage status fas2"), "data: refreshed by run 2, 1h")
 	wantText(t, e.say(carol, "!stage hold fas2 1h testing the login"), "carol holds fas2")
 	wantText(t, e.say(carol, "!stage rollback fas2"), "needs the scope `stage.rollback.fas2`")
-	wantText(t, e.say(alice, "!stage rollback fas2 now"), "Run 3: refresh of fas2 (rollback pipeline)")
+	wantText(t, e.say(alice, "!stage rollback fas2 now"), "Run 3: rollback of fas2")
 	e.advance(time.Second)
 	if r := e.run(3); r.State == store.RunRunning || r.State.Done() {
 		t.Fatalf("the rollback went ahead despite carol's hold and no approval: %s", r.State)

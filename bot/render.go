@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stagebot/stagebot/commands"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -100,6 +101,15 @@ func (b *Bot) statusMessage(r *store.Run) Message {
 	return m
 }
 
+// runTitle names what a run does: a rollback of a target, or a refresh
+// by one of its pipelines.
+func runTitle(r *store.Run) string {
+	if r.Pipeline == commands.RollbackPipeline {
+		return "rollback of " + r.Target
+	}
+	return fmt.Sprintf("refresh of %s (%s pipeline)", r.Target, r.Pipeline)
+}
+
 // announcement renders a run's card; lead, when set, is a line put first
 // (a reminder or a change).
 func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Message {
@@ -108,7 +118,7 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 	if lead != "" {
 		sb.WriteString(lead + "\n")
 	}
-	fmt.Fprintf(&sb, "%s Run %d: refresh of %s (%s pipeline)", stateMark(r.State), r.ID, r.Target, r.Pipeline)
+	fmt.Fprintf(&sb, "%s Run %d: %s", stateMark(r.State), r.ID, runTitle(r))
 	switch {
 	case r.State == store.RunScheduled && !r.StartAt.After(b.clock.Now()):
 		// Due: it starts now unless something keeps it waiting (a hold,

@@ -649,6 +649,11 @@ func (c *Config) validate(errs *ConfigError) {
 	if c.HTTP.Token != "" {
 		c.secrets = append(c.secrets, c.HTTP.Token)
 	}
+	for i, h := range c.HTTP.Hosts {
+		if msg := badWebHost(h); msg != "" {
+			bad(fmt.Sprintf("http.hosts[%d]", i), "%q %s", h, msg)
+		}
+	}
 	for _, k := range []struct {
 		field string
 		v     **int
@@ -1224,4 +1229,21 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// badWebHost says what is wrong with an http.hosts entry, or "" when it
+// is a bare host name: the page compares names only, so an entry with a
+// scheme, port or path would never match any request.
+func badWebHost(h string) string {
+	switch {
+	case strings.TrimSpace(h) == "":
+		return "is empty: give a host name, like stagebot.example.org"
+	case strings.Contains(h, "://"):
+		return "has a scheme: give the host name alone, like stagebot.example.org"
+	case strings.ContainsAny(h, "/?#@ "):
+		return "is not a host name: give it alone, without a path, user or spaces, like stagebot.example.org"
+	case strings.Contains(h, ":"):
+		return "has a port: give the host name alone (any port is accepted), like stagebot.example.org"
+	}
+	return ""
 }

@@ -90,6 +90,9 @@ func TestConfig_Errors(t *testing.T) {
 		{name: "target named all", yaml: "targets:\n  all:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: `"all" is not a usable target name`},
 		{name: "exec mapping", yaml: "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: {a: b}\n", want: "exec must be a shell command string or a list"},
 		{name: "hash in channel", yaml: "access:\n  control_channels: ['#infra']\n" + base, want: `write "#infra" without the #`},
+		{name: "web host with a port", yaml: "http:\n  listen: 127.0.0.1:9187\n  hosts: [stagebot.example.org, 'stagebot.example.org:443']\n" + base, want: `http.hosts[1]: "stagebot.example.org:443" has a port`},
+		{name: "web host as a URL", yaml: "http:\n  listen: 127.0.0.1:9187\n  hosts: ['https://stagebot.example.org']\n" + base, want: `http.hosts[0]: "https://stagebot.example.org" has a scheme`},
+		{name: "web host with a path", yaml: "http:\n  listen: 127.0.0.1:9187\n  hosts: ['stagebot.example.org/status']\n" + base, want: `http.hosts[0]: "stagebot.example.org/status" is not a host name`},
 		{name: "bad cron", yaml: "targets:\n  t:\n    schedule: \"61 0 * * *\"\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: "targets.t.schedule:"},
 	}
 	for _, tt := range tests {
