@@ -13,7 +13,7 @@ CHAOS       ?= 10m
 STRESS      ?= 3
 FUZZTIME    ?= 5m
 
-.PHONY: help build demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium
+.PHONY: help build demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,13 +24,13 @@ build: ## build bin/stagebot
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint postgres chromium ## gofmt check, go vet, staticcheck, every test with -race, then 20s of fuzzing the whole bot
+test: fmt-check vet lint postgres chromium dendrite ## gofmt check, go vet, staticcheck, every test with -race, then 20s of fuzzing the whole bot
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime 20s
 
 # Two CPU hogs beside the slow packages, STRESS times in a row: a test that
 # waits for a proxy of its event, or on a fixed budget, fails here first.
-test-stress: postgres chromium ## the slow packages STRESS times (default 3) with two CPU hogs running beside them
+test-stress: postgres chromium dendrite ## the slow packages STRESS times (default 3) with two CPU hogs running beside them
 	@yes >/dev/null & h1=$$!; yes >/dev/null & h2=$$!; trap 'kill $$h1 $$h2' EXIT; \
 	$(GO) test -race -count=$(STRESS) -timeout 90m ./cmd/stagebot ./bot/... ./runner/... ./store/...
 
@@ -58,6 +58,11 @@ postgres:
 	else \
 		echo "PostgreSQL server binaries are missing: run 'sudo apt-get install postgresql', then try again"; exit 1; \
 	fi
+
+# The Matrix adapter is tested against Dendrite, a real homeserver, built
+# from the Go module proxy once per machine (about 2 minutes) and cached.
+dendrite:
+	@$(GO) run ./bot/matrix/dendritetest/build
 
 # The status page is tested in a real browser: Debian's chromium package.
 chromium:
