@@ -145,7 +145,7 @@ func (s *Server) Register(t testing.TB, name string) *mautrix.Client {
 	if err != nil {
 		t.Fatalf("dendritetest: register %s: %v", name, err)
 	}
-	c.SetCredentials(resp.UserID, resp.AccessToken)
+	c.UserID, c.AccessToken = resp.UserID, resp.AccessToken
 	s.accounts[name] = c
 	return c
 }
