@@ -50,6 +50,10 @@ type Target struct {
 	// the tables written since the last refresh, who is connected, and
 	// whether the replaced copy is kept.
 	Changes func(ctx context.Context) (text string, roles []string, err error)
+	// Forget, when set, drops a copy the target keeps on staging's server
+	// ("previous" for rollback, "base" for reset) and says what it gave
+	// back.
+	Forget func(ctx context.Context, copy string) (string, error)
 	// Wait, when set, waits for what the target still does after a run
 	// (dropping a replaced copy in the background); the bot calls it
 	// before it stops.

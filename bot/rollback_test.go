@@ -1,11 +1,14 @@
 package bot_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -64,4 +67,57 @@ func TestRollback_IsARunThatHonoursHoldsAndApprovals(t *testing.T) {
 	wantText(t, e.say(alice, "!stage status fas2"), "data: run 1's refresh, put back by run 3 (rollback), 2h", "(max_age 3h)")
 	e.advance(time.Hour)
 	wantText(t, e.say(alice, "!stage status fas2"), "past its max_age of 3h")
+}
+
+// forget drops a kept copy for whoever has stage.forget.<target>, is
+// audited, and waits until no run of the target is running.
+func TestForget_AKeptCopyIsDroppedByThoseAllowedWhenNothingRuns(t *testing.T) {
+	tg := fas2()
+	var asked []string
+	tg.Forget = func(_ context.Context, copy string) (string, error) {
+		asked = append(asked, copy)
+		if copy == "base" {
+			return "", errors.New("fas2 keeps no base copy (fas2__stagebot_base): there is nothing to forget")
+		}
+		return "dropped fas2__stagebot_prev, the previous copy: 1.2 GiB of staging's server given back", nil
+	}
+	tg.Pipelines["slow"].Steps = []runner.Step{sh("copy", "sleep 30")}
+	e := newEnv(t, tg)
+	wantText(t, e.say(carol, "!stage forget fas2 previous"), "needs the scope `stage.forget.fas2`")
+	wantText(t, e.say(alice, "!stage forget fas2"), "Say which copy: forget fas2 previous")
+	wantText(t, e.say(alice, "!stage forget fas2 staging"), `"staging" is not a copy stagebot keeps`)
+	wantText(t, e.say(alice, "!stage forget FAS2 Previous"), "alice forgot a copy of fas2: dropped fas2__stagebot_prev", "1.2 GiB")
+	wantText(t, e.say(alice, "!stage forget fas2 base"), "Nothing was dropped: fas2 keeps no base copy")
+	if got := strings.Join(asked, ","); got != "previous,base" {
+		t.Errorf("the target was asked to forget %q", got)
+	}
+	evs, err := e.s.Events(context.Background(), store.EventFilter{Target: "fas2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := 0
+	for _, ev := range evs {
+		if ev.Action == "forget" && ev.Actor.ID == alice.ID && strings.Contains(ev.Detail, "previous: dropped fas2__stagebot_prev") {
+			audited++
+		}
+	}
+	if audited != 1 {
+		t.Errorf("forget audited %d times: %+v", audited, evs)
+	}
+	// Not while a run is running: the copies may be moving.
+	e.say(alice, "!stage resync fas2 slow now")
+	e.say(bob, "!stage approve 1")
+	e.advance(time.Second)
+	bottest.Eventually(t, "run 1 running", func() bool { return e.run(1).State == store.RunRunning })
+	wantText(t, e.say(alice, "!stage forget fas2 previous"), "Run 1 of fas2 is running: forget a copy once it has ended")
+	if len(asked) != 2 {
+		t.Errorf("forget reached the target while a run was running")
+	}
+	e.say(alice, "!stage abort 1")
+	e.b.Wait()
+	wantText(t, e.say(bob, "!stage forget fas2 previous"), "needs the scope `stage.forget.fas2`")
+	noDB := fas2()
+	noDB.Name = "docs"
+	e2 := newEnv(t, noDB)
+	wantText(t, e2.say(alice, "!stage forget docs previous"), "docs has no database, so it keeps no copies to forget")
 }

@@ -79,6 +79,8 @@ type Call struct {
 	Count    int
 	DryRun   bool
 	Topic    string
+	// Copy is what forget drops: "previous" or "base".
+	Copy string
 	// ReasonCut says the reason was longer than MaxReason and was cut.
 	ReasonCut bool
 }
@@ -377,6 +379,31 @@ func parseReset(p *argParser, c *Call) error {
 	// The rest as for resync, with the reset pipeline.
 	p.words = append([]string{t, ResetPipeline}, p.words...)
 	return parseResync(p, c)
+}
+
+// The copies forget drops.
+const (
+	CopyPrevious = "previous"
+	CopyBase     = "base"
+)
+
+func parseForget(p *argParser, c *Call) error {
+	t, err := p.target(false)
+	if err != nil {
+		return err
+	}
+	c.Target = t
+	switch w := strings.ToLower(p.next()); w {
+	case CopyPrevious, "prev":
+		c.Copy = CopyPrevious
+	case CopyBase:
+		c.Copy = CopyBase
+	case "":
+		return fmt.Errorf("say which copy: forget %s previous (kept for rollback) or forget %s base (kept for reset)", t, t)
+	default:
+		return fmt.Errorf("%q is not a copy stagebot keeps: give previous (kept for rollback) or base (kept for reset)", w)
+	}
+	return p.done()
 }
 
 // RollbackPipeline is the pipeline a target that keeps its previous copy

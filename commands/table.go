@@ -26,6 +26,7 @@ type Service interface {
 	Log(ctx context.Context, c *Call) error
 	Watch(ctx context.Context, c *Call) error
 	Unwatch(ctx context.Context, c *Call) error
+	Forget(ctx context.Context, c *Call) error
 }
 
 // Handler carries out a parsed call.
@@ -293,6 +294,18 @@ func init() {
 			},
 			parse:   parseRollback,
 			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
+		},
+		{
+			Name: "forget", Args: "<target> previous|base",
+			Summary: "drop the copy kept for rollback (or for reset), to give its space back",
+			Description: "Drops the previous copy a refresh kept for rollback (previous) or the base kept for reset (base) from " +
+				"staging's server, when its disk is too tight for the next copy. Rollback (or reset) is unavailable until a " +
+				"refresh keeps a new one. Not while a run of the target is running.",
+			Examples: []string{"forget fas2 previous", "forget fas2 base"},
+			Mutates:  true,
+			Scopes:   func(c *Call) []string { return scope(ScopeRoot, "forget", c.Target) },
+			parse:    parseForget,
+			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Forget(ctx, c) },
 		},
 
 		{

@@ -198,11 +198,14 @@ type DatabaseConfig struct {
 	// Production is the DSN of the database copied from; it is only read.
 	Production string `yaml:"production"`
 	// Staging is the DSN of the staging database replaced by a refresh.
-	Staging      string `yaml:"staging"`
-	Adopt        bool   `yaml:"adopt"`
-	NoOwner      bool   `yaml:"no_owner"`
-	NoACL        bool   `yaml:"no_acl"`
-	KeepPrevious *bool  `yaml:"keep_previous"`
+	Staging string `yaml:"staging"`
+	Adopt   bool   `yaml:"adopt"`
+	NoOwner bool   `yaml:"no_owner"`
+	NoACL   bool   `yaml:"no_acl"`
+	// KeepPrevious is true (the default: the copy a refresh replaces is
+	// kept for rollback), false, or space_permitting (kept, but dropped
+	// before the next copy starts unless disk_budget says both fit).
+	KeepPrevious *KeepMode `yaml:"keep_previous"`
 	// KeepBase keeps a template copy of each refresh, after its sanitising
 	// and checks, for !stage reset (one more copy of staging's size).
 	KeepBase bool   `yaml:"keep_base"`
@@ -339,6 +342,39 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// KeepMode is keep_previous's value.
+type KeepMode string
+
+// The values of keep_previous.
+const (
+	KeepAlways          KeepMode = "true"
+	KeepNever           KeepMode = "false"
+	KeepSpacePermitting KeepMode = "space_permitting"
+)
+
+// Keeps reports whether a previous copy is kept at all.
+func (k KeepMode) Keeps() bool { return k != KeepNever }
+
+// UnmarshalYAML reads true, false or space_permitting; anything else is a
+// TypeError, as for Duration.
+func (k *KeepMode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		var b bool
+		switch {
+		case n.Decode(&b) == nil && b:
+			*k = KeepAlways
+			return nil
+		case n.Decode(&b) == nil:
+			*k = KeepNever
+			return nil
+		case strings.EqualFold(strings.TrimSpace(n.Value), string(KeepSpacePermitting)):
+			*k = KeepSpacePermitting
+			return nil
+		}
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: keep_previous is %q: write true (keep the replaced copy for rollback), false, or space_permitting (keep it, but drop it before the next copy when space is short)", n.Line, n.Column, n.Value)}}
+}
 
 // Size is a number of bytes written like 40GB, 512MiB or 2T (units of
 // 1024).
@@ -994,7 +1030,7 @@ func (c *Config) validateDatabase(f string, d *DatabaseConfig, bad func(string, 
 		bad(f+".jobs", "%d: use 1 to 64", d.Jobs)
 	}
 	if d.KeepPrevious == nil {
-		keep := true
+		keep := KeepAlways
 		d.KeepPrevious = &keep
 	}
 }

@@ -372,6 +372,29 @@ func TestConfig_DatabaseSteps(t *testing.T) {
 			}
 		})
 	}
+	t.Run("keep_previous", func(t *testing.T) {
+		for v, want := range map[string]string{"true": "kept", "false": "dropped", "space_permitting": "dropped before the copy", "Space_Permitting": "dropped before the copy", "sometimes": "error"} {
+			y := "targets:\n  app:\n" + db + "      keep_previous: " + v + "\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {}\n"
+			cfg, err := ParseConfig([]byte(y), "c.yaml")
+			if want == "error" {
+				if err == nil || !strings.Contains(err.Error(), `keep_previous is "sometimes": write true`) || !strings.Contains(err.Error(), "space_permitting") {
+					t.Errorf("keep_previous: %s: %v", v, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("keep_previous: %s: %v", v, err)
+			}
+			pg := cfg.botOptions(deps{}).Targets[0]
+			_, rollback := pg.Pipelines["rollback"]
+			if rollback != (want != "dropped") {
+				t.Errorf("keep_previous: %s: a rollback pipeline is %v", v, rollback)
+			}
+			if want == "dropped before the copy" && *cfg.Targets["app"].Database.KeepPrevious != KeepSpacePermitting {
+				t.Errorf("keep_previous: %s read as %v", v, *cfg.Targets["app"].Database.KeepPrevious)
+			}
+		}
+	})
 	t.Run("staging name too long for its copies", func(t *testing.T) {
 		_, err := ParseConfig([]byte("targets:\n  app:\n    database:\n      staging: postgres://stg:5432/"+strings.Repeat("x", 60)+"\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {from_file: /x}\n"), "c.yaml")
 		if err == nil || !strings.Contains(err.Error(), "targets.app.database.staging: the staging database's name") || !strings.Contains(err.Error(), "use a shorter name") {

@@ -133,7 +133,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		pg = &postgres.Target{
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
-			KeepPrevious: *d.KeepPrevious, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
+			KeepPrevious: d.KeepPrevious.Keeps(), SpacePermitting: *d.KeepPrevious == KeepSpacePermitting, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
 			Logger: logger, Registry: reg, Fence: dp.fence, KeepBase: d.KeepBase, DiskBudget: int64(d.DiskBudget),
 		}
 		if c.Store.Type == "postgres" {
@@ -143,6 +143,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		t.Wait = pg.Wait
 		t.Holding = pg.Holding
 		t.Changes = pg.Changes
+		t.Forget = pg.Forget
 		if dp.tell != nil {
 			pg.Notify = func(msg string) { dp.tell(name, msg) }
 		}

@@ -61,12 +61,12 @@ func (t *Target) stagingUse(ctx context.Context) (used int64, kept string, err e
 	}
 	var parts []string
 	for _, k := range []struct{ name, what, fix string }{
-		{prev, "the previous copy kept for rollback", "keep_previous: false"},
-		{db + BaseSuffix, "the base kept for reset", "keep_base: false"},
+		{prev, "the previous copy kept for rollback", fmt.Sprintf("`forget %s previous` drops it; keep_previous: space_permitting drops it before each copy", t.Name)},
+		{db + BaseSuffix, "the base kept for reset", fmt.Sprintf("`forget %s base` drops it; keep_base: false keeps none", t.Name)},
 	} {
 		var size int64
 		if err := c.QueryRow(ctx, "select coalesce((select pg_database_size(oid) from pg_database where datname = $1), 0)::bigint", k.name).Scan(&size); err == nil && size > 0 {
-			parts = append(parts, fmt.Sprintf("%s (%s) holds %s (drop it by hand, or set %s)", k.name, k.what, runner.Bytes(size), k.fix))
+			parts = append(parts, fmt.Sprintf("%s (%s) holds %s (%s)", k.name, k.what, runner.Bytes(size), k.fix))
 		}
 	}
 	return used, strings.Join(parts, "; "), nil

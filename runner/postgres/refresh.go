@@ -125,7 +125,9 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 		if len(missing) > 0 {
 			return desc, fmt.Errorf("staging lacks roles production uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
 		}
-		if warn, err := t.diskPlan(ctx); err != nil {
+		if room := t.roomPlan(ctx); room != "" {
+			desc += "\n" + room
+		} else if warn, err := t.diskPlan(ctx); err != nil {
 			desc += "\nwarning: could not tell whether the copy fits: " + err.Error()
 		} else if warn != "" {
 			desc += "\n" + warn
@@ -138,6 +140,9 @@ func (r *Refresh) Plan(ctx context.Context) (string, error) {
 	}
 	if len(missing) > 0 {
 		return desc, fmt.Errorf("staging lacks roles the backup uses: %s; create them on staging, or set no_owner/no_acl on the target", strings.Join(missing, ", "))
+	}
+	if room := t.roomPlan(ctx); room != "" {
+		desc += "\n" + room
 	}
 	return desc, nil
 }
@@ -241,6 +246,9 @@ func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 		if did != "" {
 			fmt.Fprintf(env.Log, "repaired what an earlier run left: %s\n", did)
 		}
+	}
+	if err := t.makeRoom(ctx, env); err != nil {
+		return fmt.Errorf("make room for the copy: %w", err)
 	}
 	// The database's own properties are read beside the copy and given to
 	// the shadow once its data is in.

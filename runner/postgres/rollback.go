@@ -46,7 +46,7 @@ func (s *RollbackStep) Plan(ctx context.Context) (string, error) {
 		return desc, err
 	}
 	if !p.exists {
-		return desc, fmt.Errorf("there is no previous copy (%s) to roll back to: the last refresh kept none", prev)
+		return desc, fmt.Errorf("there is no previous copy (%s) to roll back to: the last refresh kept none, or it was forgotten", prev)
 	}
 	return desc, nil
 }

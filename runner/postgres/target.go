@@ -50,6 +50,10 @@ type Target struct {
 	NoOwner, NoACL bool
 	// KeepPrevious keeps the replaced staging copy for rollback.
 	KeepPrevious bool
+	// SpacePermitting (with KeepPrevious) drops the previous copy before a
+	// copy starts, unless DiskBudget says both fit: the kept copy never
+	// stands between a refresh and the disk it needs.
+	SpacePermitting bool
 	// DiskBudget is how much the databases on staging's server may take
 	// (0: unknown); a refresh that would not fit is warned of at plan time.
 	DiskBudget int64
