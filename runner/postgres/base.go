@@ -75,7 +75,7 @@ func (t *Target) keepBase(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	if _, err := c.Exec(ctx, "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", next); err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (r *Reset) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	if err := dropDatabase(ctx, c, next); err != nil {
 		return err
 	}

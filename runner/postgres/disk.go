@@ -87,7 +87,9 @@ func (t *Target) explainDiskFull(ctx context.Context, err error) error {
 	if !diskFull(err) {
 		return err
 	}
-	used, kept, uerr := t.stagingUse(context.WithoutCancel(ctx))
+	actx, cancel := afterwards(ctx)
+	defer cancel()
+	used, kept, uerr := t.stagingUse(actx)
 	if uerr != nil {
 		return fmt.Errorf("%w (staging's server is out of disk space)", err)
 	}

@@ -46,7 +46,7 @@ func (t *Target) Forget(ctx context.Context, what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	if err := dropDatabase(ctx, c, name); err != nil {
 		return "", err
 	}
@@ -59,7 +59,7 @@ func (t *Target) copySize(ctx context.Context, name string) (size int64, exists 
 	if err != nil {
 		return 0, false, err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	err = c.QueryRow(ctx, "select coalesce((select pg_database_size(oid) from pg_database where datname = $1), -1)::bigint", name).Scan(&size)
 	if err != nil {
 		return 0, false, fmt.Errorf("staging: size of %s: %w", name, err)
@@ -117,7 +117,7 @@ func (t *Target) makeRoom(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	if err := dropDatabase(ctx, c, prev); err != nil {
 		return err
 	}

@@ -79,7 +79,7 @@ func (p *progressPoller) poll(ctx context.Context, final bool) {
 	if err != nil {
 		return
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	var pr runner.Progress
 	var tables, indexes int
 	var bytes, rows, copying int64

@@ -167,7 +167,7 @@ func (t *Target) applyProps(ctx context.Context, env *runner.Env, next string, s
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	n := 0
 	for _, s := range stmts {
 		s, ok := retarget(s, next)
@@ -220,7 +220,7 @@ func (t *Target) analyze(ctx context.Context, env *runner.Env, next string) erro
 				}
 				return
 			}
-			defer c.Close(context.WithoutCancel(ctx))
+			defer closeConn(ctx, c)
 			for name := range work {
 				if err != nil {
 					continue

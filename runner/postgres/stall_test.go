@@ -25,8 +25,8 @@ type blackhole struct {
 	ln       net.Listener
 	to       string
 	frozen   atomic.Bool
-	passed   atomic.Int64 // bytes from the server to the client
-	freezeAt int64        // freeze once this many have passed (0: never)
+	passed   atomic.Int64 // bytes either way
+	freezeAt atomic.Int64 // freeze once this many have passed (0: never)
 	mu       sync.Mutex
 	conns    []net.Conn
 }
@@ -37,7 +37,8 @@ func newBlackhole(t *testing.T, to string, freezeAt int64) *blackhole {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &blackhole{ln: ln, to: to, freezeAt: freezeAt}
+	b := &blackhole{ln: ln, to: to}
+	b.freezeAt.Store(freezeAt)
 	go b.serve()
 	t.Cleanup(func() {
 		ln.Close()
@@ -70,14 +71,14 @@ func (b *blackhole) serve() {
 		b.mu.Lock()
 		b.conns = append(b.conns, s)
 		b.mu.Unlock()
-		go b.pipe(s, c, true)
-		go b.pipe(c, s, false)
+		go b.pipe(s, c)
+		go b.pipe(c, s)
 	}
 }
 
 // pipe copies until frozen; then it stops reading, so the sockets stay
 // open with nothing moving.
-func (b *blackhole) pipe(from, to net.Conn, fromServer bool) {
+func (b *blackhole) pipe(from, to net.Conn) {
 	buf := make([]byte, 16<<10)
 	for {
 		if b.frozen.Load() {
@@ -91,7 +92,7 @@ func (b *blackhole) pipe(from, to net.Conn, fromServer bool) {
 			if _, werr := to.Write(buf[:n]); werr != nil {
 				return
 			}
-			if fromServer && b.freezeAt > 0 && b.passed.Add(int64(n)) >= b.freezeAt {
+			if at := b.freezeAt.Load(); at > 0 && b.passed.Add(int64(n)) >= at {
 				b.frozen.Store(true)
 			}
 		}
@@ -102,6 +103,30 @@ func (b *blackhole) pipe(from, to net.Conn, fromServer bool) {
 			return
 		}
 	}
+}
+
+// lift ends the silence as a hung host's does when it comes back: every
+// connection through the hole is closed (so the server rolls back what its
+// sessions left open), and new ones pass again.
+func (b *blackhole) lift() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, c := range b.conns {
+		c.Close()
+	}
+	b.conns = nil
+	b.freezeAt.Store(0)
+	b.frozen.Store(false)
+}
+
+// addr is the host:port of a DSN's server.
+func addr(dsn string) string {
+	return strings.Split(strings.Split(dsn, "@")[1], "/")[0]
+}
+
+// through is dsn with its server reached through the hole.
+func (b *blackhole) through(dsn string) string {
+	return strings.Replace(dsn, addr(dsn), b.ln.Addr().String(), 1)
 }
 
 // bigTable gives production a table of about 40 MB, so that its copy is
@@ -121,10 +146,9 @@ func bigTable(t *testing.T, f *fixture) {
 func TestRefresh_ASilentProductionFailsTheStep(t *testing.T) {
 	f := newFixture(t)
 	bigTable(t, f)
-	prodAddr := strings.TrimPrefix(strings.Split(strings.Split(f.prod.DSN(f.prodDB), "@")[1], "/")[0], "")
-	hole := newBlackhole(t, prodAddr, 8<<20)
+	hole := newBlackhole(t, addr(f.prod.DSN(f.prodDB)), 8<<20)
 	_, port, _ := net.SplitHostPort(hole.ln.Addr().String())
-	f.target.ProductionDSN = strings.Replace(f.prod.DSN(f.prodDB), prodAddr, "127.0.0.1:"+port, 1)
+	f.target.ProductionDSN = hole.through(f.prod.DSN(f.prodDB))
 	steps := refreshSteps(f.target)
 	plan := runner.MakePlan(context.Background(), "app", &runner.Pipeline{Name: "default", Steps: steps, StallTimeout: 2 * time.Second})
 	if probs := plan.Problems(); len(probs) > 0 {
@@ -208,4 +232,100 @@ func TestRefresh_AServerThatWentDownIsNamed(t *testing.T) {
 	if res[0].State != store.StepFailed || !strings.Contains(res[0].Error, "staging's server (127.0.0.1:") || !strings.Contains(res[0].Error, "does not answer") {
 		t.Errorf("the step's error does not name staging's server as down: %s %q", res[0].State, res[0].Error)
 	}
+}
+
+// runStalling runs steps with a 2s stall timeout and returns their
+// results, failing the test if the run does not end.
+func runStalling(t *testing.T, steps []runner.Step, what string) ([]store.StepResult, string) {
+	t.Helper()
+	plan := runner.MakePlan(context.Background(), "app", &runner.Pipeline{Name: "default", Steps: steps, StallTimeout: 2 * time.Second})
+	if probs := plan.Problems(); len(probs) > 0 {
+		t.Fatalf("plan: %v", probs)
+	}
+	var log postgres.SyncBuffer
+	done := make(chan []store.StepResult, 1)
+	start := time.Now()
+	go func() {
+		res, _ := runner.Execute(context.Background(), plan, runner.Env{Run: 1, Target: "app", Pipeline: "default", Log: &log}, nil, nil)
+		done <- res
+	}()
+	select {
+	case res := <-done:
+		t.Logf("ended %s after the start", time.Since(start).Round(100*time.Millisecond))
+		return res, log.String()
+	case <-patience.After(120 * time.Second):
+		t.Fatalf("the run still runs %s after %s went silent:\n%s", time.Since(start).Round(time.Second), what, log.String())
+	}
+	return nil, ""
+}
+
+// A staging server that goes silent in the middle of the copy fails the
+// step, naming staging's server; once it answers again, the repair leaves
+// staging as it was (here: none, as before the first refresh).
+func TestRefresh_ASilentStagingFailsTheStep(t *testing.T) {
+	f := newFixture(t)
+	bigTable(t, f)
+	direct := f.target.StagingDSN
+	hole := newBlackhole(t, addr(direct), 8<<20)
+	f.target.StagingDSN = hole.through(direct)
+	res, log := runStalling(t, refreshSteps(f.target), "staging")
+	if !hole.frozen.Load() {
+		t.Fatalf("staging was never frozen: the table is too small for the test\n%s", log)
+	}
+	if e := res[0].Error; res[0].State != store.StepFailed || !strings.Contains(e, "stalled: nothing moved since") || !strings.Contains(e, "staging's server ("+hole.ln.Addr().String()) {
+		t.Errorf("the step's error does not say staging's server went silent: %s %q", res[0].State, e)
+	}
+	if res[1].State != store.StepSkipped {
+		t.Errorf("the swap ran after a stalled copy: %s", res[1].State)
+	}
+	hole.lift()
+	recoverUntilDone(t, f.target)
+	if dbs := databases(t, f.stg); has(dbs, f.stgDB) || has(dbs, f.stgDB+postgres.NextSuffix) {
+		t.Errorf("after the repair staging's server holds %v: the half-made copy is left", dbs)
+	}
+}
+
+// A staging server that goes silent in the middle of the swap (between
+// its renames) fails the swap step instead of hanging on it, and once the
+// server answers again, staging is the copy it was, taking connections.
+func TestSwap_ASilentStagingMidSwapFailsTheStep(t *testing.T) {
+	f := newFixture(t)
+	if log, err := run(t, refreshSteps(f.target), nil); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	before := fingerprint(t, f.stg.DSN(f.stgDB))
+	pgtest.Exec(t, f.prod.DSN(f.prodDB), "insert into users (email) values ('new@example.org')")
+	direct := f.target.StagingDSN
+	hole := newBlackhole(t, addr(direct), 0)
+	f.target.StagingDSN = hole.through(direct)
+	postgres.BetweenRenames = func() { hole.frozen.Store(true) }
+	t.Cleanup(func() { postgres.BetweenRenames = nil })
+	res, log := runStalling(t, refreshSteps(f.target), "staging (mid-swap)")
+	postgres.BetweenRenames = nil
+	if !hole.frozen.Load() {
+		t.Fatalf("the swap never reached its renames:\n%s", log)
+	}
+	if res[0].State != store.StepSucceeded {
+		t.Fatalf("the copy: %s %q", res[0].State, res[0].Error)
+	}
+	if e := res[1].Error; res[1].State != store.StepFailed || !strings.Contains(e, "staging's server ("+hole.ln.Addr().String()) {
+		t.Errorf("the swap's error does not name staging's server: %s %q", res[1].State, e)
+	}
+	t.Logf("the swap: %s", res[1].Error)
+	hole.lift()
+	recoverUntilDone(t, f.target)
+	if d := diffPrints(before, fingerprint(t, f.stg.DSN(f.stgDB))); d != "" {
+		t.Errorf("staging is not the copy it was:\n%s", d)
+	}
+}
+
+// recoverUntilDone repairs what a run left, as the bot does once staging's
+// server answers again (its sessions may take a moment to end).
+func recoverUntilDone(t *testing.T, tg *postgres.Target) {
+	t.Helper()
+	var last error
+	patience.Until(t, "the repair", 30*time.Second, func() bool {
+		_, last = tg.Recover(context.Background())
+		return last == nil
+	}, func() string { return last.Error() })
 }

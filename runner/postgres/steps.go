@@ -78,7 +78,7 @@ func (s *SQL) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	err = pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, s.Script)
 		if err == nil {
@@ -136,7 +136,7 @@ func (s *Check) value(ctx context.Context, on On) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	var v any
 	// Checks only read, wherever they run.
 	err = pgx.BeginTxFunc(ctx, c, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -264,7 +264,7 @@ func (s *Drop) Run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	for _, name := range []string{next, db, prev, db + OldSuffix} {
 		if err := dropDatabase(ctx, c, name); err != nil {
 			return err

@@ -214,7 +214,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err != nil {
 		return err
 	}
-	defer snapConn.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, snapConn)
 	if _, err := snapConn.Exec(ctx, "begin isolation level repeatable read read only"); err != nil {
 		return fmt.Errorf("production: %w", err)
 	}
@@ -422,7 +422,7 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err != nil {
 		return err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	for _, e := range rest {
 		if err := c.PgConn().Exec(ctx, e.sql).Close(); err != nil {
 			return fmt.Errorf("%s %s: %w", strings.ToLower(e.kind), e.name, err)
@@ -893,12 +893,12 @@ func (s *streamer) copyLargeObjects(ctx context.Context, count int64) error {
 	if err != nil {
 		return err
 	}
-	defer prod.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, prod)
 	shadow, err := s.shadowConn(ctx)
 	if err != nil {
 		return err
 	}
-	defer shadow.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, shadow)
 	if _, err := shadow.Exec(ctx, "begin"); err != nil {
 		return fmt.Errorf("shadow: %w", err)
 	}
@@ -1122,7 +1122,7 @@ func (s *streamer) work(ctx context.Context, r role) {
 	defer func() {
 		for _, c := range []*pgx.Conn{prod, shadow} {
 			if c != nil {
-				c.Close(context.WithoutCancel(ctx))
+				closeConn(ctx, c)
 			}
 		}
 	}()
@@ -1310,7 +1310,9 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	}
 	if err != nil {
 		if whole {
-			shadow.PgConn().Exec(context.WithoutCancel(ctx), "ROLLBACK").Close()
+			actx, cancel := afterwards(ctx)
+			shadow.PgConn().Exec(actx, "ROLLBACK").Close()
+			cancel()
 		}
 		return 0, err
 	}

@@ -460,6 +460,31 @@ func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 
 func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
+// cleanupTimeout bounds each thing undone or closed after a failure: the
+// connection it goes over may lead to a server that no longer answers, and
+// nothing may wait on a silent peer for ever.
+const cleanupTimeout = 10 * time.Second
+
+// afterwards is a context for undoing or closing after ctx ended: not
+// cancelled with it, but bounded by cleanupTimeout.
+func afterwards(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}
+
+// closeConn closes c within cleanupTimeout, whatever became of ctx.
+func closeConn(ctx context.Context, c *pgx.Conn) {
+	actx, cancel := afterwards(ctx)
+	defer cancel()
+	c.Close(actx)
+}
+
+// rollbackTx rolls tx back within cleanupTimeout, whatever became of ctx.
+func rollbackTx(ctx context.Context, tx pgx.Tx) {
+	actx, cancel := afterwards(ctx)
+	defer cancel()
+	tx.Rollback(actx)
+}
+
 // dropDatabase drops name if it exists, ending its sessions.
 func dropDatabase(ctx context.Context, c *pgx.Conn, name string) error {
 	if _, err := c.Exec(ctx, "drop database if exists "+quoteIdent(name)+" with (force)"); err != nil {
@@ -513,7 +538,9 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 		return 0, fmt.Errorf("block connections to %s: %w", db, err)
 	}
 	restore := func() {
-		if _, err := c.Exec(context.WithoutCancel(ctx), "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
+		actx, cancel := afterwards(ctx)
+		defer cancel()
+		if _, err := c.Exec(actx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
 			fmt.Fprintf(log, "could not allow connections to %s again: %v\n", db, err)
 		}
 	}
@@ -555,10 +582,10 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 		restore()
 		return 0, err
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
+	defer rollbackTx(ctx, tx)
 	bound := fmt.Sprintf("SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d", swapBudget.Milliseconds(), swapBudget.Milliseconds())
 	if _, err := tx.Exec(ctx, bound); err != nil {
-		tx.Rollback(context.WithoutCancel(ctx))
+		rollbackTx(ctx, tx)
 		restore()
 		return 0, err
 	}
@@ -571,13 +598,13 @@ func (t *Target) exchange(ctx context.Context, c *pgx.Conn, db, in, out, retire,
 			BetweenRenames()
 		}
 		if _, err := tx.Exec(ctx, "alter database "+quoteIdent(rn[0])+" rename to "+quoteIdent(rn[1])); err != nil {
-			tx.Rollback(context.WithoutCancel(ctx))
+			rollbackTx(ctx, tx)
 			restore()
 			return 0, fmt.Errorf("rename %s to %s: %w", rn[0], rn[1], err)
 		}
 	}
 	if _, err := tx.Exec(ctx, "alter database "+quoteIdent(db)+" with allow_connections true"); err != nil {
-		tx.Rollback(context.WithoutCancel(ctx))
+		rollbackTx(ctx, tx)
 		restore()
 		return 0, err
 	}
@@ -609,7 +636,7 @@ func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error)
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	shadow, err := database(ctx, c, next)
 	if err != nil {
 		return 0, err
@@ -696,7 +723,7 @@ func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	p, err := database(ctx, c, prev)
 	if err != nil {
 		return "", err
@@ -741,7 +768,7 @@ func (t *Target) recoverLocked(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	var did []string
 	for _, gone := range []struct{ name, what string }{{next, "the unfinished copy"}, {db + OldSuffix, "the replaced copy"}} {
 		if d, err := database(ctx, c, gone.name); err != nil {
@@ -824,7 +851,7 @@ func (t *Target) MadeBy(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer c.Close(context.WithoutCancel(ctx))
+	defer closeConn(ctx, c)
 	run, _, err := t.madeBy(ctx, c, db)
 	return run, err
 }
