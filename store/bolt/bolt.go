@@ -35,8 +35,8 @@ var (
 
 const schemaVersion = 1
 
-// MaxLogBytes bounds one run's log; text past it is dropped and the log says so.
-const MaxLogBytes = 1 << 20
+// MaxLogBytes bounds one run's log: store.MaxLogBytes.
+const MaxLogBytes = store.MaxLogBytes
 
 // Store is a store.Store backed by a bbolt file.
 type Store struct {
@@ -265,8 +265,6 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]*store.Run, erro
 	return out, nil
 }
 
-var truncatedNote = []byte("\n[log truncated: it reached its size limit]\n")
-
 // AppendLog implements store.Store.
 func (s *Store) AppendLog(ctx context.Context, runID uint64, text []byte) error {
 	err := s.update(ctx, func(tx *bbolt.Tx) error {
@@ -274,14 +272,9 @@ func (s *Store) AppendLog(ctx context.Context, runID uint64, text []byte) error 
 			return fmt.Errorf("run %d: %w", runID, store.ErrNotFound)
 		}
 		logs := tx.Bucket(bucketLogs)
-		old := logs.Get(itob(runID))
-		if len(old) >= MaxLogBytes {
+		buf, ok := store.AppendLogText(logs.Get(itob(runID)), text)
+		if !ok {
 			return nil
-		}
-		buf := make([]byte, 0, len(old)+len(text))
-		buf = append(append(buf, old...), text...)
-		if len(buf) > MaxLogBytes {
-			buf = append(buf[:MaxLogBytes-len(truncatedNote)], truncatedNote...)
 		}
 		return logs.Put(itob(runID), buf)
 	})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// MaxLogBytes bounds one run's log, as in the bolt store.
-const MaxLogBytes = 1 << 20
+// MaxLogBytes bounds one run's log: store.MaxLogBytes.
+const MaxLogBytes = store.MaxLogBytes
 
 // ErrFenced means a newer leader holds the lease: this process's writes
 // are refused, so that a leader that was paused or cut off and comes back
@@ -258,8 +259,6 @@ func (s *Store) Runs(ctx context.Context, f store.RunFilter) ([]*store.Run, erro
 	return out, nil
 }
 
-var truncatedNote = []byte("\n[log truncated: it reached its size limit]\n")
-
 func exists(ctx context.Context, q interface {
 	QueryRow(context.Context, string, ...any) pgx.Row
 }, runID uint64) error {
@@ -269,6 +268,16 @@ func exists(ctx context.Context, q interface {
 		return fmt.Errorf("run %d: %w", runID, store.ErrNotFound)
 	}
 	return err
+}
+
+// dumpTables are the tables Import fills, each locked while it does and,
+// where what names it, required to be empty first (the counters follow
+// the records).
+var dumpTables = []struct{ table, what string }{
+	{"stagebot_runs", "runs"}, {"stagebot_logs", "logs"}, {"stagebot_holds", "holds"},
+	{"stagebot_approvals", "approvals"}, {"stagebot_watchers", "watchers"}, {"stagebot_events", "events"},
+	{"stagebot_marks", "marks"}, {"stagebot_databases", "databases"}, {"stagebot_values", "values"},
+	{"stagebot_counters", ""},
 }
 
 // AppendLog implements store.Store.
@@ -282,12 +291,9 @@ func (s *Store) AppendLog(ctx context.Context, runID uint64, text []byte) error 
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if len(old) >= MaxLogBytes {
+		buf, ok := store.AppendLogText(old, text)
+		if !ok {
 			return nil
-		}
-		buf := append(append(make([]byte, 0, len(old)+len(text)), old...), text...)
-		if len(buf) > MaxLogBytes {
-			buf = append(buf[:MaxLogBytes-len(truncatedNote)], truncatedNote...)
 		}
 		_, err = tx.Exec(ctx, "insert into stagebot_logs (run_id, text) values ($1, $2) on conflict (run_id) do update set text = excluded.text", runID, buf)
 		return err
@@ -764,14 +770,18 @@ func (s *Store) Export(ctx context.Context) (*store.Dump, error) {
 func (s *Store) Import(ctx context.Context, d *store.Dump) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Nobody writes while the copy goes in.
-		if _, err := tx.Exec(ctx, "lock table stagebot_runs, stagebot_holds, stagebot_events, stagebot_watchers, stagebot_marks, stagebot_databases in exclusive mode"); err != nil {
+		var tables, checks []string
+		for _, d := range dumpTables {
+			tables = append(tables, d.table)
+			if d.what != "" {
+				checks = append(checks, fmt.Sprintf("(select '%s' from %s limit 1)", d.what, d.table))
+			}
+		}
+		if _, err := tx.Exec(ctx, "lock table "+strings.Join(tables, ", ")+" in exclusive mode"); err != nil {
 			return err
 		}
 		var what string
-		err := tx.QueryRow(ctx, `select coalesce((select 'runs' from stagebot_runs limit 1), (select 'holds' from stagebot_holds limit 1),
-			(select 'events' from stagebot_events limit 1), (select 'watchers' from stagebot_watchers limit 1),
-			(select 'marks' from stagebot_marks limit 1), (select 'databases' from stagebot_databases limit 1),
-			(select 'values' from stagebot_values limit 1), '')`).Scan(&what)
+		err := tx.QueryRow(ctx, "select coalesce("+strings.Join(checks, ", ")+", '')").Scan(&what)
 		if err != nil {
 			return err
 		}

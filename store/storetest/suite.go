@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/stagebot/stagebot/store"
 )
@@ -38,6 +40,7 @@ func Run(t *testing.T, open Opener) {
 		{"Reopen", testReopen},
 		{"Concurrent", testConcurrent},
 		{"CancelledContext", testCancelledContext},
+		{"ExportImport", testExportImport},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -187,6 +190,18 @@ func testLogs(t *testing.T, open Opener) {
 	}
 	if _, err := s.Log(ctx, 42); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Log(42) error = %v, want ErrNotFound", err)
+	}
+	// Every store bounds a log alike: cut at MaxLogBytes, saying so, and
+	// nothing appended after.
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<14) // 256 KiB
+	for range 5 {
+		must(t, s.AppendLog(ctx, r.ID, chunk))
+	}
+	must(t, s.AppendLog(ctx, r.ID, []byte("after the cut\n")))
+	got, err = s.Log(ctx, r.ID)
+	must(t, err)
+	if len(got) != store.MaxLogBytes || !bytes.HasSuffix(got, []byte("[log truncated: it reached its size limit]\n")) || !bytes.HasPrefix(got, []byte("line 1\n")) {
+		t.Fatalf("a log past its bound: %d bytes ending %q", len(got), got[max(0, len(got)-60):])
 	}
 }
 
@@ -508,5 +523,64 @@ func testCompact(t *testing.T, open Opener) {
 	runs, _ = s.Runs(ctx, store.RunFilter{})
 	if n != 2 || len(runs) != 3 || runs[0].ID != 7 || runs[2].ID != 5 {
 		t.Fatalf("Compact(Runs: 2) removed %d, left %d runs", n, len(runs))
+	}
+}
+
+// fillers each put one kind of record in a store.
+var fillers = map[string]func(ctx context.Context, s store.Store) error{
+	"runs": func(ctx context.Context, s store.Store) error { return s.CreateRun(ctx, newRun("fas2")) },
+	"holds": func(ctx context.Context, s store.Store) error {
+		return s.CreateHold(ctx, &store.Hold{Target: "fas2", Holder: alice, Reason: "r", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)})
+	},
+	"watchers": func(ctx context.Context, s store.Store) error { return s.Watch(ctx, "fas2", bob) },
+	"events": func(ctx context.Context, s store.Store) error {
+		return s.AppendEvent(ctx, &store.Event{At: t0, Actor: alice, Action: "hold"})
+	},
+	"marks":     func(ctx context.Context, s store.Store) error { return s.SetMark(ctx, "cron/fas2", t0) },
+	"databases": func(ctx context.Context, s store.Store) error { return s.RecordDatabase(ctx, "key", 1) },
+	"values":    func(ctx context.Context, s store.Store) error { return s.SetValue(ctx, "matrix/since", []byte("s1")) },
+}
+
+// testExportImport: what one store exports another imports whole, and a
+// store holding any kind of record refuses an import.
+func testExportImport(t *testing.T, open Opener) {
+	ctx := context.Background()
+	porter := func(s store.Store) store.Porter {
+		t.Helper()
+		p, ok := s.(store.Porter)
+		if !ok {
+			t.Fatalf("%T cannot export or import (store.Porter): every store can", s)
+		}
+		return p
+	}
+	src, _ := open(t)
+	for _, fill := range fillers {
+		must(t, fill(ctx, src))
+	}
+	runs, err := src.Runs(ctx, store.RunFilter{})
+	must(t, err)
+	must(t, src.AppendLog(ctx, runs[0].ID, []byte("log line\n")))
+	must(t, src.AddApproval(ctx, store.Approval{RunID: runs[0].ID, User: bob, At: t0}))
+	d, err := porter(src).Export(ctx)
+	must(t, err)
+	dst, _ := open(t)
+	must(t, porter(dst).Import(ctx, d))
+	again, err := porter(dst).Export(ctx)
+	must(t, err)
+	if diff := cmp.Diff(d, again, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("imported store exports differently (-source +imported):\n%s", diff)
+	}
+	// A record made after the import gets a number past the imported ones.
+	r := newRun("fas2")
+	must(t, dst.CreateRun(ctx, r))
+	if r.ID <= runs[0].ID {
+		t.Errorf("a run created after the import got ID %d, not past %d", r.ID, runs[0].ID)
+	}
+	for what, fill := range fillers {
+		s, _ := open(t)
+		must(t, fill(ctx, s))
+		if err := porter(s).Import(ctx, d); !errors.Is(err, store.ErrNotEmpty) {
+			t.Errorf("import into a store holding only %s: %v, want ErrNotEmpty", what, err)
+		}
 	}
 }
