@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -24,7 +25,7 @@ func (b *Bot) Reconfigure(o Options) string {
 	for _, t := range o.Targets {
 		next[t.Name] = t
 	}
-	for _, name := range sortedKeys(next) {
+	for _, name := range slices.Sorted(maps.Keys(next)) {
 		t, was := next[name], old[name]
 		switch {
 		case was == nil:
@@ -33,7 +34,7 @@ func (b *Bot) Reconfigure(o Options) string {
 			changes = append(changes, "changed target "+name+" ("+targetShape(t)+")")
 		}
 	}
-	for _, name := range sortedKeys(old) {
+	for _, name := range slices.Sorted(maps.Keys(old)) {
 		if next[name] == nil {
 			changes = append(changes, "removed target "+name+" (its pending runs are cancelled)")
 		}
@@ -87,15 +88,6 @@ func targetShape(t *Target) string {
 	}
 	return fmt.Sprintf("pipelines %s; schedules %v; notice %s; ladder %v; approvals %+v/%+v; channel %s",
 		strings.Join(ps, " "), sched, fmtDur(t.Notice), t.Ladder, t.Manual, t.Scheduled, t.Channel)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // Say posts text in the control channels (the first one), or in every

@@ -3,11 +3,11 @@ package bot
 import (
 	"context"
 	"fmt"
-	"github.com/stagebot/stagebot/runner"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
 

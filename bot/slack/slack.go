@@ -56,14 +56,24 @@ var (
 	_ bot.Editor  = (*Adapter)(nil)
 )
 
+// TokenProblems says what is wrong with each token ("" when it looks
+// right): Socket Mode needs an app-level token and posting a bot token,
+// and the two are easily swapped.
+func TokenProblems(appToken, botToken string) (app, bot string) {
+	if !strings.HasPrefix(appToken, "xapp-") {
+		app = "give the app-level token (xapp-…, scope connections:write)"
+	}
+	if !strings.HasPrefix(botToken, "xoxb-") {
+		bot = "give the bot token (xoxb-…)"
+	}
+	return app, bot
+}
+
 // New builds the adapter; nothing connects until Run. Messages sent before
 // Run wait in the outbox.
 func New(o Options) (*Adapter, error) {
-	if !strings.HasPrefix(o.AppToken, "xapp-") {
-		return nil, errors.New("slack: the app token must start with xapp- (an app-level token with connections:write)")
-	}
-	if !strings.HasPrefix(o.BotToken, "xoxb-") {
-		return nil, errors.New("slack: the bot token must start with xoxb-")
+	if app, bot := TokenProblems(o.AppToken, o.BotToken); app != "" || bot != "" {
+		return nil, errors.New("slack: " + strings.Trim(app+"; "+bot, "; "))
 	}
 	if o.APIURL == "" {
 		o.APIURL = DefaultAPIURL

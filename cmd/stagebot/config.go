@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -20,11 +21,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/robfig/cron/v3"
 
-	"github.com/stagebot/stagebot/bot"
-	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/xhit/go-str2duration/v2"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/slack"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
 )
 
 // Config is the YAML configuration file. config.example.yaml documents
@@ -723,11 +726,12 @@ func (c *Config) validate(errs *ConfigError) {
 	case "console":
 	case "slack":
 		sc := &c.Chat.Slack
-		if !strings.HasPrefix(sc.AppToken, "xapp-") {
-			bad("chat.slack.app_token", "give the app-level token (xapp-…, scope connections:write), e.g. app_token: ${SLACK_APP_TOKEN}")
+		app, bot := slack.TokenProblems(sc.AppToken, sc.BotToken)
+		if app != "" {
+			bad("chat.slack.app_token", "%s, e.g. app_token: ${SLACK_APP_TOKEN}", app)
 		}
-		if !strings.HasPrefix(sc.BotToken, "xoxb-") {
-			bad("chat.slack.bot_token", "give the bot token (xoxb-…), e.g. bot_token: ${SLACK_BOT_TOKEN}")
+		if bot != "" {
+			bad("chat.slack.bot_token", "%s, e.g. bot_token: ${SLACK_BOT_TOKEN}", bot)
 		}
 		if sc.APIURL != "" && !strings.HasPrefix(sc.APIURL, "http://") && !strings.HasPrefix(sc.APIURL, "https://") {
 			bad("chat.slack.api_url", "%q is not an http(s) URL", sc.APIURL)
@@ -817,10 +821,10 @@ func (c *Config) validate(errs *ConfigError) {
 		}
 	}
 	checkScopes("access.everyone", c.Access.Everyone)
-	for _, u := range sortedKeys(c.Access.Users) {
+	for _, u := range slices.Sorted(maps.Keys(c.Access.Users)) {
 		checkScopes("access.users."+u, c.Access.Users[u])
 	}
-	for _, g := range sortedKeys(c.Access.Groups) {
+	for _, g := range slices.Sorted(maps.Keys(c.Access.Groups)) {
 		checkScopes("access.groups."+g+".scopes", c.Access.Groups[g].Scopes)
 		if len(c.Access.Groups[g].Members) == 0 {
 			bad("access.groups."+g+".members", "the group has no members")
@@ -837,11 +841,11 @@ func (c *Config) validate(errs *ConfigError) {
 	if len(c.Targets) == 0 {
 		bad("targets", "no targets: configure at least one (see config.example.yaml)")
 	}
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		c.validateTarget(name, c.Targets[name], bad)
 	}
 	if c.Chat.Platform == "matrix" {
-		for _, name := range sortedKeys(c.Targets) {
+		for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 			if t := c.Targets[name]; t != nil && t.Channel == "" {
 				bad("targets."+name+".channel", "no room to announce in: give the target a channel, or access.control_channels a room ID (!abc:example.org)")
 			}
@@ -900,7 +904,7 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	if len(t.Pipelines) == 0 {
 		bad(f+".pipelines", "no pipelines: give the target at least one")
 	}
-	for _, pn := range sortedKeys(t.Pipelines) {
+	for _, pn := range slices.Sorted(maps.Keys(t.Pipelines)) {
 		pf := f + ".pipelines." + pn
 		if !nameRe.MatchString(pn) {
 			bad(pf, "%q is not a usable pipeline name: use lower-case letters, digits, - and _", pn)
@@ -931,7 +935,7 @@ func (c *Config) validateTarget(name string, t *TargetConfig, bad func(string, s
 	case t.Pipelines["default"] != nil:
 		t.DefaultPipeline = "default"
 	case len(t.Pipelines) == 1:
-		t.DefaultPipeline = sortedKeys(t.Pipelines)[0]
+		t.DefaultPipeline = slices.Sorted(maps.Keys(t.Pipelines))[0]
 	case len(t.Pipelines) > 1:
 		bad(f+".default_pipeline", "the target has several pipelines and none is called default: name the one to use")
 	}
@@ -1256,15 +1260,6 @@ func defaultStepName(s *StepConfig, kind string) string {
 		name = name[:40] + "…"
 	}
 	return name
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // badWebHost says what is wrong with an http.hosts entry, or "" when it

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner/postgres"
-	"go.yaml.in/yaml/v3"
 )
 
 func TestConfigExample_LoadsAndValidates(t *testing.T) {

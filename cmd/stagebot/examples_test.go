@@ -14,7 +14,7 @@ import (
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/internal/patience"
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
 )

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/stagebot/stagebot/internal/patience"
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/bolt"
 	pgstore "github.com/stagebot/stagebot/store/postgres"

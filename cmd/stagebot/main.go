@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,7 +169,7 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 	fmt.Fprintf(w, "Config is valid: %d target(s), times in %s.\n", len(o.Targets), cfg.location)
 	for _, t := range o.Targets {
 		var ps []string
-		for _, p := range sortedKeys(t.Pipelines) {
+		for _, p := range slices.Sorted(maps.Keys(t.Pipelines)) {
 			ps = append(ps, fmt.Sprintf("%s (%d steps, %d finally)", p, len(t.Pipelines[p].Steps), len(t.Pipelines[p].Finally)))
 		}
 		fmt.Fprintf(w, "\n%s: pipelines %v, default %s\n", t.Name, ps, t.DefaultPipeline)

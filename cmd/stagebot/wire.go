@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -48,7 +49,7 @@ func (c *Config) matrixRooms() []string {
 	for _, r := range c.Access.ControlChannels {
 		add(r)
 	}
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		if t := c.Targets[name]; t != nil {
 			add(t.Channel)
 		}
@@ -106,7 +107,7 @@ func (c *Config) botOptions(dp deps) bot.Options {
 		}
 		o.Access.DatabaseRoles[role] = store.User{ID: id}
 	}
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		o.Targets = append(o.Targets, c.target(name, dp))
 	}
 	return o
@@ -219,7 +220,7 @@ func resetPipeline(pc *PipelineConfig, pg *postgres.Target, maxAge time.Duration
 // the extra ones configured.
 func (c *Config) productionServers() []string {
 	out := append([]string(nil), c.ProductionServers...)
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		if d := c.Targets[name].Database; d != nil && d.Production != "" {
 			out = append(out, d.Production)
 		}

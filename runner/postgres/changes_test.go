@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/store"
 )
 

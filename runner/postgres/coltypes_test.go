@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 )
 
 // Every kind of column type PostgreSQL can hand the streaming copy:

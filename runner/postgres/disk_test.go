@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 

@@ -13,8 +13,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/pgtest"
 )
 
 // The tools get every libpq parameter of the DSN, in either form, and

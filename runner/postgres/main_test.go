@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagebot/stagebot/internal/patience"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
 )

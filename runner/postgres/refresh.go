@@ -19,8 +19,6 @@ import (
 	"github.com/stagebot/stagebot/runner"
 )
 
-var lookPath = exec.LookPath
-
 // Source says where a refresh copies from: production's live database (all
 // fields empty), one backup file, or the newest file in a directory.
 type Source struct {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/stagebot/stagebot/internal/patience"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 	"github.com/stagebot/stagebot/store"
 )

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
-	"github.com/stagebot/stagebot/runner/pgtest"
 	"github.com/stagebot/stagebot/runner/postgres"
 )
 

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/stagebot/stagebot/internal/pgbin"
 	"github.com/stagebot/stagebot/runner"
 )
 
@@ -957,23 +956,9 @@ func (t *Target) stopRepair() bool {
 // FindBinDir returns the directory of pg_dump, pg_restore and psql:
 // $PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else $PATH.
 func FindBinDir() (string, error) {
-	if d := os.Getenv("PG_BINDIR"); d != "" {
-		return d, nil
+	d, err := pgbin.Find("pg_restore")
+	if err != nil {
+		return "", errors.New("pg_dump and pg_restore not found: install Debian's postgresql-client package, or set PG_BINDIR")
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return majorOf(dirs[i]) > majorOf(dirs[j]) })
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "pg_restore")); err == nil {
-			return d, nil
-		}
-	}
-	if p, err := lookPath("pg_restore"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	return "", errors.New("pg_dump and pg_restore not found: install Debian's postgresql-client package, or set PG_BINDIR")
-}
-
-func majorOf(dir string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
-	return n
+	return d, nil
 }

@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/stagebot/stagebot/runner/pgtest"
+	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/store"
 	"github.com/stagebot/stagebot/store/postgres"
 	"github.com/stagebot/stagebot/store/storetest"

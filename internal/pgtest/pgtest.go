@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/internal/pgbin"
 )
 
 // Server is one running PostgreSQL server.
@@ -34,25 +35,11 @@ type Server struct {
 
 // BinDir finds the directory of the PostgreSQL server binaries.
 func BinDir() (string, error) {
-	if d := os.Getenv("PG_BINDIR"); d != "" {
-		return d, nil
+	d, err := pgbin.Find("initdb")
+	if err != nil {
+		return "", errors.New("no PostgreSQL server binaries found (initdb): install Debian's postgresql package, or set PG_BINDIR")
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
-	for _, d := range dirs {
-		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
-			return d, nil
-		}
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p), nil
-	}
-	return "", errors.New("no PostgreSQL server binaries found (initdb): install Debian's postgresql package, or set PG_BINDIR")
-}
-
-func version(dir string) int {
-	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
-	return n
+	return d, nil
 }
 
 // Options tune a server.
