@@ -178,10 +178,10 @@ func New(s store.Store, a Adapter, o Options) *Bot {
 	}
 	// Adapters that keep a position in the platform's stream (Matrix's
 	// since token) keep it in the bot's store, fenced like every write.
-	if st, ok := a.(interface{ UseStore(store.Store) }); ok {
-		st.UseStore(s)
+	if sk, ok := a.(StreamKeeper); ok {
+		sk.UseJournal(s)
 	}
-	if ob, ok := a.(interface{ Outbox() *Outbox }); ok {
+	if ob, ok := a.(OutboxOwner); ok {
 		ob.Outbox().OnDelivered = b.delivered
 		if o.Fence != nil {
 			ob.Outbox().Allow = func() error { return o.Fence(0) }
@@ -378,7 +378,7 @@ func (b *Bot) shutdown() {
 
 // flushOutbox gives the chat platform up to wait to take what is queued.
 func (b *Bot) flushOutbox(wait time.Duration) {
-	ob, ok := b.adapter.(interface{ Outbox() *Outbox })
+	ob, ok := b.adapter.(OutboxOwner)
 	if !ok {
 		return
 	}

@@ -146,7 +146,7 @@ func (b *Bot) Snapshot(ctx context.Context) (Snapshot, error) {
 			s.Waiting["run"]++
 		}
 	}
-	if ob, ok := b.adapter.(interface{ Outbox() *Outbox }); ok {
+	if ob, ok := b.adapter.(OutboxOwner); ok {
 		s.Outbox = ob.Outbox().Pending()
 		s.SendFailures = ob.Outbox().Failures()
 	}

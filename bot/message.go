@@ -60,6 +60,21 @@ type Adapter interface {
 	Send(ctx context.Context, m Message) (store.MessageRef, error)
 }
 
+// StreamKeeper is implemented by adapters that keep their place in the
+// platform's stream (Matrix's since token, the events handled) in the
+// bot's store: the bot hands them its store as a Journal at start, so the
+// writes are fenced like every other.
+type StreamKeeper interface {
+	UseJournal(Journal)
+}
+
+// OutboxOwner is implemented by adapters that send through an Outbox: the
+// bot tells it what was delivered, fences it, flushes it before it stops
+// and reports its queue.
+type OutboxOwner interface {
+	Outbox() *Outbox
+}
+
 // Editor is implemented by adapters that can change a message they posted.
 type Editor interface {
 	Edit(ctx context.Context, ref store.MessageRef, m Message) error

@@ -54,8 +54,9 @@ type Adapter struct {
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Editor  = (*Adapter)(nil)
+	_ bot.Adapter     = (*Adapter)(nil)
+	_ bot.Editor      = (*Adapter)(nil)
+	_ bot.OutboxOwner = (*Adapter)(nil)
 )
 
 // Intents asked for: guild and direct messages, and their content (a

@@ -52,7 +52,7 @@ type Adapter struct {
 	cancel context.CancelFunc
 	log    *slog.Logger
 
-	st        atomic.Pointer[store.Store]
+	st        atomic.Pointer[bot.Journal]
 	connected atomic.Bool
 	seen      bot.Seen
 
@@ -71,8 +71,10 @@ type Adapter struct {
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Editor  = (*Adapter)(nil)
+	_ bot.Adapter      = (*Adapter)(nil)
+	_ bot.Editor       = (*Adapter)(nil)
+	_ bot.StreamKeeper = (*Adapter)(nil)
+	_ bot.OutboxOwner  = (*Adapter)(nil)
 )
 
 // New builds the adapter; nothing connects until Run.
@@ -104,12 +106,12 @@ func New(o Options) (*Adapter, error) {
 	return a, nil
 }
 
-// UseStore is called by the bot with its store, where the adapter keeps
-// its /sync position.
+// UseJournal implements bot.StreamKeeper: the bot's store, where the
+// adapter keeps its /sync position and the events it handled.
 // Its outbox is kept there too: sends are idempotent by transaction ID,
 // so what a killed process left undelivered is delivered by the next,
 // and what it did deliver is not posted twice.
-func (a *Adapter) UseStore(s store.Store) {
+func (a *Adapter) UseJournal(s bot.Journal) {
 	a.st.Store(&s)
 	if err := a.out.UseJournal(context.Background(), s, "matrix/outbox"); err != nil {
 		a.log.Error("matrix: read the undelivered messages", "err", err)

@@ -52,8 +52,9 @@ type Adapter struct {
 }
 
 var (
-	_ bot.Adapter = (*Adapter)(nil)
-	_ bot.Editor  = (*Adapter)(nil)
+	_ bot.Adapter     = (*Adapter)(nil)
+	_ bot.Editor      = (*Adapter)(nil)
+	_ bot.OutboxOwner = (*Adapter)(nil)
 )
 
 // TokenProblems says what is wrong with each token ("" when it looks
