@@ -546,7 +546,7 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 		}
 		c.Target = r.Target
 	}
-	if spec.Mutates && !c.DryRun && !b.opts.Access.IsControl(in.Channel) && in.User.ID != store.Scheduler.ID {
+	if c.Mutates() && !b.opts.Access.IsControl(in.Channel) && in.User.ID != store.Scheduler.ID {
 		b.reply(ctx, in, fmt.Sprintf("`%s` changes state, so it is only accepted in %s.", spec.Name, b.channelList()))
 		return
 	}
@@ -569,7 +569,7 @@ func (b *Bot) dispatch(ctx context.Context, in Incoming) {
 		b.reply(ctx, in, fmt.Sprintf("Your reason was longer than %d characters: I kept the first %d.", commands.MaxReason, commands.MaxReason))
 	}
 	cctx := context.WithValue(ctx, ctxKey{}, &call{Call: c, in: in})
-	if err := spec.Handler(cctx, b, c); err != nil {
+	if err := spec.Handler(b, cctx, c); err != nil {
 		b.fail(ctx, in, err)
 	}
 }

@@ -85,6 +85,10 @@ type Call struct {
 	ReasonCut bool
 }
 
+// Mutates reports whether carrying out the call changes state: its verb
+// does (Spec.Mutates) and it is not a dry run, which only plans.
+func (c *Call) Mutates() bool { return c.Spec != nil && c.Spec.Mutates && !c.DryRun }
+
 // Limits on what a person types: a command, and the reason it gives
 // (shown in every announcement, status and list of holds).
 const (

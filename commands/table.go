@@ -29,8 +29,10 @@ type Service interface {
 	Forget(ctx context.Context, c *Call) error
 }
 
-// Handler carries out a parsed call.
-type Handler func(ctx context.Context, s Service, c *Call) error
+// Handler carries out a parsed call: a method expression on Service
+// (Service.Hold), so that a verb's table entry names the method that
+// carries it out and nothing forwards by hand.
+type Handler func(s Service, ctx context.Context, c *Call) error
 
 // Spec defines one verb. The table of Specs is the only place a verb is
 // declared: help, parsing and access checks all come from it.
@@ -108,7 +110,7 @@ func init() {
 			Description: "Without an argument, lists every command. With one, shows its usage, what it does and examples.",
 			Examples:    []string{"help", "help hold"},
 			parse:       parseHelp,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Help(ctx, c) },
+			Handler:     Service.Help,
 		},
 		{
 			Name: "status", Args: "[target]",
@@ -117,7 +119,7 @@ func init() {
 			Examples:    []string{"status", "status fas2"},
 			Scopes:      readScope,
 			parse:       parseOptionalTarget,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Status(ctx, c) },
+			Handler:     Service.Status,
 		},
 		{
 			Name: "resync", Args: "<target> [pipeline] [in <duration> | at <time> | now] [--dry-run]",
@@ -134,7 +136,7 @@ func init() {
 				return resyncScopes(c)
 			},
 			parse:   parseResync,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
+			Handler: Service.Resync,
 		},
 		{
 			Name: "reset", Args: "<target> [in <duration> | at <time> | now] [--dry-run]",
@@ -151,7 +153,7 @@ func init() {
 				return resyncScopes(c)
 			},
 			parse:   parseReset,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
+			Handler: Service.Resync,
 		},
 		{
 			Name: "approve", Args: "<run>",
@@ -161,7 +163,7 @@ func init() {
 			Mutates:     true, RunArg: true,
 			Scopes:  func(c *Call) []string { return scope(ScopeRoot, "approve", c.Target) },
 			parse:   parseRunOnly,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Approve(ctx, c) },
+			Handler: Service.Approve,
 		},
 		{
 			Name: "defer", Args: "<run> <duration> | <run> until <time>",
@@ -171,7 +173,7 @@ func init() {
 			Mutates:     true, RunArg: true,
 			Scopes:  func(c *Call) []string { return scope(ScopeRoot, "defer", c.Target) },
 			parse:   parseDefer,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Defer(ctx, c) },
+			Handler: Service.Defer,
 		},
 		{
 			Name: "extend", Args: "<run> <duration> <reason> | <run> until <time> <reason>",
@@ -183,7 +185,7 @@ func init() {
 			Mutates:  true, RunArg: true,
 			Scopes:  func(c *Call) []string { return []string{ScopeAdmin} },
 			parse:   parseExtend,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Extend(ctx, c) },
+			Handler: Service.Extend,
 		},
 		{
 			Name: "cancel", Args: "<run> [reason]",
@@ -193,7 +195,7 @@ func init() {
 			Mutates:     true, RunArg: true,
 			Scopes:  func(c *Call) []string { return scope(ScopeRoot, "cancel", c.Target) },
 			parse:   parseRunReason,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Cancel(ctx, c) },
+			Handler: Service.Cancel,
 		},
 		{
 			Name: "abort", Args: "<run> [reason]",
@@ -203,7 +205,7 @@ func init() {
 			Mutates:     true, RunArg: true,
 			Scopes:  func(c *Call) []string { return scope(ScopeRoot, "abort", c.Target) },
 			parse:   parseRunReason,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Abort(ctx, c) },
+			Handler: Service.Abort,
 		},
 		{
 			Name: "hold", Args: "<target | all> [<duration> | until <time>] <reason>",
@@ -215,7 +217,7 @@ func init() {
 			Mutates:  true,
 			Scopes:   func(c *Call) []string { return scope(ScopeRoot, "hold", c.Target) },
 			parse:    parseHold,
-			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Hold(ctx, c) },
+			Handler:  Service.Hold,
 		},
 		{
 			Name: "release", Args: "<target | all> [reason]",
@@ -225,7 +227,7 @@ func init() {
 			Mutates:     true,
 			Scopes:      func(c *Call) []string { return scope(ScopeRoot, "hold", c.Target) },
 			parse:       parseRelease,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Release(ctx, c) },
+			Handler:     Service.Release,
 		},
 		{
 			Name: "holds", Summary: "list the active holds",
@@ -233,7 +235,7 @@ func init() {
 			Examples:    []string{"holds"},
 			Scopes:      readScope,
 			parse:       parseNothing,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Holds(ctx, c) },
+			Handler:     Service.Holds,
 		},
 		{
 			Name: "changes", Args: "<target>",
@@ -244,7 +246,7 @@ func init() {
 			Examples: []string{"changes fas2"},
 			Scopes:   readScope,
 			parse:    parseTarget,
-			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Changes(ctx, c) },
+			Handler:  Service.Changes,
 		},
 		{
 			Name: "schedule", Args: "[target]",
@@ -253,7 +255,7 @@ func init() {
 			Examples:    []string{"schedule", "schedule fas2"},
 			Scopes:      readScope,
 			parse:       parseOptionalTarget,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Schedule(ctx, c) },
+			Handler:     Service.Schedule,
 		},
 		{
 			Name: "history", Args: "[target] [n]",
@@ -262,7 +264,7 @@ func init() {
 			Examples:    []string{"history", "history fas2", "history fas2 20"},
 			Scopes:      readScope,
 			parse:       parseHistory,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.History(ctx, c) },
+			Handler:     Service.History,
 		},
 		{
 			Name: "log", Args: "<run>",
@@ -272,7 +274,7 @@ func init() {
 			RunArg:      true,
 			Scopes:      readScope,
 			parse:       parseRunOnly,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Log(ctx, c) },
+			Handler:     Service.Log,
 		},
 		{
 			Name: "rollback", Args: "<target> [in <duration> | at <time> | now] [--dry-run]",
@@ -293,7 +295,7 @@ func init() {
 				return s
 			},
 			parse:   parseRollback,
-			Handler: func(ctx context.Context, s Service, c *Call) error { return s.Resync(ctx, c) },
+			Handler: Service.Resync,
 		},
 		{
 			Name: "forget", Args: "<target> previous|base",
@@ -305,7 +307,7 @@ func init() {
 			Mutates:  true,
 			Scopes:   func(c *Call) []string { return scope(ScopeRoot, "forget", c.Target) },
 			parse:    parseForget,
-			Handler:  func(ctx context.Context, s Service, c *Call) error { return s.Forget(ctx, c) },
+			Handler:  Service.Forget,
 		},
 
 		{
@@ -314,7 +316,7 @@ func init() {
 			Description: "Mentions you in every announcement of the target's runs. Works in any channel.",
 			Examples:    []string{"watch fas2"},
 			parse:       parseTarget,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Watch(ctx, c) },
+			Handler:     Service.Watch,
 		},
 		{
 			Name: "unwatch", Args: "<target>",
@@ -322,7 +324,7 @@ func init() {
 			Description: "Stops mentioning you in the target's announcements.",
 			Examples:    []string{"unwatch fas2"},
 			parse:       parseTarget,
-			Handler:     func(ctx context.Context, s Service, c *Call) error { return s.Unwatch(ctx, c) },
+			Handler:     Service.Unwatch,
 		},
 	}
 	byName = make(map[string]*Spec, len(table))
