@@ -281,7 +281,7 @@ func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 	if r.live() && r.Method != MethodDump {
 		// The streamer creates the shadow while it reads production,
 		// reports its own progress and analyzes each table as it goes.
-		if err := r.stream(ctx, env, tl, next, prog); err != nil {
+		if err := r.stream(ctx, env, tl, next); err != nil {
 			<-propsCh
 			return err
 		}
