@@ -129,95 +129,136 @@ func (t *Target) Changes(ctx context.Context) (text string, roles []string, err 
 // written compares staging's counters with the baseline.
 func (t *Target) written(ctx context.Context, c *pgx.Conn) string {
 	unknown := func(why string) string { return "Changed on staging since the last refresh: unknown (" + why + ")." }
-	vals := t.values()
-	if vals == nil {
-		return unknown("this bot keeps no record of the last refresh")
+	b, why := t.loadBaseline(ctx)
+	if why == "" {
+		why = b.stale(ctx, c)
 	}
-	data, err := vals.Value(ctx, t.baselineName())
-	if errors.Is(err, store.ErrNotFound) {
-		return unknown("no refresh by this bot has been recorded yet")
-	}
-	if err != nil {
-		return unknown(err.Error())
-	}
-	var b baseline
-	if err := json.Unmarshal(data, &b); err != nil {
-		return unknown("the record of the last refresh is unreadable")
-	}
-	var oid uint32
-	var reset, started time.Time
-	var server string
-	err = c.QueryRow(ctx, `select d.oid, coalesce(s.stats_reset, 'epoch'), pg_postmaster_start_time(), (select system_identifier::text from pg_control_system())
-		from pg_database d left join pg_stat_database s on s.datid = d.oid where d.datname = current_database()`).Scan(&oid, &reset, &started, &server)
-	switch {
-	case err != nil:
-		return unknown(err.Error())
-	case oid != b.OID || server != b.Server:
-		return unknown("staging is not the copy run " + fmt.Sprint(b.Run) + " made: it was replaced or rolled back since")
-	case reset.After(b.At):
-		return unknown("staging's statistics were reset at " + reset.UTC().Format(time.RFC3339))
-	case started.After(b.At):
-		return unknown("staging's server restarted at " + started.UTC().Format(time.RFC3339) + ", and may have lost its counters")
+	if why != "" {
+		return unknown(why)
 	}
 	now, err := counters(ctx, c)
 	if err != nil {
 		return unknown(err.Error())
 	}
-	type change struct {
-		table string
-		d     [3]int64
+	d, why := diffCounters(b.Tables, now)
+	if why != "" {
+		return unknown(why)
 	}
-	var changed []change
-	var added, dropped []string
+	return d.text(fmt.Sprintf("since run %d (%s ago)", b.Run, time.Since(b.At).Round(time.Minute)))
+}
+
+// loadBaseline reads the counters the last refresh recorded, or says why
+// there are none.
+func (t *Target) loadBaseline(ctx context.Context) (b baseline, why string) {
+	vals := t.values()
+	if vals == nil {
+		return b, "this bot keeps no record of the last refresh"
+	}
+	data, err := vals.Value(ctx, t.baselineName())
+	if errors.Is(err, store.ErrNotFound) {
+		return b, "no refresh by this bot has been recorded yet"
+	}
+	if err != nil {
+		return b, err.Error()
+	}
+	if err := json.Unmarshal(data, &b); err != nil {
+		return b, "the record of the last refresh is unreadable"
+	}
+	return b, ""
+}
+
+// stale says why staging's counters can no longer be compared with b
+// ("" when they can): staging is another copy, or its counters were reset
+// or lost since.
+func (b baseline) stale(ctx context.Context, c *pgx.Conn) string {
+	var oid uint32
+	var reset, started time.Time
+	var server string
+	err := c.QueryRow(ctx, `select d.oid, coalesce(s.stats_reset, 'epoch'), pg_postmaster_start_time(), (select system_identifier::text from pg_control_system())
+		from pg_database d left join pg_stat_database s on s.datid = d.oid where d.datname = current_database()`).Scan(&oid, &reset, &started, &server)
+	switch {
+	case err != nil:
+		return err.Error()
+	case oid != b.OID || server != b.Server:
+		return "staging is not the copy run " + fmt.Sprint(b.Run) + " made: it was replaced or rolled back since"
+	case reset.After(b.At):
+		return "staging's statistics were reset at " + reset.UTC().Format(time.RFC3339)
+	case started.After(b.At):
+		return "staging's server restarted at " + started.UTC().Format(time.RFC3339) + ", and may have lost its counters"
+	}
+	return ""
+}
+
+// tableChange is what was written to one table: rows inserted, updated,
+// deleted.
+type tableChange struct {
+	table string
+	d     [3]int64
+}
+
+// changes are the tables written, added and dropped since the baseline.
+type changes struct {
+	changed        []tableChange // busiest first
+	added, dropped []string      // sorted
+}
+
+// diffCounters compares staging's counters now with the baseline's, or
+// says why it cannot (a counter went back).
+func diffCounters(then, now map[string][3]int64) (changes, string) {
+	var ch changes
 	for name, v := range now {
-		old, ok := b.Tables[name]
+		old, ok := then[name]
 		if !ok {
-			added = append(added, name)
+			ch.added = append(ch.added, name)
 			continue
 		}
 		d := [3]int64{v[0] - old[0], v[1] - old[1], v[2] - old[2]}
 		if d[0] < 0 || d[1] < 0 || d[2] < 0 {
-			return unknown("the counters of " + name + " went back: they were reset")
+			return ch, "the counters of " + name + " went back: they were reset"
 		}
 		if d != [3]int64{} {
-			changed = append(changed, change{name, d})
+			ch.changed = append(ch.changed, tableChange{name, d})
 		}
 	}
-	for name := range b.Tables {
+	for name := range then {
 		if _, ok := now[name]; !ok {
-			dropped = append(dropped, name)
+			ch.dropped = append(ch.dropped, name)
 		}
 	}
-	since := fmt.Sprintf("since run %d (%s ago)", b.Run, time.Since(b.At).Round(time.Minute))
-	if len(changed)+len(added)+len(dropped) == 0 {
-		return "Changed on staging " + since + ": nothing."
-	}
-	slices.SortFunc(changed, func(x, y change) int {
+	slices.SortFunc(ch.changed, func(x, y tableChange) int {
 		return cmp.Or(cmp.Compare(y.d[0]+y.d[1]+y.d[2], x.d[0]+x.d[1]+x.d[2]), cmp.Compare(x.table, y.table))
 	})
+	slices.Sort(ch.added)
+	slices.Sort(ch.dropped)
+	return ch, ""
+}
+
+// text says the changes, the five busiest tables first.
+func (ch changes) text(since string) string {
+	if len(ch.changed)+len(ch.added)+len(ch.dropped) == 0 {
+		return "Changed on staging " + since + ": nothing."
+	}
 	var sb strings.Builder
 	sb.WriteString("Changed on staging " + since + ":")
 	const shown = 5
-	for i, ch := range changed {
+	for i, c := range ch.changed {
 		if i == shown {
-			fmt.Fprintf(&sb, "\n• …and %d more tables", len(changed)-shown)
+			fmt.Fprintf(&sb, "\n• …and %d more tables", len(ch.changed)-shown)
 			break
 		}
 		var what []string
 		for j, verb := range []string{"inserted", "updated", "deleted"} {
-			if ch.d[j] > 0 {
-				what = append(what, fmt.Sprintf("%s %s", count(ch.d[j]), verb))
+			if c.d[j] > 0 {
+				what = append(what, fmt.Sprintf("%s %s", count(c.d[j]), verb))
 			}
 		}
-		fmt.Fprintf(&sb, "\n• %s: %s", ch.table, strings.Join(what, ", "))
+		fmt.Fprintf(&sb, "\n• %s: %s", c.table, strings.Join(what, ", "))
 	}
-	slices.Sort(added)
-	slices.Sort(dropped)
-	if len(added) > 0 {
-		fmt.Fprintf(&sb, "\n• new tables: %s", list(added, shown))
+	if len(ch.added) > 0 {
+		fmt.Fprintf(&sb, "\n• new tables: %s", list(ch.added, shown))
 	}
-	if len(dropped) > 0 {
-		fmt.Fprintf(&sb, "\n• tables dropped: %s", list(dropped, shown))
+	if len(ch.dropped) > 0 {
+		fmt.Fprintf(&sb, "\n• tables dropped: %s", list(ch.dropped, shown))
 	}
 	return sb.String()
 }

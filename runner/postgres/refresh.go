@@ -235,8 +235,35 @@ func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 	if err != nil {
 		return err
 	}
+	if err := r.prepare(ctx, env); err != nil {
+		return err
+	}
+	file := ""
+	if !r.live() {
+		if file, err = r.resolveFile(); err != nil {
+			return err
+		}
+	}
+	// The database's own properties are read beside the copy and given to
+	// the shadow once its data is in.
+	props := r.readProps(ctx, env, tl, file)
+	prog := newProgressPoller(t, next, env)
+	if err := r.copyData(ctx, env, tl, next, file, prog); err != nil {
+		props.abandon()
+		return err
+	}
+	if err := props.apply(ctx, env, next); err != nil {
+		return err
+	}
+	prog.logSize(ctx)
+	return nil
+}
+
+// prepare repairs what an earlier run left while staging's server was
+// away, and makes room for the copy (keep_previous: space_permitting).
+func (r *Refresh) prepare(ctx context.Context, env *runner.Env) error {
+	t := r.Target
 	if t.stopRepair() {
-		// An earlier run left something while staging's server was away.
 		did, err := t.Recover(ctx)
 		if err != nil {
 			return fmt.Errorf("repair what an earlier run left: %w", err)
@@ -248,71 +275,71 @@ func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 	if err := t.makeRoom(ctx, env); err != nil {
 		return fmt.Errorf("make room for the copy: %w", err)
 	}
-	// The database's own properties are read beside the copy and given to
-	// the shadow once its data is in.
-	type propsResult struct {
-		stmts []string
-		err   error
-	}
-	propsCh := make(chan propsResult, 1)
-	file := ""
-	if !r.live() {
-		if file, err = r.resolveFile(); err != nil {
-			return err
-		}
-	}
-	go func() {
-		var p propsResult
-		if r.live() {
-			p.stmts, p.err = r.liveProps(ctx, env, tl)
-		} else {
-			p.stmts, p.err = r.fileProps(ctx, tl, file)
-		}
-		propsCh <- p
-	}()
-	props := func() error {
-		p := <-propsCh
-		if p.err != nil {
-			return p.err
-		}
-		return t.applyProps(ctx, env, next, p.stmts)
-	}
-	prog := newProgressPoller(t, next, env)
+	return nil
+}
+
+// copyData fills the shadow: the streaming method creates it while it
+// reads production, reports its own progress and analyzes each table as
+// it goes; pg_dump/pg_restore and backup files restore into a shadow
+// created first, polled for progress, analyzed at the end.
+func (r *Refresh) copyData(ctx context.Context, env *runner.Env, tl tools, next, file string, prog *progressPoller) error {
+	t := r.Target
 	if r.live() && r.Method != MethodDump {
-		// The streamer creates the shadow while it reads production,
-		// reports its own progress and analyzes each table as it goes.
-		if err := r.stream(ctx, env, tl, next); err != nil {
-			<-propsCh
-			return err
-		}
-		if err := props(); err != nil {
-			return err
-		}
-		prog.logSize(ctx)
-		return nil
+		return r.stream(ctx, env, tl, next)
 	}
 	if err := t.createShadow(ctx, env); err != nil {
-		<-propsCh
 		return err
 	}
+	var err error
 	if r.live() {
 		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
 	} else {
 		err = prog.around(ctx, false, func() error { return r.restoreFile(ctx, env, tl, file, next, prog) })
 	}
-	if err == nil {
-		err = t.analyze(ctx, env, next)
-	}
 	if err != nil {
-		<-propsCh
 		return err
 	}
-	if err := props(); err != nil {
-		return err
-	}
-	prog.logSize(ctx)
-	return nil
+	return t.analyze(ctx, env, next)
 }
+
+// pendingProps are the database-level properties being read beside the
+// copy.
+type pendingProps struct {
+	t    *Target
+	done chan propsResult
+}
+
+type propsResult struct {
+	stmts []string
+	err   error
+}
+
+// readProps starts reading the source database's own properties.
+func (r *Refresh) readProps(ctx context.Context, env *runner.Env, tl tools, file string) *pendingProps {
+	p := &pendingProps{t: r.Target, done: make(chan propsResult, 1)}
+	go func() {
+		var res propsResult
+		if r.live() {
+			res.stmts, res.err = r.liveProps(ctx, env, tl)
+		} else {
+			res.stmts, res.err = r.fileProps(ctx, tl, file)
+		}
+		p.done <- res
+	}()
+	return p
+}
+
+// apply gives the properties to the shadow once they are read.
+func (p *pendingProps) apply(ctx context.Context, env *runner.Env, next string) error {
+	res := <-p.done
+	if res.err != nil {
+		return res.err
+	}
+	return p.t.applyProps(ctx, env, next, res.stmts)
+}
+
+// abandon waits for the reading to end after the copy failed.
+func (p *pendingProps) abandon() { <-p.done }
 
 // fileProps reads the database-level properties of a custom or directory
 // archive. A plain SQL file carries them inline (sqlFilter points them at
