@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// LoadConfig reads, expands and validates a config file. The error lists
+// every problem found, each naming its field.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(data, path)
+	if cfg != nil {
+		cfg.path = path
+	}
+	return cfg, err
+}
+
+// ConfigError lists every problem of a config file.
+type ConfigError struct {
+	File     string
+	Problems []string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("%s has %d problem(s):\n  %s", e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// linePos finds the position yaml puts at the head of an error.
+var linePos = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: `)
+
+// fieldsAt maps the position of every value in a YAML document ("line:col",
+// and "line" for the first value on a line) to its field's path.
+func fieldsAt(data []byte) map[string]string {
+	var root yaml.Node
+	out := map[string]string{}
+	if yaml.Unmarshal(data, &root) != nil {
+		return out
+	}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		if path != "" {
+			out[fmt.Sprintf("%d:%d", n.Line, n.Column)] = path
+			if _, ok := out[fmt.Sprint(n.Line)]; !ok {
+				out[fmt.Sprint(n.Line)] = path
+			}
+		}
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], join(path, n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(&root, "")
+	return out
+}
+
+// ParseConfig is LoadConfig for bytes already read; name is used in errors.
+func ParseConfig(data []byte, name string) (*Config, error) {
+	cfg := &Config{}
+	errs := &ConfigError{File: name}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			fields := fieldsAt(data)
+			for _, e := range te.Errors {
+				e = strings.TrimPrefix(e, "yaml: ")
+				// Name the field, not only the line.
+				if m := linePos.FindStringSubmatch(e); m != nil {
+					f, ok := fields[m[1]+":"+m[2]]
+					if !ok && m[2] == "" {
+						f, ok = fields[m[1]]
+					}
+					if ok {
+						e = fmt.Sprintf("%s (line %s): %s", f, m[1], e[len(m[0]):])
+					}
+				}
+				errs.Problems = append(errs.Problems, unknownField.ReplaceAllString(e, `unknown field $1 (check its spelling; config.example.yaml lists every field)`))
+			}
+		} else {
+			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: "))
+			return nil, errs
+		}
+	}
+	cfg.expandEnv(errs)
+	cfg.validate(errs)
+	if len(errs.Problems) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// runtimeVars are set by the bot for a step when it runs; a reference to
+// one is left for the step's shell.
+var runtimeVars = map[string]bool{"STAGEBOT_RUN": true, "STAGEBOT_TARGET": true, "STAGEBOT_PIPELINE": true, "STAGEBOT_HOST": true, "STAGEBOT_DATABASE": true}
+
+// expandRefs replaces each ${…} reference in s by what fn says; $${…} is a
+// literal ${…}.
+func expandRefs(s string, fn func(ref string) string) string {
+	if !strings.Contains(s, "${") {
+		return s
+	}
+	var out strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			out.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			if loc := envRef.FindStringIndex(s[i:]); loc != nil && loc[0] == 0 {
+				out.WriteString(fn(s[i : i+loc[1]]))
+				i += loc[1]
+				continue
+			}
+			out.WriteString("${")
+			i += 2
+		default:
+			out.WriteByte(s[i])
+			i++
+		}
+	}
+	return out.String()
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+var secretName = regexp.MustCompile(`(?i)(TOKEN|PASS|SECRET|KEY|DSN|CREDENTIAL)`)
+
+// expandEnv replaces ${VAR} (or ${VAR:-default}) in every string of the
+// config. A variable that is not set is a problem, named by field.
+func (c *Config) expandEnv(errs *ConfigError) {
+	var walk func(v reflect.Value, path string)
+	expand := func(s, path string) string {
+		return expandRefs(s, func(ref string) string {
+			m := envRef.FindStringSubmatch(ref)
+			if runtimeVars[m[1]] {
+				// Set by the bot when a step runs: the step's shell reads it.
+				if !strings.Contains(path, ".exec") && !strings.Contains(path, ".env.") {
+					errs.Problems = append(errs.Problems, fmt.Sprintf("%s: ${%s} is set only for exec steps, when they run (their shell reads it)", path, m[1]))
+				}
+				return ref
+			}
+			val, ok := os.LookupEnv(m[1])
+			if !ok && m[2] != "" {
+				val, ok = m[3], true
+			}
+			if !ok {
+				errs.Problems = append(errs.Problems, fmt.Sprintf("%s: environment variable %s is not set: export it, or write ${%s:-default}", path, m[1], m[1]))
+				return ref
+			}
+			if secretName.MatchString(m[1]) && len(val) >= 4 {
+				c.secrets = append(c.secrets, val)
+			}
+			return val
+		})
+	}
+	walk = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(v.Elem(), path)
+			}
+		case reflect.String:
+			if v.CanSet() {
+				v.SetString(expand(v.String(), path))
+			}
+		case reflect.Struct:
+			t := v.Type()
+			for i := 0; i < t.NumField(); i++ {
+				f := t.Field(i)
+				if !f.IsExported() {
+					continue
+				}
+				name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+				if name == "" {
+					name = strings.ToLower(f.Name)
+				}
+				walk(v.Field(i), join(path, name))
+			}
+		case reflect.Slice:
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case reflect.Map:
+			for _, k := range v.MapKeys() {
+				e := v.MapIndex(k)
+				p := join(path, fmt.Sprint(k.Interface()))
+				if e.Kind() == reflect.String {
+					v.SetMapIndex(k, reflect.ValueOf(expand(e.String(), p)))
+					continue
+				}
+				if e.Kind() == reflect.Slice && e.Type().Elem().Kind() == reflect.String {
+					for i := 0; i < e.Len(); i++ {
+						e.Index(i).SetString(expand(e.Index(i).String(), fmt.Sprintf("%s[%d]", p, i)))
+					}
+					continue
+				}
+				walk(e, p)
+			}
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+}
+
+func join(path, name string) string {
+	if path == "" {
+		return name
+	}
+	return path + "." + name
+}
+
+// strictDecode decodes a node, rejecting unknown keys (Node.Decode alone
+// would ignore them, and a misspelt option would be lost).
+func strictDecode(n *yaml.Node, out any) error {
+	data, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var msgs []string
+			for _, e := range te.Errors {
+				// Line numbers refer to the fragment; leave them out.
+				_, msg, _ := strings.Cut(e, ": ")
+				msgs = append(msgs, unknownField.ReplaceAllString(msg, `unknown field $1`))
+			}
+			return errors.New(strings.Join(msgs, "; "))
+		}
+		return err
+	}
+	return nil
+}
