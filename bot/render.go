@@ -113,40 +113,63 @@ func runTitle(r *store.Run) string {
 // announcement renders a run's card; lead, when set, is a line put first
 // (a reminder or a change).
 func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Message {
-	t := b.targets[r.Target]
-	var sb strings.Builder
-	if lead != "" {
-		sb.WriteString(lead + "\n")
-	}
-	fmt.Fprintf(&sb, "%s Run %d: %s", stateMark(r.State), r.ID, runTitle(r))
-	switch {
-	case r.State == store.RunScheduled && !r.StartAt.After(b.clock.Now()):
-		// Due: it starts now unless something keeps it waiting (a hold,
-		// even the requester's own, or an approval).
-		if k, err := b.currentBlockers(ctx, r); err == nil && !k.none() {
-			fmt.Fprintf(&sb, " is due but waits: %s.", b.describe(k))
-		} else {
-			sb.WriteString(" starts now.")
-		}
-	case r.State == store.RunScheduled:
-		fmt.Fprintf(&sb, " starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(r.StartAt.Sub(b.clock.Now())))
-	case r.State == store.RunRunning:
-		sb.WriteString(" is running.")
-	case r.State.Done():
-		fmt.Fprintf(&sb, ": %s.", r.State)
-	default:
-		// What it waits for now, not when it was last looked at: an
-		// approval or a release since then shows at once.
-		reason := r.Reason
-		if k, err := b.currentBlockers(ctx, r); err == nil {
-			if k.none() {
-				reason = "nothing any more; it starts in a moment"
-			} else {
-				reason = b.describe(k)
+	return b.renderCard(b.cardView(ctx, r, lead))
+}
+
+// cardView is everything a run's card shows, gathered in one go, so that
+// rendering it reads no store.
+type cardView struct {
+	r    *store.Run
+	t    *Target // nil once the target left the config
+	lead string  // a line put first (a reminder, a change)
+	now  time.Time
+	// blocked is what keeps a due or waiting run from starting, when it
+	// could be read.
+	blocked   *blockers
+	deadline  time.Time // when holds stop keeping it waiting (max_age)
+	rule      ApprovalRule
+	approvals []store.Approval
+	holds     []*store.Hold // active holds covering the target
+	watchers  []store.User
+}
+
+// cardView gathers what r's card shows.
+func (b *Bot) cardView(ctx context.Context, r *store.Run, lead string) cardView {
+	v := cardView{r: r, t: b.targets[r.Target], lead: lead, now: b.clock.Now(), rule: b.rule(r)}
+	if !r.State.Done() && r.State != store.RunRunning {
+		if r.State != store.RunScheduled || !r.StartAt.After(v.now) {
+			if k, err := b.currentBlockers(ctx, r); err == nil {
+				v.blocked = &k
 			}
 		}
-		fmt.Fprintf(&sb, " is waiting: %s.", reason)
+		if d, ok := b.deadline(ctx, r); ok {
+			v.deadline = d
+		}
+		if v.rule.Count > 0 {
+			v.approvals, _ = b.store.Approvals(ctx, r.ID)
+		}
+		if holds, err := b.store.Holds(ctx, true); err == nil {
+			for _, h := range holds {
+				if h.Covers(r.Target) {
+					v.holds = append(v.holds, h)
+				}
+			}
+		}
+		v.watchers, _ = b.store.Watchers(ctx, r.Target)
 	}
+	return v
+}
+
+// renderCard is a run's card: what it is and when, and, while it is to
+// come, what it will wipe, its approvals and holds, who is told and the
+// buttons.
+func (b *Bot) renderCard(v cardView) Message {
+	r, t := v.r, v.t
+	var sb strings.Builder
+	if v.lead != "" {
+		sb.WriteString(v.lead + "\n")
+	}
+	fmt.Fprintf(&sb, "%s Run %d: %s%s", stateMark(r.State), r.ID, runTitle(r), b.cardState(v))
 	m := Message{Channel: r.Channel}
 	m.Fields = append(m.Fields, Field{"Asked by", r.Requester.Display()})
 	if t != nil && t.Description != "" {
@@ -159,8 +182,8 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 		}
 		return m
 	}
-	if d, ok := b.deadline(ctx, r); ok && t != nil {
-		latest := maxTime(d, r.StartAt).Add(lastCallGap(t))
+	if !v.deadline.IsZero() && t != nil {
+		latest := maxTime(v.deadline, r.StartAt).Add(lastCallGap(t))
 		if !r.LastCall.IsZero() {
 			latest = r.LastCall.Add(lastCallGap(t))
 		}
@@ -171,52 +194,85 @@ func (b *Bot) announcement(ctx context.Context, r *store.Run, lead string) Messa
 		sb.WriteString("\n" + note)
 	}
 	m.Text = sb.String()
-	rule := b.rule(r)
-	if rule.Count > 0 {
-		apps, _ := b.store.Approvals(ctx, r.ID)
-		var who []string
-		for _, a := range apps {
-			who = append(who, a.User.Display())
-		}
-		v := fmt.Sprintf("%d of %d", b.countApprovals(r, apps), rule.Count)
-		if rule.Group != "" {
-			v += " from " + rule.Group
-		}
-		if len(who) > 0 {
-			v += " (" + strings.Join(who, ", ") + ")"
-		}
-		m.Fields = append(m.Fields, Field{"Approvals", v})
+	if v.rule.Count > 0 {
+		m.Fields = append(m.Fields, Field{"Approvals", b.approvalsText(v)})
 	}
-	if holds, err := b.store.Holds(ctx, true); err == nil {
-		var in []string
-		for _, h := range holds {
-			if h.Covers(r.Target) {
-				in = append(in, fmt.Sprintf("%s %s (%s)", h.Holder.Display(), b.holdUntil(h), h.Reason))
-			}
-		}
-		if len(in) > 0 {
-			m.Fields = append(m.Fields, Field{"Held by", strings.Join(in, "; ")})
-		}
+	var in []string
+	for _, h := range v.holds {
+		in = append(in, fmt.Sprintf("%s %s (%s)", h.Holder.Display(), b.holdUntil(h), h.Reason))
 	}
-	if ws, err := b.store.Watchers(ctx, r.Target); err == nil {
-		m.Mentions = ws
+	if len(in) > 0 {
+		m.Fields = append(m.Fields, Field{"Held by", strings.Join(in, "; ")})
 	}
+	m.Mentions = append(m.Mentions, v.watchers...)
 	// People connected to staging now lose their session and their work.
 	for _, u := range b.connected(t) {
 		if !slices.ContainsFunc(m.Mentions, func(w store.User) bool { return w.ID == u.ID }) {
 			m.Mentions = append(m.Mentions, u)
 		}
 	}
-	p := b.opts.Prefix
-	if rule.Count > 0 {
-		m.Buttons = append(m.Buttons, Button{Label: "Approve", Command: fmt.Sprintf("%s approve %d", p, r.ID)})
+	m.Buttons = b.cardButtons(v)
+	return m
+}
+
+// cardState is what the card's first line says of the run's state.
+func (b *Bot) cardState(v cardView) string {
+	r := v.r
+	switch {
+	case r.State == store.RunScheduled && !r.StartAt.After(v.now):
+		// Due: it starts now unless something keeps it waiting (a hold,
+		// even the requester's own, or an approval).
+		if v.blocked != nil && !v.blocked.none() {
+			return fmt.Sprintf(" is due but waits: %s.", b.describe(*v.blocked))
+		}
+		return " starts now."
+	case r.State == store.RunScheduled:
+		return fmt.Sprintf(" starts at %s (in %s).", b.fmtTime(r.StartAt), fmtDur(r.StartAt.Sub(v.now)))
+	case r.State == store.RunRunning:
+		return " is running."
+	case r.State.Done():
+		return fmt.Sprintf(": %s.", r.State)
 	}
-	m.Buttons = append(m.Buttons,
+	// What it waits for now, not when it was last looked at: an approval
+	// or a release since then shows at once.
+	reason := r.Reason
+	switch {
+	case v.blocked != nil && v.blocked.none():
+		reason = "nothing any more; it starts in a moment"
+	case v.blocked != nil:
+		reason = b.describe(*v.blocked)
+	}
+	return fmt.Sprintf(" is waiting: %s.", reason)
+}
+
+// approvalsText is "1 of 2 from dba (bob)".
+func (b *Bot) approvalsText(v cardView) string {
+	var who []string
+	for _, a := range v.approvals {
+		who = append(who, a.User.Display())
+	}
+	s := fmt.Sprintf("%d of %d", b.countApprovals(v.r, v.approvals), v.rule.Count)
+	if v.rule.Group != "" {
+		s += " from " + v.rule.Group
+	}
+	if len(who) > 0 {
+		s += " (" + strings.Join(who, ", ") + ")"
+	}
+	return s
+}
+
+// cardButtons are what can be done to a run still to come.
+func (b *Bot) cardButtons(v cardView) []Button {
+	p, r := b.opts.Prefix, v.r
+	var bs []Button
+	if v.rule.Count > 0 {
+		bs = append(bs, Button{Label: "Approve", Command: fmt.Sprintf("%s approve %d", p, r.ID)})
+	}
+	return append(bs,
 		Button{Label: "Defer 1h", Command: fmt.Sprintf("%s defer %d 1h", p, r.ID)},
 		Button{Label: "Hold " + fmtDur(b.buttonHold()), Command: fmt.Sprintf("%s hold %s %s %s", p, r.Target, fmtDur(b.buttonHold()), quote(fmt.Sprintf("keep run %d waiting", r.ID)))},
 		Button{Label: "Cancel", Command: fmt.Sprintf("%s cancel %d", p, r.ID), Danger: true},
 	)
-	return m
 }
 
 // renotice tells the channel that r changed (lead: a reminder, a release,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -45,15 +44,7 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	if in.User.ID == store.Scheduler.ID {
 		origin = store.OriginScheduled
 	}
-	start := now.Add(t.Notice)
-	switch c.When.Kind {
-	case commands.WhenNow:
-		start = now
-	case commands.WhenIn:
-		start = now.Add(c.When.Duration)
-	case commands.WhenAt:
-		start = c.When.Time
-	}
+	start := startOf(c.When, now, t.Notice)
 	if err := b.checkStart(ctx, in, t, now, start, c.When.Kind != commands.WhenNow && origin == store.OriginManual); err != nil {
 		return err
 	}
@@ -76,15 +67,8 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 		return refuse("I can't run %s/%s: its plan has problems. Fix the config and ask again.\n• %s", t.Name, pipeline, strings.Join(probs, "\n• "))
 	}
 	if origin == store.OriginManual {
-		pending, err := b.store.Runs(ctx, store.RunFilter{Target: t.Name, Active: true})
-		if err != nil {
+		if err := b.noSecondRequest(ctx, t, pipeline); err != nil {
 			return err
-		}
-		for _, r := range pending {
-			if r.Pipeline == pipeline && r.Origin == store.OriginManual && r.State != store.RunRunning {
-				return refuse("Run %d of %s/%s is already %s for %s. Defer it (`%s defer %d 1h`) or cancel it first.",
-					r.ID, r.Target, r.Pipeline, r.State, b.fmtTime(r.StartAt), b.opts.Prefix, r.ID)
-			}
 		}
 	}
 	r := &store.Run{
@@ -110,6 +94,36 @@ func (b *Bot) Resync(ctx context.Context, c *commands.Call) error {
 	}
 	if in.Channel != r.Channel && origin == store.OriginManual {
 		b.reply(ctx, in, fmt.Sprintf("Run %d of %s is scheduled for %s and announced in #%s.", r.ID, t.Name, b.fmtTime(start), r.Channel))
+	}
+	return nil
+}
+
+// startOf is when a run asked for with w starts: now, after a while, at a
+// time, or after the target's notice.
+func startOf(w commands.When, now time.Time, notice time.Duration) time.Time {
+	switch w.Kind {
+	case commands.WhenNow:
+		return now
+	case commands.WhenIn:
+		return now.Add(w.Duration)
+	case commands.WhenAt:
+		return w.Time
+	}
+	return now.Add(notice)
+}
+
+// noSecondRequest refuses a manual run of a pipeline that has one pending
+// already.
+func (b *Bot) noSecondRequest(ctx context.Context, t *Target, pipeline string) error {
+	pending, err := b.store.Runs(ctx, store.RunFilter{Target: t.Name, Active: true})
+	if err != nil {
+		return err
+	}
+	for _, r := range pending {
+		if r.Pipeline == pipeline && r.Origin == store.OriginManual && r.State != store.RunRunning {
+			return refuse("Run %d of %s/%s is already %s for %s. Defer it (`%s defer %d 1h`) or cancel it first.",
+				r.ID, r.Target, r.Pipeline, r.State, b.fmtTime(r.StartAt), b.opts.Prefix, r.ID)
+		}
 	}
 	return nil
 }
@@ -251,196 +265,6 @@ func (b *Bot) Abort(ctx context.Context, c *commands.Call) error {
 	return nil
 }
 
-// Hold implements commands.Service. Holding a target you already hold
-// extends your hold.
-func (b *Bot) Hold(ctx context.Context, c *commands.Call) error {
-	in := callFrom(ctx).in
-	now := b.clock.Now()
-	for _, name := range b.targetNames(c.Target) {
-		if r := b.overdue(ctx, name, now); r != nil {
-			return refuse("%s's data is past its max_age (%s): run %d goes ahead despite holds, and no new hold is accepted until it has run. An admin can give it more time: `%s extend %d 1d <reason>`.",
-				name, fmtDur(b.targets[name].MaxAge), r.ID, b.opts.Prefix, r.ID)
-		}
-	}
-	length := b.opts.Holds.Default
-	if c.Duration > 0 {
-		length = c.Duration
-	}
-	expires := now.Add(length)
-	if !c.Until.IsZero() {
-		expires = c.Until
-	}
-	if !expires.After(now) {
-		return refuse("That time has passed: a hold must end in the future.")
-	}
-	if expires.Sub(now) > b.opts.Holds.Max {
-		return refuse("A hold may last at most %s. Ask for less; you can extend it when you are warned before it expires.", fmtDur(b.opts.Holds.Max))
-	}
-	holds, err := b.store.Holds(ctx, true)
-	if err != nil {
-		return err
-	}
-	for _, h := range holds {
-		if h.Target == c.Target && h.Holder.ID == in.User.ID {
-			// Holding again extends; only "until" may shorten a hold.
-			note := ""
-			if expires.Before(h.ExpiresAt) && c.Until.IsZero() {
-				expires = h.ExpiresAt
-				note = fmt.Sprintf(" It already lasted that long; to end it sooner say `%s hold %s until <time>` or `%s release %s`.", b.opts.Prefix, c.Target, b.opts.Prefix, c.Target)
-			}
-			if !expires.Equal(h.ExpiresAt) {
-				h.WarnedAt = time.Time{}
-			}
-			h.ExpiresAt, h.Reason = expires, c.Reason
-			if err := b.store.UpdateHold(ctx, h); err != nil {
-				return err
-			}
-			b.audit(ctx, in.User, "hold extended", h.Target, 0, h.ID, c.Reason)
-			b.reply(ctx, in, fmt.Sprintf("Your hold on %s now lasts until %s (%s).%s", holdName(h.Target), b.fmtTime(expires), c.Reason, note))
-			return nil
-		}
-	}
-	h := &store.Hold{Target: c.Target, Holder: in.User, Reason: c.Reason, CreatedAt: now, ExpiresAt: expires}
-	if err := b.store.CreateHold(ctx, h); err != nil {
-		return err
-	}
-	b.audit(ctx, in.User, "hold", h.Target, 0, h.ID, c.Reason)
-	text := fmt.Sprintf("%s holds %s until %s: %s", in.User.Display(), holdName(h.Target), b.fmtTime(expires), c.Reason)
-	if blocked := b.blockedRuns(ctx, h); blocked != "" {
-		text += "\n" + blocked
-	}
-	b.reply(ctx, in, text)
-	// Refresh the cards of runs that now wait for this hold.
-	b.refreshCards(ctx, h.Target)
-	return nil
-}
-
-func holdName(target string) string {
-	if target == store.AllTargets {
-		return "all targets"
-	}
-	return target
-}
-
-func (b *Bot) blockedRuns(ctx context.Context, h *store.Hold) string {
-	runs, err := b.store.Runs(ctx, store.RunFilter{Active: true})
-	if err != nil {
-		return ""
-	}
-	var ids []string
-	for _, r := range runs {
-		if h.Covers(r.Target) && r.State != store.RunRunning {
-			ids = append(ids, fmt.Sprintf("%d (%s)", r.ID, r.Target))
-		}
-	}
-	if len(ids) == 0 {
-		return ""
-	}
-	return "Runs that will wait for it: " + strings.Join(ids, ", ") + "."
-}
-
-func (b *Bot) refreshCards(ctx context.Context, target string) {
-	runs, err := b.store.Runs(ctx, store.RunFilter{Active: true})
-	if err != nil {
-		return
-	}
-	for _, r := range runs {
-		// Waiting runs are redrawn by the next tick, which knows why they wait.
-		if (target == store.AllTargets || r.Target == target) && r.State == store.RunScheduled {
-			b.edit(ctx, r.Card, b.announcement(ctx, r, ""))
-		}
-	}
-}
-
-// Release implements commands.Service.
-func (b *Bot) Release(ctx context.Context, c *commands.Call) error {
-	in := callFrom(ctx).in
-	holds, err := b.store.Holds(ctx, true)
-	if err != nil {
-		return err
-	}
-	var mine, others []*store.Hold
-	for _, h := range holds {
-		if h.Target != c.Target {
-			continue
-		}
-		if h.Holder.ID == in.User.ID {
-			mine = append(mine, h)
-		} else {
-			others = append(others, h)
-		}
-	}
-	switch {
-	case len(mine) > 0:
-		return b.endHolds(ctx, mine, in.User, "released")
-	case len(others) == 0:
-		return refuse("Nobody holds %s.", holdName(c.Target))
-	case !b.opts.Access.Allowed(in.User, commands.ScopeAdmin):
-		return refuse("%s is held by %s, not you. Ask them to release it; releasing someone else's hold needs the %s scope.", holdName(c.Target), holders(others), commands.ScopeAdmin)
-	case c.Reason == "":
-		return refuse("Releasing %s's hold needs a reason, which they will be told: `%s release %s <reason>`.", holders(others), b.opts.Prefix, c.Target)
-	}
-	return b.endHolds(ctx, others, in.User, "released by "+in.User.Display()+": "+c.Reason)
-}
-
-func holders(hs []*store.Hold) string {
-	var names []string
-	for _, h := range hs {
-		names = append(names, h.Holder.Display())
-	}
-	return strings.Join(names, ", ")
-}
-
-// endHolds ends holds and tells the channel (mentioning holders whose hold
-// someone else ended).
-func (b *Bot) endHolds(ctx context.Context, hs []*store.Hold, by store.User, reason string) error {
-	in := callFrom(ctx).in
-	for _, h := range hs {
-		h.EndedAt, h.EndedBy, h.EndReason = b.clock.Now(), by, reason
-		if err := b.store.UpdateHold(ctx, h); err != nil {
-			return err
-		}
-		b.audit(ctx, by, "release", h.Target, 0, h.ID, reason)
-		m := Message{Channel: in.Channel, Text: fmt.Sprintf("Hold on %s by %s ended: %s.", holdName(h.Target), h.Holder.Display(), reason)}
-		if h.Holder.ID != by.ID {
-			m.Mentions = []store.User{h.Holder}
-		}
-		b.send(ctx, m)
-		b.refreshCards(ctx, h.Target)
-	}
-	return nil
-}
-
-// Holds implements commands.Service.
-func (b *Bot) Holds(ctx context.Context, c *commands.Call) error {
-	holds, err := b.store.Holds(ctx, true)
-	if err != nil {
-		return err
-	}
-	if len(holds) == 0 {
-		b.reply(ctx, callFrom(ctx).in, "No holds.")
-		return nil
-	}
-	var lines []string
-	for _, h := range holds {
-		lines = append(lines, b.holdLine(h))
-	}
-	b.reply(ctx, callFrom(ctx).in, "Holds:\n"+strings.Join(lines, "\n"))
-	return nil
-}
-
-func (b *Bot) holdLine(h *store.Hold) string {
-	return fmt.Sprintf("• %s held by %s %s: %s", holdName(h.Target), h.Holder.Display(), b.holdUntil(h), h.Reason)
-}
-
-// holdUntil says how long a hold lasts.
-func (b *Bot) holdUntil(h *store.Hold) string {
-	if h.Run != 0 {
-		return "while it runs"
-	}
-	return "until " + b.fmtTime(h.ExpiresAt)
-}
-
 // Watch implements commands.Service.
 func (b *Bot) Watch(ctx context.Context, c *commands.Call) error {
 	in := callFrom(ctx).in
@@ -465,227 +289,6 @@ func (b *Bot) Unwatch(ctx context.Context, c *commands.Call) error {
 	b.audit(ctx, in.User, "unwatch", c.Target, 0, 0, "")
 	b.reply(ctx, in, fmt.Sprintf("You will no longer be mentioned for %s.", c.Target))
 	return nil
-}
-
-// History implements commands.Service.
-func (b *Bot) History(ctx context.Context, c *commands.Call) error {
-	runs, err := b.store.Runs(ctx, store.RunFilter{Target: c.Target, Limit: c.Count})
-	if err != nil {
-		return err
-	}
-	if len(runs) == 0 {
-		b.reply(ctx, callFrom(ctx).in, "No runs yet.")
-		return nil
-	}
-	var lines []string
-	for _, r := range runs {
-		lines = append(lines, b.historyLine(r))
-	}
-	b.reply(ctx, callFrom(ctx).in, "Runs, newest first:\n"+strings.Join(lines, "\n"))
-	return nil
-}
-
-func (b *Bot) historyLine(r *store.Run) string {
-	line := fmt.Sprintf("• #%d %s/%s %s %s", r.ID, r.Target, r.Pipeline, stateMark(r.State), r.State)
-	switch {
-	case !r.StartedAt.IsZero() && !r.EndedAt.IsZero():
-		line += fmt.Sprintf(", started %s, took %s", b.fmtTime(r.StartedAt), fmtDur(r.EndedAt.Sub(r.StartedAt)))
-	case !r.StartedAt.IsZero():
-		line += ", started " + b.fmtTime(r.StartedAt)
-	case !r.State.Done():
-		line += ", starts " + b.fmtTime(r.StartAt)
-	}
-	line += ", asked by " + r.Requester.Display()
-	if r.Reason != "" && r.State != store.RunSucceeded {
-		line += " — " + r.Reason
-	}
-	return line
-}
-
-// Log implements commands.Service.
-func (b *Bot) Log(ctx context.Context, c *commands.Call) error {
-	r, err := b.store.Run(ctx, c.Run)
-	if err != nil {
-		return err
-	}
-	text, err := b.store.Log(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "Run %d of %s/%s: %s\n", r.ID, r.Target, r.Pipeline, r.State)
-	sb.WriteString(b.stepLines(r.Steps))
-	if len(text) > 0 {
-		const max = 3000
-		body := string(text)
-		if len(body) > max {
-			cut := strings.IndexByte(body[len(body)-max:], '\n')
-			body = "…(earlier lines left out)\n" + body[len(body)-max+cut+1:]
-		}
-		sb.WriteString("\nLog:\n```\n" + strings.TrimRight(body, "\n") + "\n```")
-	}
-	b.reply(ctx, callFrom(ctx).in, strings.TrimRight(sb.String(), "\n"))
-	return nil
-}
-
-// Status implements commands.Service.
-func (b *Bot) Status(ctx context.Context, c *commands.Call) error {
-	holds, err := b.store.Holds(ctx, true)
-	if err != nil {
-		return err
-	}
-	var parts []string
-	for _, name := range b.targetNames(c.Target) {
-		t := b.targets[name]
-		var sb strings.Builder
-		fmt.Fprintf(&sb, "*%s*", t.Name)
-		if t.Description != "" {
-			sb.WriteString(" — " + t.Description)
-		}
-		if from, by, ok := b.dataSource(ctx, name); ok {
-			age := b.clock.Now().Sub(from.EndedAt)
-			switch {
-			case by.ID == from.ID:
-				fmt.Fprintf(&sb, "\n  data: refreshed by run %d, %s", from.ID, fmtAge(age))
-			default:
-				fmt.Fprintf(&sb, "\n  data: run %d's refresh, put back by run %d (%s), %s", from.ID, by.ID, by.Pipeline, fmtAge(age))
-			}
-			if t.MaxAge > 0 {
-				if age >= t.MaxAge {
-					fmt.Fprintf(&sb, " (past its max_age of %s)", fmtDur(t.MaxAge))
-				} else {
-					fmt.Fprintf(&sb, " (max_age %s)", fmtDur(t.MaxAge))
-				}
-			}
-		} else {
-			sb.WriteString("\n  data: never refreshed by stagebot")
-		}
-		for _, h := range holds {
-			if h.Covers(name) {
-				sb.WriteString("\n  " + strings.TrimPrefix(b.holdLine(h), "• "))
-			}
-		}
-		active, err := b.store.Runs(ctx, store.RunFilter{Target: name, Active: true})
-		if err != nil {
-			return err
-		}
-		for i := len(active) - 1; i >= 0; i-- {
-			sb.WriteString("\n  " + strings.TrimPrefix(b.historyLine(active[i]), "• "))
-		}
-		if next := UpcomingRuns(t, b.clock.Now(), 1); len(next) > 0 {
-			fmt.Fprintf(&sb, "\n  next scheduled: %s (%s)", b.fmtTime(next[0].Start), next[0].Pipeline)
-		}
-		parts = append(parts, sb.String())
-	}
-	b.reply(ctx, callFrom(ctx).in, strings.Join(parts, "\n"))
-	return nil
-}
-
-// Schedule implements commands.Service.
-func (b *Bot) Schedule(ctx context.Context, c *commands.Call) error {
-	type line struct {
-		at   time.Time
-		text string
-	}
-	var lines []line
-	now := b.clock.Now()
-	for _, name := range b.targetNames(c.Target) {
-		t := b.targets[name]
-		active, err := b.store.Runs(ctx, store.RunFilter{Target: name, Active: true})
-		if err != nil {
-			return err
-		}
-		// A cron slot whose run exists already is listed once, as the run.
-		made := map[string]bool{}
-		for _, r := range active {
-			if !r.Slot.IsZero() {
-				made[r.Pipeline+"@"+r.Slot.UTC().Format(time.RFC3339)] = true
-			}
-			lines = append(lines, line{r.StartAt, fmt.Sprintf("• %s/%s at %s: run %d, %s", r.Target, r.Pipeline, b.fmtTime(r.StartAt), r.ID, r.State)})
-		}
-		shown := 0
-		for _, e := range UpcomingRuns(t, now, 3+len(active)) {
-			if made[e.Pipeline+"@"+e.Start.UTC().Format(time.RFC3339)] || shown == 3 {
-				continue
-			}
-			shown++
-			var ann []string
-			for _, a := range e.Announcements {
-				if a.After(now) {
-					ann = append(ann, b.fmtTime(a))
-				}
-			}
-			text := fmt.Sprintf("• %s/%s at %s (scheduled)", t.Name, e.Pipeline, b.fmtTime(e.Start))
-			if len(ann) > 0 {
-				text += ", announced " + strings.Join(ann, ", ")
-			}
-			lines = append(lines, line{e.Start, text})
-		}
-	}
-	if len(lines) == 0 {
-		b.reply(ctx, callFrom(ctx).in, "Nothing is scheduled.")
-		return nil
-	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
-	out := make([]string, len(lines))
-	for i, l := range lines {
-		out[i] = l.text
-	}
-	b.reply(ctx, callFrom(ctx).in, "Upcoming runs:\n"+strings.Join(out, "\n"))
-	return nil
-}
-
-func (b *Bot) targetNames(only string) []string {
-	if only != "" {
-		return []string{only}
-	}
-	var out []string
-	for n := range b.targets {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// Upcoming is one scheduled start, its pipeline and the times it will be
-// announced.
-type Upcoming struct {
-	Start         time.Time
-	Pipeline      string
-	Announcements []time.Time
-}
-
-// UpcomingRuns lists a target's next n scheduled starts after now, across
-// all its schedules, soonest first.
-func UpcomingRuns(t *Target, now time.Time, n int) []Upcoming {
-	var out []Upcoming
-	for _, sc := range t.Schedules {
-		at := now
-		for i := 0; i < n; i++ {
-			next := sc.Cron.Next(at)
-			if next.IsZero() {
-				break
-			}
-			u := Upcoming{Start: next, Pipeline: sc.Pipeline}
-			for _, d := range t.Ladder {
-				u.Announcements = append(u.Announcements, next.Add(-d))
-			}
-			if len(u.Announcements) == 0 {
-				u.Announcements = []time.Time{next}
-			}
-			out = append(out, u)
-			at = next
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
-	return out[:min(n, len(out))]
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
 }
 
 // maxAhead is how far ahead a run may be asked for or deferred: further
