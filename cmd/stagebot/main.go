@@ -307,23 +307,10 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		return err
 	}
 	defer s.Close()
-	var fence func(time.Duration) error
-	hurried := hurry
+	dp := deps{logger: logger, reg: s, hurry: hurryOf(el)}
 	if el != nil {
-		fence = el.Fence
-		// A process that lost the lease gives its runs no grace: the
-		// process that took over finishes them.
-		h := make(chan struct{})
-		go func() {
-			select {
-			case <-hurry:
-			case <-el.Lost():
-			}
-			close(h)
-		}()
-		hurried = h
+		dp.fence = el.Fence
 	}
-	dp := deps{logger: logger, reg: s, hurry: hurried, fence: fence}
 	// The targets tell the bot what their background repairs did; the bot
 	// exists only once the options do.
 	var b *bot.Bot
@@ -341,12 +328,82 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	firstRedact := opts.Redact
 	redactor.Store(&firstRedact)
 	opts.Redact = func(s string) string { return (*redactor.Load())(s) }
-	platform := cfg.Chat.Platform
-	if platform == "" {
-		platform = "console"
+	if cfg.Chat.Platform == "" {
+		cfg.Chat.Platform = "console"
 	}
-	metrics := web.NewMetrics(platform)
+	metrics := web.NewMetrics(cfg.Chat.Platform)
 	opts.Observer = metrics
+	adapter, closeAdapter, err := newAdapter(cfg, opts, stdin, stdout, as, channel, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAdapter()
+	b = bot.New(s, adapter, opts)
+	ready.Done()
+	metrics.SetSource(b)
+	if cfg.HTTP.Listen != "" {
+		stopHTTP, err := serveHTTP(ctx, cfg, el, b, s, metrics, logger)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
+	if c, ok := adapter.(*console.Adapter); ok {
+		c.WaitIdle = b.WaitIdle
+	}
+	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Type, "targets", len(opts.Targets))
+	go watchReloads(ctx, cfg, b, dp, metrics, &redactor)
+	stopNotify := notifyServiceManager(ctx, b, el)
+	defer stopNotify()
+	if el == nil {
+		return b.Run(ctx)
+	}
+	return lead(ctx, cfg, el, logger, b.Run)
+}
+
+// hurryOf is what tells the runs under way to wind up: a stop signal, or
+// for a process that lost the lease, the loss (the process that took over
+// finishes its runs, so they get no grace).
+func hurryOf(el *pgstore.Elector) <-chan struct{} {
+	if el == nil {
+		return hurry
+	}
+	h := make(chan struct{})
+	go func() {
+		select {
+		case <-hurry:
+		case <-el.Lost():
+		}
+		close(h)
+	}()
+	return h
+}
+
+// newAdapter connects to the configured chat platform, or the terminal.
+func newAdapter(cfg *Config, opts bot.Options, stdin io.Reader, stdout io.Writer, as, channel string, logger *slog.Logger) (bot.Adapter, func(), error) {
+	switch cfg.Chat.Platform {
+	case "slack":
+		a, err := slackadapter.New(slackadapter.Options{AppToken: cfg.Chat.Slack.AppToken, BotToken: cfg.Chat.Slack.BotToken, APIURL: cfg.Chat.Slack.APIURL, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		return a, a.Close, nil
+	case "discord":
+		d := cfg.Chat.Discord
+		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		return a, a.Close, nil
+	case "matrix":
+		m := cfg.Chat.Matrix
+		a, err := matrixadapter.New(matrixadapter.Options{Homeserver: m.Homeserver, Token: m.AccessToken, Rooms: cfg.matrixRooms(),
+			AcceptDirect: cfg.knownUser, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		return a, a.Close, nil
+	}
 	if channel == "" {
 		channel = "infra"
 		if len(opts.Access.ControlChannels) > 0 {
@@ -356,95 +413,66 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 	if as == "" {
 		as = "operator"
 	}
-	var adapter bot.Adapter
-	switch cfg.Chat.Platform {
-	case "slack":
-		a, err := slackadapter.New(slackadapter.Options{AppToken: cfg.Chat.Slack.AppToken, BotToken: cfg.Chat.Slack.BotToken, APIURL: cfg.Chat.Slack.APIURL, Logger: logger})
-		if err != nil {
-			return err
+	return console.New(stdin, stdout, as, channel), func() {}, nil
+}
+
+// serveHTTP serves the status page, /healthz, /readyz and /metrics until
+// the bot has stopped (its graceful stop included): the returned stop.
+func serveHTTP(ctx context.Context, cfg *Config, el *pgstore.Elector, b *bot.Bot, s store.Store, metrics *web.Metrics, logger *slog.Logger) (func(), error) {
+	wo := web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Hosts: cfg.HTTP.Hosts, Platform: cfg.Chat.Platform, Logger: logger}
+	if el != nil {
+		wo.Follower = func() string {
+			if el.ValidFor() > 0 {
+				return ""
+			}
+			in, err := el.Info(context.Background())
+			if err != nil {
+				return "unknown (the store did not answer)"
+			}
+			if !in.Valid {
+				return "nobody yet (the lease is free)"
+			}
+			return in.Holder
 		}
-		defer a.Close()
-		adapter = a
-	case "discord":
-		d := cfg.Chat.Discord
-		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Logger: logger})
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		adapter = a
-	case "matrix":
-		m := cfg.Chat.Matrix
-		a, err := matrixadapter.New(matrixadapter.Options{Homeserver: m.Homeserver, Token: m.AccessToken, Rooms: cfg.matrixRooms(),
-			AcceptDirect: cfg.knownUser, Logger: logger})
-		if err != nil {
-			return err
-		}
-		defer a.Close()
-		adapter = a
-	default:
-		adapter = console.New(stdin, stdout, as, channel)
 	}
-	b = bot.New(s, adapter, opts)
-	ready.Done()
-	metrics.SetSource(b)
-	if cfg.HTTP.Listen != "" {
-		wo := web.Options{Listen: cfg.HTTP.Listen, Token: cfg.HTTP.Token, Hosts: cfg.HTTP.Hosts, Platform: platform, Logger: logger}
-		if el != nil {
-			wo.Follower = func() string {
-				if el.ValidFor() > 0 {
-					return ""
-				}
-				in, err := el.Info(context.Background())
-				if err != nil {
-					return "unknown (the store did not answer)"
-				}
-				if !in.Valid {
-					return "nobody yet (the lease is free)"
-				}
-				return in.Holder
+	srv := web.New(wo, b, s, metrics)
+	if err := srv.Listen(); err != nil {
+		return nil, err
+	}
+	logger.Info("serving the status page, /healthz, /readyz and /metrics", "url", "http://"+srv.Addr())
+	if httpAddr != nil {
+		httpAddr(srv.Addr())
+	}
+	hctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	go srv.Serve(hctx)
+	return stop, nil
+}
+
+// watchReloads reloads the config on each SIGHUP until ctx ends.
+func watchReloads(ctx context.Context, cfg *Config, b *bot.Bot, dp deps, metrics *web.Metrics, redactor *atomic.Pointer[func(string) string]) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reloads:
+			again := dp
+			again.tell = b.Tell
+			if next := reload(cfg, b, dp.logger, again, metrics); next != nil {
+				// Old secrets stay redacted too: they may be in logs and
+				// messages still being written.
+				r := newRedactor(append(append([]string(nil), cfg.secrets...), next.secrets...))
+				redactor.Store(&r)
+				cfg.secrets = append(cfg.secrets, next.secrets...)
 			}
 		}
-		srv := web.New(wo, b, s, metrics)
-		if err := srv.Listen(); err != nil {
-			return err
-		}
-		logger.Info("serving the status page, /healthz, /readyz and /metrics", "url", "http://"+srv.Addr())
-		if httpAddr != nil {
-			httpAddr(srv.Addr())
-		}
-		// Served until the bot has stopped, its graceful stop included.
-		hctx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopHTTP()
-		go srv.Serve(hctx)
 	}
-	if c, ok := adapter.(*console.Adapter); ok {
-		c.WaitIdle = b.WaitIdle
-	}
-	logger.Info("stagebot started", "version", Version, "store", cfg.Store.Type, "targets", len(opts.Targets))
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-reloads:
-				again := dp
-				again.tell = b.Tell
-				if next := reload(cfg, b, logger, again, metrics); next != nil {
-					// Old secrets stay redacted too: they may be in logs
-					// and messages still being written.
-					r := newRedactor(append(append([]string(nil), cfg.secrets...), next.secrets...))
-					redactor.Store(&r)
-					cfg.secrets = append(cfg.secrets, next.secrets...)
-				}
-			}
-		}
-	}()
-	// The service manager hears that the bot is up once its loop turns,
-	// that it is stopping when told to, and gets a watchdog ping while the
-	// loop keeps turning.
-	sctx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopNotify()
+}
+
+// notifyServiceManager tells the service manager that the bot is up once
+// its loop turns, that it is stopping when ctx ends, and pings its
+// watchdog while the loop keeps turning, until the returned stop.
+func notifyServiceManager(ctx context.Context, b *bot.Bot, el *pgstore.Elector) func() {
+	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	healthy := func() bool {
 		if el != nil && el.ValidFor() <= 0 {
 			return true // following: the store answered when it was opened
@@ -452,9 +480,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		ok, _ := b.Health()
 		return ok
 	}
-	// The loop gets its own ctx: the one below is replaced by the
-	// leader's once the lease is taken.
-	go func(ctx context.Context) {
+	go func() {
 		for sctx.Err() == nil {
 			if healthy() {
 				sdNotify("READY=1\nSTATUS=serving chat")
@@ -468,54 +494,48 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 			sdNotify("STOPPING=1\nSTATUS=stopping: runs under way get their grace period")
 		case <-sctx.Done():
 		}
-	}(ctx)
-	// The bot runs on the leader's term when there is a lease: a context of
-	// its own, as the goroutines above keep reading ctx.
-	runCtx := ctx
-	if el != nil {
-		// Only the leader talks in chat, runs the schedule and starts
-		// runs; until then this process serves its status page and waits.
-		logger.Info("waiting for the leadership lease", "holder", holderName, "lease", time.Duration(cfg.Store.Lease))
-		last := ""
-		aerr := el.Acquire(ctx, func(in pgstore.LeaseInfo) {
-			if in.Holder != last {
-				last = in.Holder
-				logger.Info("follower: another process leads", "leader", in.Holder, "token", in.Token)
-			}
-		})
-		if aerr != nil {
-			return nil // stopped while following
+	}()
+	return stop
+}
+
+// lead waits for the leadership lease, then runs the bot on the leader's
+// term: only the leader talks in chat, runs the schedule and starts runs;
+// until then this process serves its status page and waits. A leader that
+// loses the lease exits with errSteppedDown, so that the service manager
+// starts it again as a follower with nothing of the old term; one that
+// stops hands the lease over.
+func lead(ctx context.Context, cfg *Config, el *pgstore.Elector, logger *slog.Logger, runBot func(context.Context) error) (err error) {
+	logger.Info("waiting for the leadership lease", "holder", holderName, "lease", time.Duration(cfg.Store.Lease))
+	last := ""
+	aerr := el.Acquire(ctx, func(in pgstore.LeaseInfo) {
+		if in.Holder != last {
+			last = in.Holder
+			logger.Info("follower: another process leads", "leader", in.Holder, "token", in.Token)
 		}
-		lctx, lost := context.WithCancel(ctx)
-		defer lost()
-		steppedDown := make(chan struct{})
-		go func() {
-			select {
-			case <-el.Lost():
-				close(steppedDown)
-				lost()
-			case <-lctx.Done():
-			}
-		}()
-		defer func() {
-			select {
-			case <-steppedDown:
-			default:
-				if err := el.Release(context.WithoutCancel(ctx)); err != nil {
-					logger.Warn("could not hand the lease over; another process takes over when it runs out", "err", err)
-				}
-			}
-		}()
-		runCtx = lctx
-		defer func() {
-			select {
-			case <-steppedDown:
-				// Exit so that the service manager starts this process
-				// again, as a follower, with nothing of the old term.
-				err = errSteppedDown
-			default:
-			}
-		}()
+	})
+	if aerr != nil {
+		return nil // stopped while following
 	}
-	return b.Run(runCtx)
+	lctx, lost := context.WithCancel(ctx)
+	defer lost()
+	steppedDown := make(chan struct{})
+	go func() {
+		select {
+		case <-el.Lost():
+			close(steppedDown)
+			lost()
+		case <-lctx.Done():
+		}
+	}()
+	defer func() {
+		select {
+		case <-steppedDown:
+			err = errSteppedDown
+		default:
+			if rerr := el.Release(context.WithoutCancel(ctx)); rerr != nil {
+				logger.Warn("could not hand the lease over; another process takes over when it runs out", "err", rerr)
+			}
+		}
+	}()
+	return runBot(lctx)
 }
