@@ -225,7 +225,8 @@ func TestDiscord_AnswersClicksAtOnceWhileDiscordIsSlow(t *testing.T) {
 	t.Logf("slowest of %d click answers while Discord was slow, rate-limited and failing: %s", len(e.fake.CallbackTimes()), worst)
 	e.fake.SlowPosts(0)
 	e.waitMessage("bob approved run 1 of demo (1 of 1)")
-	time.Sleep(200 * time.Millisecond)
+	must(t, e.fake.Say("U1", "alice", infra, "!stage status zz-barrier"))
+	e.waitMessage("zz-barrier") // everything before it was handled and answered
 	approvals := 0
 	for _, m := range e.fake.Messages() {
 		approvals += strings.Count(m.Content, "bob approved run 1")

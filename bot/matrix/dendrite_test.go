@@ -141,15 +141,13 @@ func (r *real) wait(want string) dt.Message {
 	return got
 }
 
-// barrier has alice ask for the holds and waits for the answer: every
-// event before it has been handled.
+// barrier asks what only an answer can follow, and waits for that answer:
+// everything sent before it has been handled, and answered, by then.
 func (r *real) barrier(tag string) {
 	r.t.Helper()
-	n := len(r.said())
-	dt.Say(r.t, r.alice, r.room, "!stage holds")
-	patience.Until(r.t, "an answer to the barrier "+tag, 20*time.Second, func() bool { return len(r.said()) > n })
-	// Whatever the barrier overtook would have been answered by now.
-	time.Sleep(300 * time.Millisecond)
+	tag = "zz-barrier-" + strings.ReplaceAll(tag, " ", "-")
+	dt.Say(r.t, r.alice, r.room, "!stage status "+tag)
+	r.wait(tag)
 }
 
 // TestDendrite_RestartAfterAGapRunsNothingTwice: on a real homeserver,

@@ -33,7 +33,8 @@ type env struct {
 	// rooms are the configured rooms (default #infra).
 	rooms []string
 	*bottest.Scenario
-	stop func()
+	stop     func()
+	barriers int
 }
 
 func options(room string, steps ...runner.Step) bot.Options {
@@ -119,6 +120,17 @@ func (e *env) waitMessage(want string) matrixtest.Message {
 	}
 	e.t.Fatalf("no message contains %q; messages:\n%s", want, strings.Join(all, "\n---\n"))
 	return matrixtest.Message{}
+}
+
+// barrier asks what only an answer can follow, and waits for that answer:
+// everything sent before it has been handled, and answered, by then (the
+// bot handles events in order and its outbox delivers in order).
+func (e *env) barrier() {
+	e.t.Helper()
+	e.barriers++
+	tag := fmt.Sprintf("zz-barrier-%d", e.barriers)
+	e.fake.Say(alice, e.room, "!stage status "+tag)
+	e.waitMessage(tag)
 }
 
 func (e *env) count(want string) int {
@@ -239,7 +251,7 @@ func TestMatrix_MentionThreadDirectAndWhatToIgnore(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(300 * time.Millisecond)
+	e.barrier()
 	if n, err := e.Store.Runs(context.Background(), store.RunFilter{}); err != nil || len(n) != 0 {
 		t.Fatalf("an echo, a notice or an edit started a run: %v %v", n, err)
 	}
@@ -369,7 +381,7 @@ func TestMatrix_RestartNeitherReplaysNorMisses(t *testing.T) {
 	e.start(s)
 	e.waitMessage("alice holds demo until 11:00 UTC: second")
 	e.waitMessage("Hold on demo by alice ended: released")
-	time.Sleep(300 * time.Millisecond)
+	e.barrier()
 	if n := e.count("first"); n != 1 {
 		t.Errorf("the first hold was answered %d times, want once (a restart replayed it)", n)
 	}
@@ -421,7 +433,7 @@ func TestMatrix_EncryptedRoomIsSaidAndNotWrittenTo(t *testing.T) {
 	defer s.Close()
 	e.start(s)
 	e.a.Send(context.Background(), bot.Message{Channel: room, Text: "hello"})
-	time.Sleep(300 * time.Millisecond)
+	patience.Until(t, "the outbox done with the send", 10*time.Second, func() bool { return e.a.Outbox().Pending() == 0 })
 	if m := fake.Messages(room); len(m) != 0 {
 		t.Fatalf("the bot sent plain messages into an encrypted room: %v", m[0].Content)
 	}
@@ -486,7 +498,7 @@ func TestMatrix_ReactionAnActionNoLongerOffered(t *testing.T) {
 	if late.Thread() != msg.ID {
 		t.Errorf("the answer to a late reaction is not in the message's thread")
 	}
-	time.Sleep(200 * time.Millisecond)
+	e.barrier()
 	if n := e.count("alice"); n != 1 {
 		t.Errorf("%d messages name alice, want only the answer to 🔓", n)
 	}
@@ -538,7 +550,7 @@ func TestMatrix_ABatchCutShortByACrashRunsNothingTwice(t *testing.T) {
 	must(s.SetValue(ctx, "matrix/handled/"+matrixtest.BotID, []byte(`{"since":"`+before+`","ids":["`+one.ID+`"]}`)))
 	e.start(s)
 	e.waitMessage("alice holds demo until 11:00 UTC: two")
-	time.Sleep(300 * time.Millisecond)
+	e.barrier()
 	if n := e.count(": one"); n != 0 {
 		t.Errorf("a command the dead process had handled was run again")
 	}
@@ -623,7 +635,7 @@ func TestMatrix_RestartAfterAGapRunsNothingTwice(t *testing.T) {
 	fake.Say(alice, room, "!stage hold demo 2h after the gap")
 	e.start(s)
 	e.waitMessage("after the gap")
-	time.Sleep(300 * time.Millisecond)
+	e.barrier()
 	if n := e.count("before the gap"); n != 1 {
 		t.Errorf("the command from before the gap was answered %d times, want once", n)
 	}

@@ -262,7 +262,10 @@ func TestSlack_AcksAtOnceWhileSlackIsSlow(t *testing.T) {
 	e.waitMessage("Hold on demo by alice ended: released")
 	e.waitMessage("bob approved run 1 of demo (1 of 1)")
 	// Executed once each: one approval, one release.
-	time.Sleep(200 * time.Millisecond)
+	if _, err := e.fake.Say("U1", infra, "!stage status zz-barrier"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitMessage("zz-barrier") // everything before it was handled and answered
 	approvals, releases := 0, 0
 	for _, m := range e.fake.Messages() {
 		approvals += strings.Count(m.Text, "bob approved run 1")

@@ -221,7 +221,8 @@ func TestRun_Matrix(t *testing.T) {
 	fake.Say(alice, room, "!stage hold demo 2h typed while the bot was down")
 	start()
 	find("alice holds demo until")
-	time.Sleep(500 * time.Millisecond)
+	fake.Say(alice, room, "!stage status zz-barrier")
+	find("zz-barrier") // everything typed before it was handled and answered
 	for _, want := range []string{"bob approved run 1", "No holds.", "alice holds demo until", "#1 demo/default"} {
 		if n := count(want); n != 1 {
 			t.Errorf("%q said %d times, want once", want, n)
@@ -357,7 +358,8 @@ func TestRun_MatrixKilledWhileTheHomeserverMisbehaves(t *testing.T) {
 	}
 	start()
 	bottest.Eventually(t, "the commands typed while no bot ran answered", func() bool { return answers("note-15") > 0 })
-	time.Sleep(500 * time.Millisecond)
+	fake.Say(alice, room, "!stage status zz-barrier")
+	bottest.Eventually(t, "the barrier answered: everything typed before it was", func() bool { return answers("zz-barrier") > 0 })
 	for i := range 16 {
 		if n := answers(fmt.Sprintf("note-%02d", i)); n != 1 {
 			t.Errorf("note-%02d answered %d times, want once", i, n)
