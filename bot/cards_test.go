@@ -1,12 +1,15 @@
 package bot_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/store"
 )
@@ -98,4 +101,51 @@ func TestFailure_StagingServerDownIsSaid(t *testing.T) {
 	if !strings.Contains(all, "staging's server does not answer: it is down") || strings.Contains(all, "Staging is as it was") {
 		t.Errorf("the report:\n%s", all)
 	}
+}
+
+// The card of a run through its life, word for word (testdata/cards.golden;
+// -update rewrites it): announced with what it needs, due but held, waiting
+// for its approval, rolled forward by a release, succeeded.
+func TestCard_Golden(t *testing.T) {
+	tg := fas2()
+	tg.MaxAge = 48 * time.Hour
+	e := newEnv(t, tg)
+	var out bytes.Buffer
+	show := func(label string) {
+		t.Helper()
+		var card *bot.Message
+		for _, p := range e.a.Posts() {
+			if m := p.Current(); strings.Contains(m.Text, "Run 1:") && p.Msg.Thread.ID == "" {
+				card = &m
+			}
+		}
+		if card == nil {
+			t.Fatalf("%s: no card:\n%s", label, texts(e.a.Posts()))
+		}
+		fmt.Fprintf(&out, "== %s\n%s\n", label, card.Text)
+		for _, f := range card.Fields {
+			fmt.Fprintf(&out, "  %s: %s\n", f.Label, f.Value)
+		}
+		for _, b := range card.Buttons {
+			fmt.Fprintf(&out, "  [%s] %s (danger: %v)\n", b.Label, b.Command, b.Danger)
+		}
+		for _, u := range card.Mentions {
+			fmt.Fprintf(&out, "  mentions %s\n", u.Display())
+		}
+		out.WriteString("\n")
+	}
+	e.say(bob, "!stage watch fas2")
+	e.say(alice, "!stage resync fas2 in 2h")
+	show("announced")
+	e.say(carol, "!stage hold fas2 3h testing the login")
+	e.advance(2 * time.Hour)
+	show("due, held and not approved")
+	e.say(carol, "!stage release fas2")
+	show("released: a new start after the notice")
+	e.say(bob, "!stage approve 1")
+	show("approved")
+	e.advance(10 * time.Minute)
+	e.b.Wait()
+	show("succeeded")
+	bottest.Golden(t, "cards.golden", out.Bytes())
 }

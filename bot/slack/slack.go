@@ -387,6 +387,13 @@ func fit(s string, n int) string {
 
 // render turns a platform-neutral message into Block Kit.
 func render(m bot.Message) []slack.MsgOption {
+	text, blocks := payload(m)
+	return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+}
+
+// payload is a message's fallback text (notifications, old clients) and
+// its blocks.
+func payload(m bot.Message) (string, []slack.Block) {
 	var at []string
 	for _, u := range m.Mentions {
 		at = append(at, "<@"+u.ID+">")
@@ -419,5 +426,5 @@ func render(m bot.Message) []slack.MsgOption {
 		}
 		blocks = append(blocks, slack.NewActionBlock("stagebot", els...))
 	}
-	return []slack.MsgOption{slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...)}
+	return text, blocks
 }
