@@ -51,7 +51,7 @@ func Samples() []Sample {
 	alice, bob := store.User{ID: "U1", Name: "alice"}, store.User{ID: "U2", Name: "bob", Handle: "@bob"}
 	return []Sample{
 		{"card", bot.Message{Channel: "infra",
-			Text: "🗓 Run 7: refresh of *fas2* (default pipeline) starts at 12:00 UTC (in 2h).\nWhat will be lost: the staging data of fas2 is replaced; save anything you need, or hold it.",
+			Text:   "🗓 Run 7: refresh of *fas2* (default pipeline) starts at 12:00 UTC (in 2h).\nWhat will be lost: the staging data of fas2 is replaced; save anything you need, or hold it.",
 			Fields: []bot.Field{{Label: "Asked by", Value: "alice"}, {Label: "Approvals", Value: "0 of 1"}, {Label: "Held by", Value: "bob until 11:00 UTC (testing the login)"}},
 			Buttons: []bot.Button{{Label: "Approve", Command: "!stage approve 7"}, {Label: "Defer 1h", Command: "!stage defer 7 1h"},
 				{Label: "Cancel", Command: "!stage cancel 7", Danger: true}},
