@@ -3,6 +3,7 @@ package bottest
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,4 +63,19 @@ func Samples() []Sample {
 		{"thread reply", bot.Message{Channel: "infra", Thread: store.MessageRef{Channel: "infra", ID: "1700000000.000100"},
 			Text: "✅ Run 7 of fas2/default succeeded in 3m12s.", Mentions: []store.User{alice}}},
 	}
+}
+
+// GoldenRenders renders every Sample with render, an adapter's own, and
+// compares what it makes with testdata/render.golden.
+func GoldenRenders(t testing.TB, render func(bot.Message) (string, error)) {
+	t.Helper()
+	var out bytes.Buffer
+	for _, s := range Samples() {
+		r, err := render(s.Msg)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+		fmt.Fprintf(&out, "== %s\n%s\n\n", s.Name, r)
+	}
+	Golden(t, "render.golden", out.Bytes())
 }
