@@ -13,4 +13,20 @@
 //
 // Production is only read: every connection to it is read-only, and the
 // guards refuse a destination that is the source or a production server.
+// No step waits for ever on a silent server: each is probed by the
+// runner's stall watchdog, and what is undone after a failure is bounded.
+//
+// Where things are: target.go (a target and its connections), guard.go
+// (what may be written), refresh.go (pg_refresh: plan and steps), the
+// streaming method in stream.go (the phases), streamplan.go (what
+// production's catalog says), streamsched.go (the queue and its locks),
+// streamwork.go and streamlo.go (the workers), streamfinish.go (what comes
+// last), coltypes.go (which tables need text COPY); dumpfile.go
+// (pg_dump/pg_restore and backup files), props.go (database-level
+// properties), progress.go and readprogress.go (progress of the tools);
+// steps.go (sql, check, pg_swap, pg_drop, http_check), rollback.go;
+// swap.go (the swap and rollback), recover.go (repairs after a crash),
+// base.go (reset), forget.go and disk.go (the kept copies and space),
+// changes.go (what a refresh would wipe), probe.go (the watchdog's probes),
+// libpq.go (the tools' connections).
 package postgres
