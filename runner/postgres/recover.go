@@ -123,7 +123,7 @@ func (t *Target) Holding(ctx context.Context, run uint64) string {
 	made, err := t.MadeBy(ctx)
 	switch {
 	case err != nil:
-		return fmt.Sprintf("I cannot tell which copy %s holds (%v)", db, err)
+		return fmt.Sprintf("which copy %s holds cannot be told now (%v)", db, err)
 	case made == run && run != 0:
 		return fmt.Sprintf("%s holds the new copy, made by run %d", db, run)
 	case made != 0:
