@@ -101,7 +101,7 @@ func (b *Bot) Extend(ctx context.Context, c *commands.Call) error {
 		return refuse("There is no run %d.", c.Run)
 	}
 	if r.State.Done() || r.State == store.RunRunning {
-		return refuse("Run %d is %s: there is nothing to extend.", r.ID, r.State)
+		return refuse("Run %d %s: there is nothing to extend.", r.ID, stateWords(r.State))
 	}
 	d, ok := b.deadline(ctx, r)
 	if !ok {

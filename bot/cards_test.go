@@ -149,3 +149,25 @@ func TestCard_Golden(t *testing.T) {
 	show("succeeded")
 	bottest.Golden(t, "cards.golden", out.Bytes())
 }
+
+// A run that has ended is said in English: "has succeeded", "was
+// cancelled", never "is succeeded".
+func TestEndedRunsAreSaidInEnglish(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	wantText(t, e.say(bob, "!stage approve 1"), "Run 1 has succeeded: there is nothing left to approve.")
+	wantText(t, e.say(alice, "!stage defer 1 1h"), "Run 1 has succeeded and can no longer be deferred.")
+	e.say(alice, "!stage resync fas2 in 1h")
+	e.say(alice, "!stage cancel 2")
+	wantText(t, e.say(bob, "!stage approve 2"), "Run 2 was cancelled: there is nothing left to approve.")
+	for _, p := range e.a.Posts() {
+		for _, bad := range []string{"is succeeded", "is failed", "is cancelled", "is aborted", "is interrupted"} {
+			if strings.Contains(p.Current().Text, bad) {
+				t.Errorf("%q says %q", p.Current().Text, bad)
+			}
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/stagebot/stagebot/store"
 )
 
 // fmtTime shows t in the configured zone.
@@ -57,4 +59,16 @@ func fmtAge(d time.Duration) string {
 		return "less than a minute ago"
 	}
 	return fmtDur(d) + " ago"
+}
+
+// stateWords says a run's state as a verb phrase: "has succeeded", "was
+// cancelled", "is waiting" ("Run 5 is succeeded" is not English).
+func stateWords(s store.RunState) string {
+	switch s {
+	case store.RunSucceeded, store.RunFailed:
+		return "has " + string(s)
+	case store.RunCancelled, store.RunAborted, store.RunInterrupted:
+		return "was " + string(s)
+	}
+	return "is " + string(s)
 }

@@ -136,7 +136,7 @@ func (b *Bot) Approve(ctx context.Context, c *commands.Call) error {
 		return err
 	}
 	if r.State.Done() || r.State == store.RunRunning {
-		return refuse("Run %d is %s: there is nothing left to approve.", r.ID, r.State)
+		return refuse("Run %d %s: there is nothing left to approve.", r.ID, stateWords(r.State))
 	}
 	rule := b.rule(r)
 	if r.Requester.ID == in.User.ID && !rule.AllowSelf {
@@ -170,7 +170,7 @@ func (b *Bot) Defer(ctx context.Context, c *commands.Call) error {
 		return err
 	}
 	if r.State.Done() || r.State == store.RunRunning {
-		return refuse("Run %d is %s and can no longer be deferred.", r.ID, r.State)
+		return refuse("Run %d %s and can no longer be deferred.", r.ID, stateWords(r.State))
 	}
 	now := b.clock.Now()
 	start := c.Until
