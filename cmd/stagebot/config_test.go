@@ -259,13 +259,19 @@ func TestCheck_PrintsNextRunsAndAnnouncements(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"Config is valid: 1 target(s), times in Europe/Berlin.",
+		"Config is valid: 1 target, times in Europe/Berlin.",
+		"fas2: pipelines default (6 steps, 2 finally), from-backup (2 steps, 0 finally), rollback (2 steps, 2 finally), wipe (1 step, 0 finally); default default",
 		`schedule "CRON_TZ=UTC 10 0 * * 1" runs default`,
 		"next run Mon 2026-11-23 01:10 CET (default), announced Sun 01:10, Mon 00:10, Mon 00:55",
 		"next run Mon 2026-11-30 01:10 CET (default)",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, bad := range []string{"1 steps", "(s)", "["} {
+		if strings.Contains(out.String(), bad) {
+			t.Errorf("check output says %q:\n%s", bad, out.String())
 		}
 	}
 }

@@ -163,16 +163,24 @@ func loadFlagConfig(path string) (*Config, error) {
 	return LoadConfig(path)
 }
 
+// count is "1 step" or "3 steps".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // check prints every target's next runs with their announcement times.
 func check(w io.Writer, cfg *Config, now time.Time) error {
 	o := cfg.botOptions(deps{})
-	fmt.Fprintf(w, "Config is valid: %d target(s), times in %s.\n", len(o.Targets), cfg.location)
+	fmt.Fprintf(w, "Config is valid: %s, times in %s.\n", count(len(o.Targets), "target"), cfg.location)
 	for _, t := range o.Targets {
 		var ps []string
 		for _, p := range slices.Sorted(maps.Keys(t.Pipelines)) {
-			ps = append(ps, fmt.Sprintf("%s (%d steps, %d finally)", p, len(t.Pipelines[p].Steps), len(t.Pipelines[p].Finally)))
+			ps = append(ps, fmt.Sprintf("%s (%s, %d finally)", p, count(len(t.Pipelines[p].Steps), "step"), len(t.Pipelines[p].Finally)))
 		}
-		fmt.Fprintf(w, "\n%s: pipelines %v, default %s\n", t.Name, ps, t.DefaultPipeline)
+		fmt.Fprintf(w, "\n%s: pipelines %s; default %s\n", t.Name, strings.Join(ps, ", "), t.DefaultPipeline)
 		if tc := cfg.Targets[t.Name]; tc != nil && tc.Database != nil && tc.Database.KeepBase {
 			db, _ := (&postgres.Target{StagingDSN: tc.Database.Staging}).StagingDB()
 			fmt.Fprintf(w, "  keep_base: staging's server keeps one more full copy of %s (%s%s) for `reset`: count its size twice (three times with keep_previous)\n", db, db, postgres.BaseSuffix)
