@@ -58,7 +58,7 @@ func (b *Bot) describe(k blockers) string {
 		parts = append(parts, fmt.Sprintf("held by %s %s (%s)", h.Holder.Display(), b.holdUntil(h), h.Reason))
 	}
 	if k.missing > 0 {
-		parts = append(parts, fmt.Sprintf("needs %d more approval(s)", k.missing))
+		parts = append(parts, "needs "+strings.Replace(countOf(k.missing, "approval"), " ", " more ", 1))
 	}
 	if k.runningN > 0 {
 		parts = append(parts, fmt.Sprintf("run %d of the same target is running", k.runningN))

@@ -199,7 +199,7 @@ func TestAccessAndChannels(t *testing.T) {
 	wantText(t, e.sayIn("random", dave, "!stage status"), "needs the scope `stage.read`")
 	wantText(t, e.sayIn("random", dave, "!stage changes fas2"), "needs the scope `stage.read.fas2`")
 	wantText(t, e.say(carol, "!stage resync fas2 now"), "needs the scope `stage.now.fas2`")
-	wantText(t, e.say(dave, "!stage resync fas2 --dry-run"), "Dry run of fas2/default (nothing was changed)", "1. stop app [exec]: run `echo stopping`", "Needs 1 approval(s)", "The plan is ready.")
+	wantText(t, e.say(dave, "!stage resync fas2 --dry-run"), "Dry run of fas2/default (nothing was run or changed; each step was planned)", "1. stop app [exec]: run `echo stopping`", "Needs 1 approval", "The plan is ready.")
 	wantText(t, e.sayIn("random", dave, "!stage resync fas2 --dry-run"), "needs the scope `stage.read.fas2`")
 	wantText(t, e.sayIn("random", carol, "!stage resync fas2 --dry-run"), "needs the scope `stage.read.fas2`")
 	wantText(t, e.sayIn("random", alice, "!stage resync fas2 --dry-run"), "Dry run of fas2/default")
@@ -238,7 +238,7 @@ func TestApprovals_GroupAndDefer(t *testing.T) {
 func TestWaitsForApprovalThenStarts(t *testing.T) {
 	e := newEnv(t)
 	e.say(alice, "!stage resync fas2 in 5m")
-	wantText(t, e.advance(5*time.Minute), "Run 1 of fas2 is due but waits: needs 1 more approval(s)")
+	wantText(t, e.advance(5*time.Minute), "Run 1 of fas2 is due but waits: needs 1 more approval")
 	wantNothing(t, e.advance(5*time.Minute))
 	wantText(t, e.say(bob, "!stage approve 1"), "Run 1 of fas2/default: running")
 	e.b.Wait()
@@ -398,7 +398,7 @@ func TestCard_SaysWhatTheRunWaitsForNow(t *testing.T) {
 	e.say(carol, "!stage hold fas2 3h testing")
 	n := e.a.Len()
 	e.say(alice, "!stage resync fas2 in 10m")
-	wantText(t, e.advance(10*time.Minute), "waits: held by carol", "needs 1 more approval(s)")
+	wantText(t, e.advance(10*time.Minute), "waits: held by carol", "needs 1 more approval")
 	e.say(bob, "!stage approve 1")
 	card := e.a.Posts()[n]
 	if !strings.Contains(card.Current().Text, "is waiting: held by carol") {

@@ -72,3 +72,11 @@ func stateWords(s store.RunState) string {
 	}
 	return "is " + string(s)
 }
+
+// countOf is "1 approval" or "2 approvals".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

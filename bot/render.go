@@ -298,9 +298,9 @@ func (b *Bot) buttonHold() time.Duration { return min(2*time.Hour, b.opts.Holds.
 // renderPlan answers a --dry-run: the steps and the checks, nothing changed.
 func (b *Bot) renderPlan(ctx context.Context, t *Target, pipeline string, plan *runner.Plan, origin store.Origin) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "Dry run of %s/%s (nothing was changed):\n", t.Name, pipeline)
+	fmt.Fprintf(&sb, "Dry run of %s/%s (nothing was run or changed; each step was planned):\n", t.Name, pipeline)
 	for i, s := range plan.Steps {
-		mark := "✓"
+		mark := "·" // planned: a ✓ would say it ran
 		if s.Problem != "" {
 			mark = "✗"
 		}
@@ -319,7 +319,7 @@ func (b *Bot) renderPlan(ctx context.Context, t *Target, pipeline string, plan *
 		rule = t.Scheduled
 	}
 	if rule.Count > 0 {
-		fmt.Fprintf(&sb, "Needs %d approval(s)", rule.Count)
+		fmt.Fprintf(&sb, "Needs %s", countOf(rule.Count, "approval"))
 		if rule.Group != "" {
 			fmt.Fprintf(&sb, " from %s", rule.Group)
 		}
