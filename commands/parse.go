@@ -259,6 +259,9 @@ func (p *argParser) done() error {
 func (p *argParser) target(allowAll bool) (string, error) {
 	w := strings.ToLower(p.next())
 	if w == "" {
+		if len(p.o.Targets) > 0 {
+			return "", fmt.Errorf("name a target: %s", strings.Join(p.targetNames(), ", "))
+		}
 		return "", errors.New("name a target")
 	}
 	if allowAll && w == "all" {

@@ -103,7 +103,7 @@ func TestParse_Errors(t *testing.T) {
 		contains []string
 	}{
 		{in: "!stage resycn fas2", contains: []string{`don't know the command "resycn"`, `did you mean "resync"`, "!stage help"}},
-		{in: "!stage resync", contains: []string{"Name a target", "Usage: `!stage resync <target>"}},
+		{in: "!stage resync", contains: []string{"Name a target: fas2, koji", "Usage: `!stage resync <target>"}},
 		{in: "!stage resync fas3", contains: []string{`no target "fas3"`, `did you mean "fas2"`, "known targets: fas2, koji"}},
 		{in: "!stage resync fas2 dbb", contains: []string{`no pipeline "dbb"`, `did you mean "db"`}},
 		{in: "!stage resync fas2 in soon", contains: []string{`"soon" is not a duration`, "Usage:"}},
