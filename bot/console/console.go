@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/peterh/liner"
+	"golang.org/x/sys/unix"
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/store"
@@ -48,11 +49,16 @@ var (
 func New(in io.Reader, out io.Writer, user, channel string) *Adapter {
 	a := &Adapter{in: in, out: out, user: store.User{ID: user, Name: user}, channel: channel, session: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	if f, ok := in.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			a.tty = true
-		}
+		a.tty = IsTerminal(f)
 	}
 	return a
+}
+
+// IsTerminal reports whether f is a terminal: a character device that
+// answers the terminal ioctl (/dev/null is a character device too).
+func IsTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 const help = `Console commands: /as NAME (type as another user), /channel NAME (type in another channel), /who, /wait (until no run is running or due), /quit.

@@ -582,3 +582,35 @@ func TestSize_ReadsUnitsOf1024(t *testing.T) {
 		t.Errorf("a bad size: %v", err)
 	}
 }
+
+// The console with nothing to read (a service's stdin is /dev/null) is
+// refused with what to do, not read to its end and left with exit 0: a
+// service that exits 0 at once is never restarted and sits dead.
+func TestMain_ConsoleWithoutATerminalIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(cfgPath, []byte("store: {path: "+filepath.Join(dir, "s.db")+"}\ntargets:\n  web:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	var out, errOut bytes.Buffer
+	err = Main(context.Background(), []string{"run", "-c", cfgPath}, null, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "there is no terminal to read") || !strings.Contains(err.Error(), "set chat.platform to slack, discord or matrix") {
+		t.Fatalf("run with /dev/null as stdin: %v", err)
+	}
+	// A pipe is a way to drive it, and stays one.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("!stage holds\n")
+	w.Close()
+	defer r.Close()
+	if err := Main(context.Background(), []string{"run", "-c", cfgPath}, r, &out, &errOut); err != nil {
+		t.Fatalf("run with a pipe as stdin: %v\n%s", err, errOut.String())
+	}
+}

@@ -134,6 +134,9 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		if err != nil {
 			return err
 		}
+		if err := consoleHasInput(cfg, stdin); err != nil {
+			return err
+		}
 		return run(ctx, cfg, stdin, stdout, stderr, *as, *channel)
 	case "demo":
 		if err := fs.Parse(args[1:]); err != nil {
@@ -154,6 +157,28 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// consoleHasInput refuses to run the console with nothing to read: under
+// a service manager stdin is /dev/null, and a bot that reads an empty
+// stream to its end and exits 0 sits dead without a word.
+func consoleHasInput(cfg *Config, stdin io.Reader) error {
+	if cfg.Chat.Platform != "" && cfg.Chat.Platform != "console" {
+		return nil
+	}
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	if fi.Mode()&os.ModeCharDevice != 0 && !console.IsTerminal(f) {
+		return errors.New("chat.platform is console but there is no terminal to read (stdin is " + f.Name() + "): " +
+			"as a service, set chat.platform to slack, discord or matrix; to try stagebot, run it in a terminal or pipe commands into it")
+	}
+	return nil
 }
 
 func loadFlagConfig(path string) (*Config, error) {
