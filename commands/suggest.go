@@ -2,6 +2,10 @@ package commands
 
 import "fmt"
 
+// Suggest returns ` (did you mean "x"?)` for the candidate closest to
+// word, or "" when none is close: for every name people type or write.
+func Suggest(word string, candidates []string) string { return suggest(word, candidates) }
+
 // suggest returns ` (did you mean "x"?)` for the closest candidate, or "".
 func suggest(word string, candidates []string) string {
 	best, bestDist := "", 3

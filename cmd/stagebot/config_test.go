@@ -70,7 +70,7 @@ targets:
 			t.Errorf("problem %d = %q, want %q", i, ce.Problems[i], w)
 		}
 	}
-	if !strings.Contains(err.Error(), "bad.yaml has 3 problem(s)") {
+	if !strings.Contains(err.Error(), "bad.yaml has 3 problems") {
 		t.Errorf("error text: %s", err)
 	}
 }
@@ -80,7 +80,10 @@ func TestConfig_Errors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{name: "unknown field", yaml: "timezon: UTC\n" + base, want: `timezon (line 1): unknown field timezon (check its spelling`},
+		{name: "unknown field", yaml: "timezon: UTC\n" + base, want: `timezon (line 1): unknown field timezon (did you mean "timezone"?)`},
+		{name: "unknown field, nothing close", yaml: "frobnicate: 3\n" + base, want: `frobnicate (line 1): unknown field frobnicate (check its spelling`},
+		{name: "misspelt field in a target", yaml: "targets:\n  t:\n    schedual: '0 1 * * *'\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: `unknown field schedual (did you mean "schedule"?)`},
+		{name: "cron hour out of range", yaml: "targets:\n  t:\n    schedule: \"0 25 * * *\"\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n", want: `targets.t.schedule: "25" is not a valid hour (the second field): use 0–23`},
 		{name: "bad duration", yaml: "defaults:\n  notice: soon\n" + base, want: `"soon" is not a duration`},
 		{name: "no targets", yaml: "prefix: '!stage'\n", want: "targets: no targets"},
 		{name: "step without kind", yaml: "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - name: x\n", want: "targets.t.pipelines.default.steps[0]: the step has no kind"},

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stagebot/stagebot/commands"
 )
 
 // LoadConfig reads, expands and validates a config file. The error lists
@@ -34,10 +36,37 @@ type ConfigError struct {
 }
 
 func (e *ConfigError) Error() string {
-	return fmt.Sprintf("%s has %d problem(s):\n  %s", e.File, len(e.Problems), strings.Join(e.Problems, "\n  "))
+	return fmt.Sprintf("%s has %s:\n  %s", e.File, count(len(e.Problems), "problem"), strings.Join(e.Problems, "\n  "))
 }
 
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+var unknownField = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+
+// yamlFields are the fields each config type takes, by the type's name as
+// the decoder gives it (main.TargetConfig), for "did you mean".
+var yamlFields = func() map[string][]string {
+	m := map[string][]string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || m[t.String()] != nil {
+			return
+		}
+		m[t.String()] = []string{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			m[t.String()] = append(m[t.String()], name)
+			walk(f.Type)
+		}
+	}
+	walk(reflect.TypeOf(Config{}))
+	return m
+}()
 
 // linePos finds the position yaml puts at the head of an error.
 var linePos = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: `)
@@ -99,7 +128,13 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 						e = fmt.Sprintf("%s (line %s): %s", f, m[1], e[len(m[0]):])
 					}
 				}
-				errs.Problems = append(errs.Problems, unknownField.ReplaceAllString(e, `unknown field $1 (check its spelling; config.example.yaml lists every field)`))
+				errs.Problems = append(errs.Problems, unknownField.ReplaceAllStringFunc(e, func(m string) string {
+					sm := unknownField.FindStringSubmatch(m)
+					if hint := commands.Suggest(sm[1], yamlFields[sm[2]]); hint != "" {
+						return "unknown field " + sm[1] + hint + " (config.example.yaml lists every field)"
+					}
+					return "unknown field " + sm[1] + " (check its spelling; config.example.yaml lists every field)"
+				}))
 			}
 		} else {
 			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: "))

@@ -122,7 +122,7 @@ func (c *Config) validateSchedules(f string, t *TargetConfig, v *validation) {
 		if n := len(strings.Fields(body)); !strings.HasPrefix(body, "@") && n != 5 {
 			v.bad(field, "expected 5 fields (minute hour day-of-month month day-of-week), got %d", n)
 		} else if s, err := cronParser.Parse(spec); err != nil {
-			v.bad(field, "%s", err)
+			v.bad(field, "%s", cronProblem(body, err))
 		} else if n := s.Next(time.Now()); n.IsZero() {
 			v.bad(field, "%q never comes round", body)
 		} else if s.Next(n).Sub(n) < time.Minute {
@@ -400,3 +400,27 @@ func defaultStepName(s *StepConfig, kind string) string {
 	}
 	return name
 }
+
+// cronFields name the five fields of a cron line and their ranges.
+var cronFields = []struct{ name, ranges string }{
+	{"minute", "0–59"}, {"hour", "0–23"}, {"day-of-month", "1–31"}, {"month", "1–12 or JAN–DEC"}, {"day-of-week", "0–6 (Sunday is 0) or SUN–SAT"},
+}
+
+// cronProblem says which field of a cron line is wrong and what it may
+// be, with the parser's own words after.
+func cronProblem(body string, err error) string {
+	fs := strings.Fields(body)
+	if len(fs) != len(cronFields) {
+		return err.Error()
+	}
+	for i, f := range fs {
+		probe := []string{"*", "*", "*", "*", "*"}
+		probe[i] = f
+		if _, perr := cronParser.Parse(strings.Join(probe, " ")); perr != nil {
+			return fmt.Sprintf("%q is not a valid %s (the %s field): use %s (%v)", f, cronFields[i].name, ordinals[i], cronFields[i].ranges, perr)
+		}
+	}
+	return err.Error()
+}
+
+var ordinals = []string{"first", "second", "third", "fourth", "fifth"}
