@@ -8,6 +8,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -128,16 +129,20 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 						e = fmt.Sprintf("%s (line %s): %s", f, m[1], e[len(m[0]):])
 					}
 				}
+				indent := indentHint(data, e)
 				errs.Problems = append(errs.Problems, unknownField.ReplaceAllStringFunc(e, func(m string) string {
 					sm := unknownField.FindStringSubmatch(m)
-					if hint := commands.Suggest(sm[1], yamlFields[sm[2]]); hint != "" {
+					switch hint := commands.Suggest(sm[1], yamlFields[sm[2]]); {
+					case indent != "":
+						return "unknown field " + sm[1] + indent
+					case hint != "":
 						return "unknown field " + sm[1] + hint + " (config.example.yaml lists every field)"
 					}
 					return "unknown field " + sm[1] + " (check its spelling; config.example.yaml lists every field)"
 				}))
 			}
 		} else {
-			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: "))
+			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: ")+layoutHint(data, err.Error()))
 			return nil, errs
 		}
 	}
@@ -293,4 +298,85 @@ func strictDecode(n *yaml.Node, out any) error {
 		return err
 	}
 	return nil
+}
+
+// errLine is the line a YAML error names, or 0.
+var errLine = regexp.MustCompile(`line (\d+)`)
+
+// layoutHint says what in the file's layout most likely caused a YAML
+// syntax error: a tab in the indentation (YAML takes spaces only), or a
+// list item indented differently from the item above it (yaml reports that
+// at the list's parent, lines away).
+func layoutHint(data []byte, msg string) string {
+	lines := strings.Split(string(data), "\n")
+	if m := errLine.FindStringSubmatch(msg); m != nil {
+		if n, _ := strconv.Atoi(m[1]); n >= 1 && n <= len(lines) {
+			indent := lines[n-1][:len(lines[n-1])-len(strings.TrimLeft(lines[n-1], " \t"))]
+			if strings.Contains(indent, "\t") {
+				return fmt.Sprintf(" (line %d is indented with a tab: YAML indents with spaces only)", n)
+			}
+		}
+	}
+	for i, l := range lines {
+		if strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t"))], "\t") {
+			return fmt.Sprintf(" (line %d is indented with a tab: YAML indents with spaces only)", i+1)
+		}
+	}
+	// Sibling list items: consecutive "- " lines with nothing less
+	// indented between them.
+	prev, prevIndent := -1, 0
+	for i, l := range lines {
+		t := strings.TrimLeft(l, " ")
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		ind := len(l) - len(t)
+		if !strings.HasPrefix(t, "- ") && t != "-" {
+			if prev >= 0 && ind <= prevIndent-1 {
+				prev = -1
+			}
+			continue
+		}
+		if prev >= 0 && ind != prevIndent && absInt(ind-prevIndent) < 4 {
+			return fmt.Sprintf(" (line %d: this list item is indented by %d spaces, the one above it (line %d) by %d: line them up)", i+1, ind, prev+1, prevIndent)
+		}
+		prev, prevIndent = i, ind
+	}
+	return ""
+}
+
+func absInt(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+// indentHint says, for a field yaml found where it does not belong, when
+// the line above it opens a section with nothing in it at the same
+// indentation: the field most likely belongs inside that section.
+func indentHint(data []byte, msg string) string {
+	m := errLine.FindStringSubmatch(msg)
+	if m == nil || !strings.Contains(msg, "not found in type") {
+		return ""
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := strings.Split(string(data), "\n")
+	if n < 2 || n > len(lines) {
+		return ""
+	}
+	cur := lines[n-1]
+	ind := len(cur) - len(strings.TrimLeft(cur, " "))
+	for i := n - 2; i >= 0; i-- {
+		t := strings.TrimLeft(lines[i], " ")
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		key, rest, ok := strings.Cut(strings.TrimSpace(t), ":")
+		if ok && strings.TrimSpace(rest) == "" && len(lines[i])-len(t) == ind {
+			return fmt.Sprintf(" (the line above opens %s: with nothing in it: indent this line by two more spaces to put it inside)", key)
+		}
+		return ""
+	}
+	return ""
 }
