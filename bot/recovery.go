@@ -95,7 +95,7 @@ func (b *Bot) recoverTargets(ctx context.Context, interrupted map[string]bool) m
 			// The target stays as it is; its next run plans again and
 			// reports what is wrong.
 			b.log.Error("recover target", "target", name, "err", b.opts.Redact(err.Error()))
-			b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("I could not check %s after a restart: %v", name, err))})
+			b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf("I could not check %s after a restart: %v", name, err)})
 			continue
 		}
 		if did == "" {
@@ -106,7 +106,7 @@ func (b *Bot) recoverTargets(ctx context.Context, interrupted map[string]bool) m
 			repaired[name] = did
 			continue
 		}
-		b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(fmt.Sprintf("After a restart I tidied up %s: %s.", name, did))})
+		b.send(ctx, Message{Channel: b.channelOf(t), Text: fmt.Sprintf("After a restart I tidied up %s: %s.", name, did)})
 	}
 	return repaired
 }
@@ -181,7 +181,7 @@ func (b *Bot) finallyAfterCrash(ctx context.Context, r *store.Run) {
 		text += fmt.Sprintf("\n`%s log %d` has the output.", b.opts.Prefix, r.ID)
 	}
 	b.audit(ctx, store.Scheduler, "finally after restart", r.Target, r.ID, 0, strings.Join(lines, "; "))
-	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: b.opts.Redact(text)})
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: text})
 }
 
 // recoverRun records what became of run r, which was running when the bot
@@ -259,7 +259,7 @@ func (b *Bot) recoverRun(ctx context.Context, r *store.Run, repaired string) boo
 	if r.State != store.RunSucceeded {
 		text += fmt.Sprintf(" Check staging, then ask again with `%s resync %s`.", b.opts.Prefix, r.Target)
 	}
-	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: b.opts.Redact(text)})
+	b.send(ctx, Message{Channel: r.Channel, Thread: r.Status, Mentions: []store.User{r.Requester}, Text: text})
 	return finals
 }
 
@@ -281,5 +281,5 @@ func (b *Bot) Tell(target, text string) {
 		return
 	}
 	b.audit(ctx, store.Scheduler, "note", target, 0, 0, text)
-	b.send(ctx, Message{Channel: b.channelOf(t), Text: b.opts.Redact(text)})
+	b.send(ctx, Message{Channel: b.channelOf(t), Text: text})
 }

@@ -107,6 +107,6 @@ func (b *Bot) Say(text string) {
 		}
 	}
 	for _, c := range channels[:min(len(channels), 1)] {
-		b.send(bgCtx, Message{Channel: c, Text: b.opts.Redact(text)})
+		b.send(bgCtx, Message{Channel: c, Text: text})
 	}
 }
