@@ -65,6 +65,7 @@ type Outbox struct {
 	jmu         sync.Mutex // one journal write at a time, newest last
 
 	mu       sync.Mutex
+	stop     context.CancelFunc // ends the delivery Start began
 	queue    []*outItem
 	resolved map[string]store.MessageRef
 	seq      int
@@ -261,6 +262,31 @@ func (o *Outbox) resolve(ref store.MessageRef) (store.MessageRef, bool) {
 	defer o.mu.Unlock()
 	r, ok := o.resolved[ref.ID]
 	return r, ok
+}
+
+// Start delivers, in the background, what is queued and what is sent from
+// now on, until ctx ends or Stop is called. An adapter starts it in its
+// Run: messages sent before then wait in the queue.
+func (o *Outbox) Start(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	o.mu.Lock()
+	if o.stop != nil {
+		o.stop()
+	}
+	o.stop = cancel
+	o.mu.Unlock()
+	go o.Run(ctx)
+}
+
+// Stop ends the delivery Start began; what is queued stays queued (and,
+// with a journal, is delivered by the next process).
+func (o *Outbox) Stop() {
+	o.mu.Lock()
+	stop := o.stop
+	o.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
 
 // Run delivers until ctx ends. Whatever is still queued then is logged.

@@ -40,11 +40,10 @@ type Options struct {
 
 // Adapter is stagebot in Discord.
 type Adapter struct {
-	opts   Options
-	s      *discordgo.Session
-	out    *bot.Outbox
-	cancel context.CancelFunc
-	log    *slog.Logger
+	opts Options
+	s    *discordgo.Session
+	out  *bot.Outbox
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	buttons   map[string]string // custom_id → command, for commands too long for an ID
@@ -101,9 +100,6 @@ func New(o Options) (*Adapter, error) {
 	s.SyncEvents = true // one user's commands are handled in the order typed
 	s.LogLevel = discordgo.LogError
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	go a.out.Run(ctx)
 	return a, nil
 }
 
@@ -145,14 +141,15 @@ func (a *Adapter) Connected() bool { return a.connected.Load() }
 func (a *Adapter) firstTime(id string) bool { return a.seen.First(id) }
 
 // Close stops delivering messages.
-func (a *Adapter) Close() { a.cancel() }
+func (a *Adapter) Close() { a.out.Stop() }
 
 // Outbox gives access to the queue of undelivered messages.
 func (a *Adapter) Outbox() *bot.Outbox { return a.out }
 
 // Run opens the gateway and hands every command to handle until ctx ends.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
-	defer a.cancel()
+	a.out.Start(ctx)
+	defer a.out.Stop()
 	// Events are handled in order beside the gateway's loop, which only
 	// answers clicks (Discord wants that within 3 seconds) and queues.
 	inbox := bot.NewInbox(handle)

@@ -43,11 +43,10 @@ type Options struct {
 
 // Adapter is stagebot in Matrix.
 type Adapter struct {
-	opts   Options
-	cli    *mautrix.Client
-	out    *bot.Outbox
-	cancel context.CancelFunc
-	log    *slog.Logger
+	opts Options
+	cli  *mautrix.Client
+	out  *bot.Outbox
+	log  *slog.Logger
 
 	st        atomic.Pointer[bot.Journal]
 	connected atomic.Bool
@@ -97,9 +96,6 @@ func New(o Options) (*Adapter, error) {
 		joined: map[id.RoomID]bool{}, encrypted: map[id.RoomID]bool{}, actions: map[id.EventID]map[string]string{},
 		latest: map[id.EventID]id.EventID{}, warned: map[id.RoomID]bool{}, names: map[id.UserID]string{}}
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	go a.out.Run(ctx)
 	return a, nil
 }
 
@@ -119,7 +115,7 @@ func (a *Adapter) UseJournal(s bot.Journal) {
 func (a *Adapter) Connected() bool { return a.connected.Load() }
 
 // Close stops delivering messages.
-func (a *Adapter) Close() { a.cancel() }
+func (a *Adapter) Close() { a.out.Stop() }
 
 // Outbox gives access to the queue of undelivered messages.
 func (a *Adapter) Outbox() *bot.Outbox { return a.out }
@@ -178,7 +174,8 @@ func sleep(ctx context.Context, d time.Duration) {
 // Run joins the rooms and long-polls /sync, handing every command to
 // handle, until ctx ends (nil) or the token is refused (ErrToken).
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
-	defer a.cancel()
+	a.out.Start(ctx)
+	defer a.out.Stop()
 	a.mu.Lock()
 	a.started = time.Now()
 	a.mu.Unlock()

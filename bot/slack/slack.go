@@ -37,11 +37,10 @@ type Options struct {
 
 // Adapter is stagebot in Slack.
 type Adapter struct {
-	opts   Options
-	api    *slack.Client
-	out    *bot.Outbox
-	cancel context.CancelFunc
-	log    *slog.Logger
+	opts Options
+	api  *slack.Client
+	out  *bot.Outbox
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	botUserID string
@@ -92,14 +91,11 @@ func New(o Options) (*Adapter, error) {
 		names: map[string]store.User{},
 	}
 	a.out = bot.NewOutbox(sender{a}, o.Logger)
-	ctx, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
-	go a.out.Run(ctx)
 	return a, nil
 }
 
 // Close stops delivering messages.
-func (a *Adapter) Close() { a.cancel() }
+func (a *Adapter) Close() { a.out.Stop() }
 
 // Outbox gives access to the queue of undelivered messages.
 func (a *Adapter) Outbox() *bot.Outbox { return a.out }
@@ -107,7 +103,8 @@ func (a *Adapter) Outbox() *bot.Outbox { return a.out }
 // Run connects and hands every command to handle until ctx ends. It fails
 // at once when Slack refuses the tokens.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
-	defer a.cancel()
+	a.out.Start(ctx)
+	defer a.out.Stop()
 	var auth *slack.AuthTestResponse
 	for attempt := 0; ; attempt++ {
 		var err error
