@@ -200,6 +200,9 @@ func count(n int, noun string) string {
 func check(w io.Writer, cfg *Config, now time.Time) error {
 	o := cfg.botOptions(deps{})
 	fmt.Fprintf(w, "Config is valid: %s, times in %s.\n", count(len(o.Targets), "target"), cfg.location)
+	if cfg.Chat.Platform == "" || cfg.Chat.Platform == "console" {
+		fmt.Fprintln(w, "Note: chat.platform is console, for trying stagebot in a terminal; as a service, set it to slack, discord or matrix.")
+	}
 	for _, t := range o.Targets {
 		var ps []string
 		for _, p := range slices.Sorted(maps.Keys(t.Pipelines)) {
