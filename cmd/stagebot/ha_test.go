@@ -329,11 +329,6 @@ targets:
 		t.Errorf("b does not say it dropped the shadow:\n%s", b.out.String())
 	}
 	waitUntil(t, "the finally step", func() bool { data, _ := os.ReadFile(marks); return len(data) > 0 })
-	time.Sleep(time.Second)
-	data, _ := os.ReadFile(marks)
-	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "started 2 ") {
-		t.Errorf("finally steps run: %q, want run 2's once", data)
-	}
 	if n, _ := query[int64](t, e.stg.DSN("postgres"), "select count(*) from pg_database where datname like 'app__stagebot%'"); n != 0 {
 		t.Errorf("%d stagebot databases left beside staging", n)
 	}
@@ -342,11 +337,21 @@ targets:
 	}
 	// b carries on: the next refresh runs there.
 	b.say(t, "!stage resync app now")
+	// The outcome is a reply of its own, sent after the card's last edit:
+	// wait for it, not for the card.
 	waitUntil(t, "b's refresh", func() bool {
-		return strings.Contains(b.out.String(), "Run 3 of app/default") && strings.Contains(b.out.String(), "succeeded") || strings.Contains(b.out.String(), "Run 3 of app/default failed")
+		out := b.out.String()
+		return strings.Contains(out, "✅ Run 3 of app/default succeeded") || strings.Contains(out, "❌ Run 3 of app/default failed")
 	})
 	if !strings.Contains(b.out.String(), "✅ Run 3 of app/default succeeded") {
 		t.Fatalf("b's refresh:\n%s", b.out.String())
+	}
+	// Run 3's own finally step ran after it succeeded: each run's finally
+	// steps once, interrupted run 2's by b alone.
+	data, _ := os.ReadFile(marks)
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "started 2 ") || !strings.HasPrefix(lines[1], "started 3 ") {
+		t.Errorf("finally steps run: %q, want run 2's once and then run 3's", data)
 	}
 	if v, _ := query[int](t, e.stgDSN, "select version from marks"); v != 2 {
 		t.Fatalf("staging has version %d after b's refresh, want 2", v)
