@@ -169,15 +169,17 @@ func TestOutbox_PlaceholdersDifferAcrossRestarts(t *testing.T) {
 
 // keyedSender records the delivery key of every post and edit.
 type keyedSender struct {
-	mu   sync.Mutex
-	keys []string
-	down bool
+	mu    sync.Mutex
+	keys  []string
+	down  bool
+	tries int // attempts refused while down
 }
 
 func (k *keyedSender) Post(ctx context.Context, m bot.Message) (store.MessageRef, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.down {
+		k.tries++
 		return store.MessageRef{}, errors.New("connection refused")
 	}
 	k.keys = append(k.keys, "post "+m.Text+" "+bot.DeliveryKey(ctx))
@@ -188,6 +190,7 @@ func (k *keyedSender) Update(ctx context.Context, ref store.MessageRef, m bot.Me
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.down {
+		k.tries++
 		return errors.New("connection refused")
 	}
 	k.keys = append(k.keys, "edit "+ref.ID+" "+m.Text+" "+bot.DeliveryKey(ctx))
@@ -214,8 +217,13 @@ func TestOutbox_JournalOutlivesTheProcess(t *testing.T) {
 	ref, _ := first.Send(ctx, bot.Message{Channel: "c", Text: "one"})
 	first.Send(ctx, bot.Message{Channel: "c", Text: "two"})
 	first.Edit(ctx, ref, bot.Message{Channel: "c", Text: "one, edited"})
-	time.Sleep(50 * time.Millisecond)
-	cancel() // the process dies with three items queued
+	// The process dies with three items queued, after delivery was tried.
+	patience.Until(t, "a delivery to be tried", 5*time.Second, func() bool {
+		dead.mu.Lock()
+		defer dead.mu.Unlock()
+		return dead.tries > 0
+	})
+	cancel()
 
 	alive := &keyedSender{}
 	second := bot.NewOutbox(alive, nil)

@@ -118,9 +118,9 @@ func TestExecute_AbortKillsProcessGroup(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
+		// Abort once the child's pid is written whole: the child runs.
 		for {
-			if _, err := os.Stat(pidFile); err == nil {
-				time.Sleep(50 * time.Millisecond)
+			if data, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(data), "\n") {
 				cancel()
 				return
 			}

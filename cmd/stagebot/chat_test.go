@@ -212,7 +212,8 @@ func TestRun_Matrix(t *testing.T) {
 	// is answered.
 	fake.SetDown(true)
 	fake.Say(alice, room, "!stage history")
-	time.Sleep(300 * time.Millisecond)
+	dropped := fake.Dropped()
+	waitUntil(t, "the bot to find the homeserver down", func() bool { return fake.Dropped() > dropped })
 	fake.SetDown(false)
 	find("#1 demo/default")
 	stop()

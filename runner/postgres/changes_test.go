@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/store"
 )
@@ -73,18 +74,27 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 		t.Fatalf("refresh: %v\n%s", err, out)
 	}
 	var connected []string
-	changes := func() string {
+	// changes waits until Changes says what the test expects: the
+	// counters reach the statistics a while after the writers' sessions
+	// end, so a report read too soon may lag what was done.
+	changes := func(ready ...string) string {
 		t.Helper()
-		// The counters reach the statistics once the writers' sessions end.
-		time.Sleep(1200 * time.Millisecond)
-		got, roles, err := f.target.Changes(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		connected = roles
+		var got string
+		patience.Until(t, "the statistics to show "+strings.Join(ready, ", "), 10*time.Second, func() bool {
+			var err error
+			if got, connected, err = f.target.Changes(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range ready {
+				if !strings.Contains(got, want) {
+					return false
+				}
+			}
+			return true
+		}, func() string { return got })
 		return got
 	}
-	if got := changes(); !strings.Contains(got, "Changed on staging since run ") || !strings.Contains(got, ": nothing.") || !strings.Contains(got, "kept for rollback") {
+	if got := changes(": nothing."); !strings.Contains(got, "Changed on staging since run ") || !strings.Contains(got, ": nothing.") || !strings.Contains(got, "kept for rollback") {
 		t.Fatalf("right after the refresh: %q", got)
 	}
 	stg := f.stg.DSN(f.stgDB)
@@ -107,7 +117,7 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	got := changes()
+	got := changes("1,500 inserted", "7 deleted", "new tables", "qa-notebook")
 	for _, want := range []string{
 		"• public.audit: 1,500 inserted\n• public.users: 40 updated\n• public.orders: 1 inserted, 7 deleted",
 		"• new tables: public.scratch",
@@ -123,7 +133,7 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 	}
 	// Statistics reset: unknown, not nothing.
 	pgtest.Exec(t, stg, "select pg_stat_reset()")
-	if got := changes(); !strings.Contains(got, "unknown (staging's statistics were reset") {
+	if got := changes("unknown"); !strings.Contains(got, "unknown (staging's statistics were reset") {
 		t.Errorf("after a statistics reset: %q", got)
 	}
 	// The next refresh starts counting again.
@@ -131,7 +141,7 @@ func TestChanges_WhatARefreshWouldWipe(t *testing.T) {
 		t.Fatalf("second refresh: %v\n%s", err, out)
 	}
 	c.Close(ctx)
-	if got := changes(); !strings.Contains(got, ": nothing.") {
+	if got := changes(": nothing."); !strings.Contains(got, ": nothing.") {
 		t.Errorf("after the next refresh: %q", got)
 	}
 }

@@ -77,6 +77,7 @@ type Server struct {
 	nextID  int
 
 	down     bool
+	dropped  int // requests met while down
 	limit429 int // the next n sends are refused with 429
 	// pagesPastTo makes /messages page as Dendrite does: past its "to"
 	// token, always with an "end"; limitPages refuses the next n pages
@@ -315,6 +316,13 @@ func (s *Server) Sends() int {
 	return s.sends
 }
 
+// Dropped is how many requests the homeserver met while it was down.
+func (s *Server) Dropped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
+}
+
 // RateLimited is how many requests were refused with 429.
 func (s *Server) RateLimited() int {
 	s.mu.Lock()
@@ -449,6 +457,9 @@ func merr(w http.ResponseWriter, code int, errcode, msg string) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	down := s.down
+	if down {
+		s.dropped++
+	}
 	s.mu.Unlock()
 	if down {
 		if hj, ok := w.(http.Hijacker); ok {
@@ -788,6 +799,7 @@ func (s *Server) sync(w http.ResponseWriter, r *http.Request, user string) {
 	for {
 		s.mu.Lock()
 		if s.down {
+			s.dropped++
 			s.mu.Unlock()
 			if hj, ok := w.(http.Hijacker); ok {
 				if c, _, err := hj.Hijack(); err == nil {
