@@ -343,7 +343,7 @@ func run(ctx context.Context, cfg *Config, stdin io.Reader, stdout, stderr io.Wr
 		return err
 	}
 	defer s.Close()
-	dp := deps{logger: logger, reg: s, hurry: hurryOf(el)}
+	dp := deps{logger: logger, reg: s, hurry: hurryOf(el), servers: &postgres.Servers{}}
 	if el != nil {
 		dp.fence = el.Fence
 	}

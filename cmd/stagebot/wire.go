@@ -31,6 +31,9 @@ type deps struct {
 	// fence says whether this process may still act (it holds the lease
 	// of a shared store); nil with a bolt store, where it always may.
 	fence func(need time.Duration) error
+	// servers is what the targets learned of the production servers,
+	// kept across reloads (nil: each target its own).
+	servers *postgres.Servers
 }
 
 // botOptions turns a validated config into the bot's typed options.
@@ -135,7 +138,7 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 			Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging,
 			ProductionServers: c.productionServers(), Adopt: d.Adopt, NoOwner: d.NoOwner, NoACL: d.NoACL,
 			KeepPrevious: d.KeepPrevious.Keeps(), SpacePermitting: *d.KeepPrevious == KeepSpacePermitting, Jobs: d.Jobs, WorkDir: d.WorkDir, BinDir: c.PGBinDir,
-			Logger: logger, Registry: reg, Fence: dp.fence, KeepBase: d.KeepBase, DiskBudget: int64(d.DiskBudget),
+			Logger: logger, Registry: reg, Fence: dp.fence, Servers: dp.servers, KeepBase: d.KeepBase, DiskBudget: int64(d.DiskBudget),
 		}
 		if c.Store.Type == "postgres" {
 			pg.StoreDSN = c.Store.DSN

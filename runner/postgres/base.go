@@ -193,7 +193,7 @@ func (r *Reset) Run(ctx context.Context, env *runner.Env) error {
 	if err := t.record(ctx, c, next, env.Run); err != nil {
 		return err
 	}
-	t.fromBase.Store(true)
+	t.rt.fromBase.Store(true)
 	fmt.Fprintf(env.Log, "copied %s%s (run %d's data, %s) into %s in %s\n", db, BaseSuffix, b.Run, runner.Bytes(b.Bytes), next, time.Since(start).Round(time.Millisecond))
 	if err := t.applyProps(ctx, env, next, b.Props); err != nil {
 		return err
@@ -206,7 +206,7 @@ func (r *Reset) Run(ctx context.Context, env *runner.Env) error {
 
 // Finish implements runner.Finisher: a shadow left by a failed run goes.
 func (r *Reset) Finish(ctx context.Context, env *runner.Env, runErr error) error {
-	r.Target.fromBase.Store(false)
+	r.Target.rt.fromBase.Store(false)
 	if err := r.Target.DropShadow(ctx); err != nil {
 		r.Target.repairLater(env.Run, err)
 		return fmt.Errorf("the unfinished copy could not be dropped (%w): stagebot drops it as soon as staging's server answers again", err)

@@ -3,7 +3,6 @@ package postgres
 import (
 	"bytes"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -23,11 +22,7 @@ func SetProgressEvery(d time.Duration) (restore func()) {
 }
 
 // SetRepairEvery makes background repairs try again sooner, for a test.
-func SetRepairEvery(t *testing.T, d time.Duration) {
-	old := repairEvery
-	repairEvery = d
-	t.Cleanup(func() { repairEvery = old })
-}
+func (t *Target) SetRepairEvery(d time.Duration) { t.rt.repairEvery = d }
 
 // SyncBuffer is a buffer several goroutines may write (a tool's stdout
 // and stderr at once).

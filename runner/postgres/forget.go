@@ -33,8 +33,7 @@ func (t *Target) Forget(ctx context.Context, what string) (string, error) {
 	if err := t.Guard(ctx); err != nil {
 		return "", err
 	}
-	t.mu.Lock() // not while a swap or rollback moves the copies
-	defer t.mu.Unlock()
+	defer t.rt.exclusive()() // not while a swap or rollback moves the copies
 	size, exists, err := t.copySize(ctx, name)
 	if err != nil {
 		return "", err
@@ -111,8 +110,7 @@ func (t *Target) makeRoom(ctx context.Context, env *runner.Env) error {
 			return nil
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.rt.exclusive()()
 	c, err := t.maintenance(ctx)
 	if err != nil {
 		return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,20 +32,14 @@ func describeConn(c *pgx.Conn) string {
 	return hostPort(cfg) + "/" + cfg.Database
 }
 
-// seenServers remembers the identity of every production DSN that was
-// reached, so that one that is down for a while can still be told apart
-// from staging's server.
-var seenServers sync.Map // dsn → [2]string{id, database}
-
 // productionID connects to a production DSN and returns its server's
 // identity and its database's name; when it is unreachable, what was seen
 // the last time it was reached.
-func productionID(ctx context.Context, dsn string) (id, db string, err error) {
+func (t *Target) productionID(ctx context.Context, dsn string) (id, db string, err error) {
 	p, err := connect(ctx, dsn, "", true)
 	if err != nil {
-		if seen, ok := seenServers.Load(dsn); ok && !isAuthError(err) {
-			v := seen.([2]string)
-			return v[0], v[1], nil
+		if seen, ok := t.servers().recall(dsn); ok && !serverAnswered(err) {
+			return seen.id, seen.database, nil
 		}
 		return "", "", err
 	}
@@ -57,13 +50,15 @@ func productionID(ctx context.Context, dsn string) (id, db string, err error) {
 	if err := p.QueryRow(ctx, "select current_database()").Scan(&db); err != nil {
 		return "", "", err
 	}
-	seenServers.Store(dsn, [2]string{id, db})
+	t.servers().remember(dsn, serverIdentity{id, db})
 	return id, db, nil
 }
 
-// isAuthError reports whether the server answered and refused the login:
-// it is up, so what was seen before may no longer be true of it.
-func isAuthError(err error) bool {
+// serverAnswered reports whether the server answered the connection with
+// an error of its own (a refused login, a missing database, too many
+// connections) rather than not answering: it is up, so what was seen of
+// it before may no longer be true, and only a fresh answer will do.
+func serverAnswered(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe)
 }
@@ -88,7 +83,7 @@ func (t *Target) Guard(ctx context.Context) error {
 	servers := append([]string{t.ProductionDSN}, t.ProductionServers...)
 	var storeID, storeDB string
 	if t.StoreDSN != "" {
-		if storeID, storeDB, err = productionID(ctx, t.StoreDSN); err != nil {
+		if storeID, storeDB, err = t.productionID(ctx, t.StoreDSN); err != nil {
 			return fmt.Errorf("cannot tell which server the bot's store is on: %w", err)
 		}
 		if storeID == stgID && storeDB == db {
@@ -99,13 +94,16 @@ func (t *Target) Guard(ctx context.Context) error {
 		if dsn == "" {
 			continue
 		}
-		pid, pdb, err := productionID(ctx, dsn)
+		pid, pdb, err := t.productionID(ctx, dsn)
 		if err != nil {
 			if i == 0 {
 				return fmt.Errorf("production: %w", err)
 			}
 			// An unreachable server that was never seen cannot be told
 			// apart from staging's: say so rather than guess.
+			if serverAnswered(err) {
+				return fmt.Errorf("refused: production server %s answered with an error, so stagebot cannot check that staging is not on it; correct its DSN in production_servers: %w", Describe(dsn), err)
+			}
 			return fmt.Errorf("refused: production server %s is unreachable and was not seen before, so stagebot cannot check that staging is not on it: %w", Describe(dsn), err)
 		}
 		if pid == storeID {

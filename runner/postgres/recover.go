@@ -15,8 +15,7 @@ import (
 // connections into staging again. It returns what it did ("" when nothing
 // was needed).
 func (t *Target) Recover(ctx context.Context) (string, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.rt.exclusive()()
 	return t.recoverLocked(ctx)
 }
 
@@ -138,18 +137,18 @@ func (t *Target) Holding(ctx context.Context, run uint64) string {
 // says what it did through Notify. The next run on the target, and Wait,
 // end it.
 func (t *Target) repairLater(run uint64, why error) {
-	t.repairMu.Lock()
-	defer t.repairMu.Unlock()
-	if t.repairCancel != nil {
+	t.rt.repairMu.Lock()
+	defer t.rt.repairMu.Unlock()
+	if t.rt.repairCancel != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	t.repairCancel, t.repairDone = cancel, done
+	t.rt.repairCancel, t.rt.repairDone = cancel, done
 	t.logger().Warn("staging's server does not answer; repairing what the run left once it does", "target", t.Name, "run", run, "err", why)
 	go func() {
 		defer close(done)
-		delay := repairEvery
+		delay := t.rt.firstRetry()
 		for {
 			select {
 			case <-ctx.Done():
@@ -161,11 +160,11 @@ func (t *Target) repairLater(run uint64, why error) {
 				delay = min(2*delay, 30*time.Second)
 				continue
 			}
-			t.repairMu.Lock()
+			t.rt.repairMu.Lock()
 			if ctx.Err() == nil {
-				t.repairCancel, t.repairDone = nil, nil
+				t.rt.repairCancel, t.rt.repairDone = nil, nil
 			}
-			t.repairMu.Unlock()
+			t.rt.repairMu.Unlock()
 			if did == "" {
 				did = "nothing was left to repair"
 			}
@@ -197,16 +196,13 @@ func (t *Target) afterFailedSwap(ctx context.Context, env *runner.Env, swapErr e
 	return fmt.Errorf("%w; %s", swapErr, t.Holding(rctx, env.Run))
 }
 
-// repairEvery is how soon a background repair first tries again.
-var repairEvery = time.Second
-
 // stopRepair ends a pending background repair and reports whether there
 // was one.
 func (t *Target) stopRepair() bool {
-	t.repairMu.Lock()
-	cancel, done := t.repairCancel, t.repairDone
-	t.repairCancel, t.repairDone = nil, nil
-	t.repairMu.Unlock()
+	t.rt.repairMu.Lock()
+	cancel, done := t.rt.repairCancel, t.rt.repairDone
+	t.rt.repairCancel, t.rt.repairDone = nil, nil
+	t.rt.repairMu.Unlock()
 	if cancel == nil {
 		return false
 	}

@@ -399,9 +399,9 @@ func TestOutage_RunningBotRepairsWhenStagingComesBack(t *testing.T) {
 	prod, _ := pair(t)
 	stg := pgtest.New(t)
 	f := newFixture(t)
-	postgres.SetRepairEvery(t, 100*time.Millisecond)
 	notes := make(chan string, 4)
 	tg := &postgres.Target{Name: "app", ProductionDSN: prod.DSN(f.prodDB), StagingDSN: stg.DSN("app"), KeepPrevious: true, Notify: func(m string) { notes <- m }}
+	tg.SetRepairEvery(100 * time.Millisecond)
 	if _, err := run(t, refreshSteps(tg), nil); err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func (r *memoryRegistry) DatabaseRun(_ context.Context, key string) (uint64, err
 }
 
 func (t *Target) registry() Registry {
-	t.regOnce.Do(func() {
+	t.rt.registryOnce.Do(func() {
 		if t.Registry == nil {
 			t.Registry = &memoryRegistry{}
 		}

@@ -207,7 +207,7 @@ func (s *Swap) Plan(ctx context.Context) (string, error) {
 
 // Run implements runner.Step.
 func (s *Swap) Run(ctx context.Context, env *runner.Env) error {
-	if s.Target.KeepBase && !s.Target.fromBase.Load() {
+	if s.Target.KeepBase && !s.Target.rt.fromBase.Load() {
 		if err := s.Target.keepBase(ctx, env); err != nil {
 			// The refresh stands; only a reset must wait for the next one.
 			fmt.Fprintf(env.Log, "could not keep a base copy for reset (a reset needs the next refresh): %v\n", err)
@@ -257,8 +257,7 @@ func (s *Drop) Run(ctx context.Context, env *runner.Env) error {
 		return err
 	}
 	// Not while a swap, or the background drop of a replaced copy, is on.
-	s.Target.mu.Lock()
-	defer s.Target.mu.Unlock()
+	defer s.Target.rt.exclusive()()
 	db, next, prev, _ := s.Target.names()
 	c, err := s.Target.maintenance(ctx)
 	if err != nil {

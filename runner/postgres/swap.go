@@ -152,8 +152,7 @@ func (p swapPlan) commit(ctx context.Context, c *pgx.Conn) error {
 // the background once staging is back, and Wait waits for it. It returns
 // how long staging was unavailable.
 func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.rt.exclusive()()
 	db, next, prev, err := t.names()
 	if err != nil {
 		return 0, err
@@ -202,13 +201,7 @@ func (t *Target) Swap(ctx context.Context, log io.Writer) (time.Duration, error)
 // dropLater drops name in the background, after the swap that retired it.
 // If it fails (or the bot stops first), the next swap or start drops it.
 func (t *Target) dropLater(name string) {
-	t.bg.Add(1)
-	t.dropped.Add(1)
-	go func() {
-		defer t.bg.Done()
-		defer t.dropped.Add(-1)
-		t.mu.Lock()
-		defer t.mu.Unlock()
+	t.rt.inBackground(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -222,7 +215,7 @@ func (t *Target) dropLater(name string) {
 			return
 		}
 		t.logger().Info("dropped the replaced staging copy", "target", t.Name, "database", name, "took", time.Since(start).Round(time.Millisecond))
-	}()
+	})
 }
 
 // Wait waits for background drops of replaced copies to end, and gives up
@@ -231,17 +224,16 @@ func (t *Target) Wait() {
 	if t.stopRepair() {
 		t.logger().Warn("stopping while staging's server does not answer; the next start repairs what the last run left", "target", t.Name)
 	}
-	if n := t.dropped.Load(); n > 0 {
+	if n := t.rt.dropping.Load(); n > 0 {
 		t.logger().Info("waiting for a replaced staging copy to be dropped", "target", t.Name, "drops", n)
 	}
-	t.bg.Wait()
+	t.rt.settle()
 }
 
 // Rollback swaps the previous copy back into place; the copy it replaces
 // becomes the previous one, so a second rollback undoes the first.
 func (t *Target) Rollback(ctx context.Context, log io.Writer) (string, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	defer t.rt.exclusive()()
 	db, _, prev, err := t.names()
 	if err != nil {
 		return "", err

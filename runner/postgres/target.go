@@ -8,8 +8,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -31,7 +29,10 @@ const (
 	commentPrefix = "stagebot:"
 )
 
-// Target is one staging database and the production database it copies.
+// Target is one staging database and the production database it copies:
+// its exported fields are its configuration, set before first use and
+// never changed by stagebot; what it holds while it runs (locks,
+// background drops and repairs, what it learned of the servers) is rt's.
 type Target struct {
 	Name          string
 	ProductionDSN string
@@ -81,17 +82,11 @@ type Target struct {
 	// server (the bot writes its state there).
 	StoreDSN string
 
-	repairMu     sync.Mutex
-	repairCancel context.CancelFunc // a background repair is pending
-	repairDone   chan struct{}
+	// Servers remembers the production servers seen, to tell them from
+	// staging's while they are down (default: this Target's own memory).
+	Servers *Servers
 
-	regOnce sync.Once
-
-	fromBase atomic.Bool // the shadow is a copy of the base (Reset)
-
-	mu      sync.Mutex     // one swap (or drop of a replaced copy) at a time
-	bg      sync.WaitGroup // background drops
-	dropped atomic.Int64   // background drops not yet over
+	rt runtime // see runtime.go
 }
 
 func (t *Target) jobs() int {
