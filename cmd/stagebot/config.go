@@ -270,30 +270,6 @@ type HTTPCheckConfig struct {
 }
 
 // kinds lists the kind keys a step sets.
-func (s *StepConfig) kinds() []string {
-	var k []string
-	add := func(set bool, name string) {
-		if set {
-			k = append(k, name)
-		}
-	}
-	add(s.Exec != nil, "exec")
-	add(s.PGRefresh.Kind != 0, "pg_refresh")
-	add(s.SQL != nil, "sql")
-	add(s.Check != nil, "check")
-	add(s.HTTPCheck != nil, "http_check")
-	add(s.PGSwap.Kind != 0, "pg_swap")
-	add(s.PGDrop.Kind != 0, "pg_drop")
-	return k
-}
-
-func (s *StepConfig) kind() string {
-	if k := s.kinds(); len(k) == 1 {
-		return k[0]
-	}
-	return ""
-}
-
 // ExecConfig is a command: a string is run by /bin/sh -c, a list is an argv.
 type ExecConfig struct {
 	Shell string

@@ -215,33 +215,11 @@ func (c *Config) validateDatabase(f string, d *DatabaseConfig, v *validation) {
 	}
 }
 
-// stepKind is what a kind of step needs and where it may run: step
-// validation goes by this table, not by a switch per question.
-type stepKind struct {
-	database bool // needs the target's database section
-	finally  bool // may be a finally step
-	on       bool // takes on: shadow, staging or production
-	// production says why on: production is refused ("" when it is not).
-	production string
-	// check checks the kind's own fields.
-	check func(f string, s *StepConfig, t *TargetConfig, v *validation)
-}
-
-var stepKinds = map[string]stepKind{
-	"exec":       {finally: true, on: true, production: "commands never get production's connection: use shadow or staging", check: checkExec},
-	"http_check": {finally: true, check: checkHTTPCheck},
-	"pg_refresh": {database: true, check: checkRefresh},
-	"sql":        {database: true, finally: true, on: true, production: "sql steps never write to production: use shadow or staging", check: checkSQL},
-	"check":      {database: true, finally: true, on: true, check: checkCheck},
-	"pg_swap":    {database: true},
-	"pg_drop":    {database: true},
-}
-
 func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, v *validation) {
 	kinds := s.kinds()
 	switch len(kinds) {
 	case 0:
-		v.bad(f, "the step has no kind: give it one of exec, pg_refresh, sql, check, http_check, pg_swap, pg_drop")
+		v.bad(f, "the step has no kind: give it one of %s", strings.Join(kindNames(), ", "))
 		return
 	case 1:
 	default:
@@ -249,9 +227,9 @@ func validateStep(f string, s *StepConfig, t *TargetConfig, finally bool, v *val
 		return
 	}
 	kind := kinds[0]
-	k := stepKinds[kind]
+	k := kindNamed(kind)
 	if s.Name == "" {
-		s.Name = defaultStepName(s, kind)
+		s.Name = k.defaultName(s)
 	}
 	if s.Timeout < 0 {
 		v.bad(f+".timeout", "must not be negative")
@@ -356,8 +334,7 @@ func checkShadowSteps(pf string, steps []StepConfig, v *validation) {
 	inShadow := false
 	for i, s := range steps {
 		kind := s.kind()
-		continues := (kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow") || kind == "exec" && s.On == "shadow"
-		if inShadow && !explicitSwap && !continues || kind == "pg_swap" {
+		if inShadow && !explicitSwap && !s.continuesShadow() || kind == "pg_swap" {
 			inShadow = false
 		}
 		if (s.On == "shadow" || kind == "check" && s.Check.SameOn == "shadow") && !inShadow {
@@ -370,36 +347,6 @@ func checkShadowSteps(pf string, steps []StepConfig, v *validation) {
 }
 
 func validOn(s string) bool { return s == "shadow" || s == "staging" || s == "production" }
-
-func defaultStepName(s *StepConfig, kind string) string {
-	var name string
-	switch kind {
-	case "exec":
-		name = s.Exec.Shell
-		if name == "" {
-			name = strings.Join(s.Exec.Argv, " ")
-		}
-	case "sql":
-		name = "sql: " + strings.TrimSpace(*s.SQL)
-	case "check":
-		name = "check: " + strings.TrimSpace(s.Check.Query)
-	case "http_check":
-		name = "wait for " + s.HTTPCheck.URL
-	case "pg_refresh":
-		name = "refresh the database"
-	case "pg_swap":
-		name = "swap it into place"
-	case "pg_drop":
-		name = "drop the database"
-	}
-	if i := strings.IndexByte(name, '\n'); i >= 0 {
-		name = name[:i]
-	}
-	if len(name) > 40 {
-		name = name[:40] + "…"
-	}
-	return name
-}
 
 // cronFields name the five fields of a cron line and their ranges.
 var cronFields = []struct{ name, ranges string }{

@@ -250,8 +250,7 @@ func withSwap(steps []StepConfig) []StepConfig {
 	inShadow := false
 	for i, s := range steps {
 		kind := s.kind()
-		shadowStep := (kind == "sql" || kind == "check") && (s.On == "" || s.On == "shadow") || kind == "exec" && s.On == "shadow"
-		if inShadow && !explicitSwap && !shadowStep {
+		if inShadow && !explicitSwap && !s.continuesShadow() {
 			out = append(out, StepConfig{Name: "swap it into place", PGSwap: yaml.Node{Kind: yaml.MappingNode}})
 			inShadow = false
 		}
@@ -275,24 +274,15 @@ func withSwap(steps []StepConfig) []StepConfig {
 	return out
 }
 
-// buildStep makes the runner's step. Exec steps of a database target get the
+// buildStep makes the runner's step, as its kind's table entry says.
+func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
+	return kindNamed(s.kind()).build(s, pg, finally)
+}
+
+// buildExec makes a command step. Exec steps of a database target get the
 // libpq environment of the database they work on (staging, or the shadow
 // with on: shadow); in finally, a multi-host exec step tries every host.
-func buildStep(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
-	switch s.kind() {
-	case "pg_refresh":
-		return &postgres.Refresh{StepName: s.Name, Target: pg, Source: postgres.Source{File: s.refresh.FromFile, Dir: s.refresh.FromDir, Pattern: s.refresh.Pattern}, Method: s.refresh.Method}
-	case "pg_swap":
-		return &postgres.Swap{StepName: s.Name, Target: pg}
-	case "pg_drop":
-		return &postgres.Drop{StepName: s.Name, Target: pg}
-	case "sql":
-		return &postgres.SQL{StepName: s.Name, Target: pg, On: postgres.On(s.On), Script: *s.SQL}
-	case "check":
-		return &postgres.Check{StepName: s.Name, Target: pg, On: postgres.On(s.On), Query: s.Check.Query, Expect: s.Check.Expect, SameOn: postgres.On(s.Check.SameOn)}
-	case "http_check":
-		return &postgres.HTTPCheck{StepName: s.Name, URL: s.HTTPCheck.URL, Timeout: s.Timeout.D(), Interval: s.HTTPCheck.Interval.D()}
-	}
+func buildExec(s StepConfig, pg *postgres.Target, finally bool) runner.Step {
 	e := &runner.Exec{StepName: s.Name, Shell: s.Exec.Shell, Argv: s.Exec.Argv, Timeout: s.Timeout.D(), Env: s.Env, Inherit: s.InheritEnv, Dir: s.Dir, Hosts: s.Hosts, KeepGoing: finally}
 	if pg != nil {
 		on := postgres.OnStaging
