@@ -16,7 +16,14 @@
 // No step waits for ever on a silent server: each is probed by the
 // runner's stall watchdog, and what is undone after a failure is bounded.
 //
-// Where things are: target.go (a target and its connections), guard.go
+// A masked target's rows are masked in the COPY stream, on their way
+// from production to the shadow (runner/mask holds the rules and
+// functions); the gate refuses a refresh before anything is copied when
+// a column is not classified, and the proof compares a sample of the
+// shadow's rows with production's before the swap.
+//
+// Where things are: target.go (a target's configuration), runtime.go
+// (what it holds while it runs), guard.go
 // (what may be written), refresh.go (pg_refresh: plan and steps), the
 // streaming method in stream.go (the phases), streamplan.go (what
 // production's catalog says), streamsched.go (the queue and its locks),
@@ -28,5 +35,6 @@
 // swap.go (the swap and rollback), recover.go (repairs after a crash),
 // base.go (reset), forget.go and disk.go (the kept copies and space),
 // changes.go (what a refresh would wipe), probe.go (the watchdog's probes),
-// libpq.go (the tools' connections).
+// libpq.go (the tools' connections), tools.go (finding and running them),
+// masking.go (masks for the copied tables), maskproof.go (the proof).
 package postgres

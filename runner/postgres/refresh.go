@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -189,26 +188,6 @@ func (r *Refresh) fileRoles(ctx context.Context, tl tools, path string, fm forma
 	return t.lacking(ctx, want)
 }
 
-type tools struct{ dump, restore, psql string }
-
-func (t *Target) tools() (tools, error) {
-	dir := t.BinDir
-	if dir == "" {
-		d, err := FindBinDir()
-		if err != nil {
-			return tools{}, err
-		}
-		dir = d
-	}
-	tl := tools{dump: filepath.Join(dir, "pg_dump"), restore: filepath.Join(dir, "pg_restore"), psql: filepath.Join(dir, "psql")}
-	for _, p := range []string{tl.dump, tl.restore, tl.psql} {
-		if _, err := os.Stat(p); err != nil {
-			return tl, fmt.Errorf("%s not found: install Debian's postgresql-client package, or set pg_bindir", p)
-		}
-	}
-	return tl, nil
-}
-
 // Run implements runner.Step. A copy that runs out of space says what
 // stagebot keeps on staging's server that could make room.
 func (r *Refresh) Run(ctx context.Context, env *runner.Env) error {
@@ -233,6 +212,9 @@ func (r *Refresh) run(ctx context.Context, env *runner.Env) error {
 	}
 	_, next, _, err := t.names()
 	if err != nil {
+		return err
+	}
+	if err := r.maskedSource(); err != nil {
 		return err
 	}
 	if err := r.prepare(ctx, env); err != nil {
@@ -461,74 +443,6 @@ func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, ne
 		return fmt.Errorf("pg_restore: %w", err)
 	}
 	return nil
-}
-
-// runTool runs c and explains how it failed, if it did.
-func runTool(ctx context.Context, c *exec.Cmd) error {
-	if err := c.Run(); err != nil {
-		return cmdErrOf(ctx, err, c)
-	}
-	return nil
-}
-
-// cmdErr explains err, the end of a tool whose output was not kept.
-func cmdErr(ctx context.Context, err error) error { return cmdErrOf(ctx, err, nil) }
-
-// cmdErrOf explains how a tool ended: the exit status and the last line it
-// wrote to its standard error (psql's and pg_restore's reason), the rest
-// being in the run log.
-func cmdErrOf(ctx context.Context, err error, c *exec.Cmd) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		msg := fmt.Sprintf("exited with status %d", ee.ExitCode())
-		if t, ok := stderrOf(c); ok && t.last() != "" {
-			msg += ": " + t.last()
-		}
-		return errors.New(msg + " (the run log has its output)")
-	}
-	return err
-}
-
-func stderrOf(c *exec.Cmd) (*stderrTail, bool) {
-	if c == nil {
-		return nil, false
-	}
-	t, ok := c.Stderr.(*stderrTail)
-	return t, ok
-}
-
-// stderrTail passes a tool's standard error on to the run log and keeps
-// its last line.
-type stderrTail struct {
-	w   io.Writer
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *stderrTail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 2048 {
-		t.buf = t.buf[len(t.buf)-2048:]
-	}
-	t.mu.Unlock()
-	return t.w.Write(p)
-}
-
-func (t *stderrTail) last() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// The reason, not a HINT or DETAIL that follows it.
-	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
-		if strings.Contains(lines[i], "ERROR:") || strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "error:") {
-			return strings.TrimSpace(lines[i])
-		}
-	}
-	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 // restoreFile restores a backup file of any supported format.

@@ -25,6 +25,8 @@ type runtime struct {
 	fromBase     atomic.Bool // the shadow is a copy of the base (Reset)
 
 	servers Servers // when the configuration names none to share
+
+	bypassMask bool // tests only: copy masked tables unmasked, for the proof to catch
 }
 
 // exclusive takes the lock on the copies; the caller defers the result.

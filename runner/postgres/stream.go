@@ -53,7 +53,16 @@ func (r *Refresh) stream(ctx context.Context, env *runner.Env, tl tools, next st
 	if err := s.run(ctx); err != nil {
 		return err
 	}
-	return s.finish(ctx)
+	if err := s.finish(ctx); err != nil {
+		return err
+	}
+	if err := s.proveMasked(ctx); err != nil {
+		return err
+	}
+	if s.maskNote != "" {
+		s.report(true)
+	}
+	return nil
 }
 
 // streamSource is what a streaming refresh reads from: a production

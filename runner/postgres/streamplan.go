@@ -50,6 +50,9 @@ func (src *streamSource) readPlan(ctx context.Context, tl tools) (*streamPlan, e
 		schemaDone <- schemaResult{binary, err}
 	}()
 	cat, err := readCatalog(ctx, src.snap)
+	if err == nil {
+		err = src.t.maskTables(ctx, src.snap, cat.tables, src.largeObjects)
+	}
 	if err != nil {
 		cancelSchema()
 		<-schemaDone
@@ -183,6 +186,9 @@ type streamTable struct {
 	// textOnly names the column types that keep this table out of binary
 	// COPY (see textOnlyTables); empty when binary is safe.
 	textOnly string
+	// mask is what masking does to its rows (nil: the target is not
+	// masked); masked rows go in text format, through the bot.
+	mask *tableMask
 
 	streamed atomic.Int64 // rows sent so far
 	copied   atomic.Bool  // every task done

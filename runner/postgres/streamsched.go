@@ -45,6 +45,8 @@ type streamer struct {
 	lz4     bool
 	lz4Once sync.Once
 	start   time.Time
+	// maskNote is the masking proof's line, for the final report.
+	maskNote string
 
 	mu       sync.Mutex
 	cond     *sync.Cond

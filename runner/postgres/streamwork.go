@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/mask"
 )
 
 // freezeMin is the size from which a table is written FREEZE.
@@ -78,8 +80,22 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 // in or one of them fails.
 func (s *streamer) run(ctx context.Context) error {
 	t := s.r.Target
+	format := map[bool]string{true: "binary", false: "text"}[s.binary]
+	masked, truncated := 0, 0
+	for _, tb := range s.all {
+		switch {
+		case tb.mask == nil:
+		case tb.mask.plan.Truncate:
+			truncated++
+		case tb.mask.plan.Masked():
+			masked++
+		}
+	}
+	if masked+truncated > 0 {
+		format += fmt.Sprintf("; %d tables masked on the way, in text format, and %d left empty by truncate", masked, truncated)
+	}
 	fmt.Fprintf(s.env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built and %d foreign keys checked by %d more as tables finish\n",
-		time.Since(s.start).Round(time.Millisecond), len(s.all), runner.Bytes(s.totalData), len(s.copies), map[bool]string{true: "binary", false: "text"}[s.binary],
+		time.Since(s.start).Round(time.Millisecond), len(s.all), runner.Bytes(s.totalData), len(s.copies), format,
 		t.jobs(), s.plan.entries-len(s.plan.rest)-len(s.plan.fks), len(s.plan.fks), t.jobs())
 	stopProgress := every(ctx, progressEvery, func(context.Context) { s.report(false) })
 	var wg sync.WaitGroup
@@ -277,29 +293,15 @@ func (s *streamer) tableIn(tb *streamTable) {
 // rows copied.
 func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyTask) (int64, error) {
 	tb := task.table
-	cols := ""
-	if tb.columns != "" {
-		cols = " (" + tb.columns + ")"
+	if tb.mask != nil && tb.mask.plan.Truncate {
+		return 0, nil
 	}
+	masked := tb.mask != nil && tb.mask.plan.Masked() && !s.r.Target.rt.bypassMask
 	format := "text"
-	if s.binary && tb.textOnly == "" {
+	if s.binary && tb.textOnly == "" && !masked {
 		format = "binary"
 	}
-	src := "COPY " + tb.name + cols + " TO STDOUT (FORMAT " + format + ")"
-	sel := "*"
-	if tb.columns != "" {
-		sel = tb.columns
-	}
-	if tb.config {
-		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " " + tb.filter + ") TO STDOUT (FORMAT " + format + ")"
-	}
-	if task.split {
-		where := fmt.Sprintf("ctid >= '(%d,0)'::tid", task.from)
-		if task.to >= 0 {
-			where += fmt.Sprintf(" and ctid < '(%d,0)'::tid", task.to)
-		}
-		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " WHERE " + where + ") TO STDOUT (FORMAT " + format + ")"
-	}
+	src, cols := copySource(task, format)
 	// A configuration table keeps the rows CREATE EXTENSION put there, so
 	// it is neither truncated nor written FREEZE. Neither is a small table:
 	// the truncation costs more than the hint bits it saves (measured: 3 ms
@@ -321,7 +323,14 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	var sent atomic.Int64
 	defer func() { tb.streamed.Add(-sent.Load()) }()
 	go func() {
-		_, err := prod.PgConn().CopyTo(ctx, rowCounter{pipe, &sent, &tb.streamed}, src)
+		var w io.Writer = pipe
+		if masked {
+			w = mask.NewWriter(pipe, tb.mask.rows)
+		}
+		_, err := prod.PgConn().CopyTo(ctx, rowCounter{w, &sent, &tb.streamed}, src)
+		if mw, ok := w.(*mask.Writer); ok && err == nil {
+			err = mw.Close()
+		}
 		pipe.CloseWrite(err)
 		errc <- err
 	}()
@@ -345,6 +354,39 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	}
 	tb.streamed.Add(tag.RowsAffected())
 	return tag.RowsAffected(), nil
+}
+
+// copySource is the COPY that reads task from production (a table, an
+// extension's configuration rows beyond its own, one range of pages; with
+// sql rules' expressions in place of their columns), and the column list
+// the shadow's COPY takes.
+func copySource(task *copyTask, format string) (src, cols string) {
+	tb := task.table
+	if tb.columns != "" {
+		cols = " (" + tb.columns + ")"
+	}
+	src = "COPY " + tb.name + cols + " TO STDOUT (FORMAT " + format + ")"
+	sel := "*"
+	if tb.columns != "" {
+		sel = tb.columns
+	}
+	if tb.mask != nil {
+		if list := tb.mask.selectList(); list != "" {
+			sel = list
+			src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + ") TO STDOUT (FORMAT " + format + ")"
+		}
+	}
+	if tb.config {
+		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " " + tb.filter + ") TO STDOUT (FORMAT " + format + ")"
+	}
+	if task.split {
+		where := fmt.Sprintf("ctid >= '(%d,0)'::tid", task.from)
+		if task.to >= 0 {
+			where += fmt.Sprintf(" and ctid < '(%d,0)'::tid", task.to)
+		}
+		src = "COPY (SELECT " + sel + " FROM ONLY " + tb.name + " WHERE " + where + ") TO STDOUT (FORMAT " + format + ")"
+	}
+	return src, cols
 }
 
 // report sends one progress line: bytes of data copied and of indexes
@@ -375,6 +417,9 @@ func (s *streamer) report(final bool) {
 		p.Done = p.Total
 	}
 	p.Items = fmt.Sprintf("%s, %d/%d tables, %d/%d indexes", rowsText, min(s.tablesDone.Load(), int64(len(s.all))), len(s.all), min(built, s.indexes), s.indexes)
+	if final && s.maskNote != "" {
+		p.Items += "; " + s.maskNote
+	}
 	if !final {
 		p.ETA = runner.ETA(time.Since(s.start), p.Done, p.Total)
 	}

@@ -82,6 +82,10 @@ type Target struct {
 	// server (the bot writes its state there).
 	StoreDSN string
 
+	// Masking, when set, masks production's rows on their way into the
+	// shadow (the streaming method only; the others are refused).
+	Masking *Masking
+
 	// Servers remembers the production servers seen, to tell them from
 	// staging's while they are down (default: this Target's own memory).
 	Servers *Servers

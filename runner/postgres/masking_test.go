@@ -1,0 +1,224 @@
+package postgres_test
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stagebot/stagebot/internal/pgtest"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/mask"
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+// maskedSQL is a production with people in it: unique emails that another
+// table's foreign key refers to, names, phones, birthdays, secrets, money,
+// a table keyed by a masked token and an audit table to leave behind.
+var maskedSQL = []string{
+	`create table users (id bigint primary key, email text not null unique, name text, phone varchar(30), born date,
+		secret text, seen timestamptz, kept text)`,
+	`create table accounts (login text primary key, user_email text not null references users(email), balance numeric(12,2))`,
+	`create table tokens (token text primary key, user_id bigint references users(id))`,
+	`create table audit (at timestamptz default now(), what text)`,
+	`insert into users select g, 'person' || g || '@corp-secret.example', 'Real Person ' || g, '+44 20 7946 ' || lpad(g::text, 4, '0'),
+		date '1980-01-01' + g, 'hunter' || g || '-pw', timestamptz '2026-01-01 12:00:00+00' + g * interval '1 hour', 'kept-marker-' || g from generate_series(1, 3000) g`,
+	`insert into accounts select 'login' || g, 'person' || g || '@corp-secret.example', g * 1.25 from generate_series(1, 3000) g`,
+	`insert into tokens select 'tok-secret-' || g, g from generate_series(1, 500) g`,
+	`insert into audit (what) select 'person' || g || '@corp-secret.example logged in' from generate_series(1, 100) g`,
+	`analyze`,
+}
+
+func maskRules(t *testing.T) []mask.Rule {
+	t.Helper()
+	var rules []mask.Rule
+	for pattern, spec := range map[string]string{
+		"public.users.id":         "keep",
+		"public.users.email":      "email",
+		"public.users.name":       "name",
+		"public.users.phone":      "phone",
+		"public.users.born":       "date: shift 30",
+		"public.users.secret":     "hash",
+		"public.users.seen":       "date: shift 3",
+		"public.users.kept":       "keep",
+		"public.accounts.login":   "keep",
+		"public.accounts.*_email": "email",
+		"public.accounts.balance": "number: noise 10%",
+		"public.tokens.token":     "hash",
+		"public.tokens.user_id":   "keep",
+		"public.audit":            "truncate",
+	} {
+		f, err := mask.Parse(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, mask.Rule{Pattern: pattern, Func: f})
+	}
+	return rules
+}
+
+type maskFixture struct {
+	prod, stg *pgtest.Server
+	target    func(key string) *postgres.Target
+}
+
+func newMaskFixture(t *testing.T) *maskFixture {
+	prod, _ := pair(t)
+	stg := pgtest.New(t) // its own server, so that its files hold only this test's copies
+	db := fmt.Sprintf("masked%d", dbSeq.Add(1))
+	pgtest.Exec(t, prod.DSN("postgres"), "create database "+db)
+	pgtest.Exec(t, prod.DSN(db), maskedSQL...)
+	reg := newMemoryValues() // one record of what stagebot made, for every target of the test
+	return &maskFixture{prod: prod, stg: stg, target: func(key string) *postgres.Target {
+		return &postgres.Target{Name: "people", ProductionDSN: prod.DSN(db), StagingDSN: stg.DSN("people"), KeepPrevious: true, Jobs: 2, Registry: reg,
+			Masking: &postgres.Masking{Rules: maskRules(t), Key: []byte(key)}}
+	}}
+}
+
+// filesHolding lists the files under dir that contain s.
+func filesHolding(t *testing.T, dir string, s ...string) map[string][]string {
+	t.Helper()
+	found := map[string][]string{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for _, v := range s {
+			if bytes.Contains(data, []byte(v)) {
+				found[v] = append(found[v], strings.TrimPrefix(path, dir))
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// TestMasking_InFlight: a masked refresh writes no production value to
+// staging's server (its data files and WAL are searched), keeps unique
+// keys unique and foreign keys valid, gives the same values with the same
+// key and others once the key is rotated, and says what it proved.
+func TestMasking_InFlight(t *testing.T) {
+	f := newMaskFixture(t)
+	out, err := run(t, refreshSteps(f.target("first key")), nil)
+	if err != nil {
+		t.Fatalf("masked refresh: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "masking: masked 9 columns in 3 tables; 0 production values found in 6,000 sampled rows (not compared, for want of an unmasked primary key: public.tokens.token)") {
+		t.Errorf("the log does not say what masking proved:\n%s", out)
+	}
+	stg := f.stg.DSN("people")
+	pgtest.Exec(t, f.stg.DSN("postgres"), "checkpoint")
+	secrets := []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in"}
+	found := filesHolding(t, filepath.Join(f.stg.Dir, "data"), append(secrets, "kept-marker-17")...)
+	for _, s := range secrets {
+		if len(found[s]) > 0 {
+			t.Errorf("production's %q is in staging's files: %v", s, found[s])
+		}
+	}
+	if len(found["kept-marker-17"]) == 0 {
+		t.Fatal("the search found not even a kept value in staging's files: it proves nothing")
+	}
+	// The values are of their kind, unique where they must be, and joins
+	// over masked keys still hold.
+	for q, want := range map[string]string{
+		"select count(*) from users where email like 'u%@example.invalid'":                                                               "3000",
+		"select count(distinct email) from users":                                                                                        "3000",
+		"select count(*) from accounts a join users u on u.email = a.user_email":                                                         "3000",
+		"select count(*) from pg_constraint where contype in ('f', 'u', 'p') and convalidated and connamespace = 'public'::regnamespace": "6",
+		"select count(*) from users where phone ~ '^\\+1-555-\\d{3}-\\d{4}$'":                                                            "3000",
+		"select count(*) from users where born between date '1980-01-01' - 30 and date '1990-01-01' + 30":                                "3000",
+		"select count(*) from users u where u.born = date '1980-01-01' + u.id::int":                                                      "0",
+		"select count(*) from users where kept = 'kept-marker-' || id":                                                                   "3000",
+		"select count(*) from accounts where balance between login_n(login) * 1.25 * 0.9 and login_n(login) * 1.25 * 1.1":                "3000",
+		"select count(*) from audit":                                  "0",
+		"select count(*) from tokens where token like 'tok-secret-%'": "0",
+	} {
+		if strings.Contains(q, "login_n") {
+			pgtest.Exec(t, stg, `create or replace function login_n(text) returns int language sql as $$ select substr($1, 6)::int $$`)
+		}
+		if got := pgtest.Value(t, stg, q); got != want {
+			t.Errorf("%s = %s, want %s", q, got, want)
+		}
+	}
+	first := pgtest.Value(t, stg, "select string_agg(email || secret, ',' order by id) from users")
+	// The same key: the same values.
+	if out, err := run(t, refreshSteps(f.target("first key")), nil); err != nil {
+		t.Fatalf("second masked refresh: %v\n%s", err, out)
+	}
+	if again := pgtest.Value(t, stg, "select string_agg(email || secret, ',' order by id) from users"); again != first {
+		t.Error("the same key gave other masked values")
+	}
+	// A rotated key: others.
+	if out, err := run(t, refreshSteps(f.target("rotated key")), nil); err != nil {
+		t.Fatalf("refresh with a rotated key: %v\n%s", err, out)
+	}
+	if rotated := pgtest.Value(t, stg, "select string_agg(email || secret, ',' order by id) from users"); rotated == first {
+		t.Error("rotating the key left the masked values as they were")
+	}
+}
+
+// TestMasking_GateFailsClosed: a column production gained that no rule
+// covers, and a rule for a column production dropped, stop the refresh
+// before anything is copied, saying which and what to add; staging stays.
+func TestMasking_GateFailsClosed(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	if out, err := run(t, refreshSteps(tg), nil); err != nil {
+		t.Fatalf("first refresh: %v\n%s", err, out)
+	}
+	before := fingerprint(t, f.stg.DSN("people"))
+	pgtest.Exec(t, tg.ProductionDSN, "alter table users add column ssn text", "alter table tokens drop column user_id")
+	out, err := run(t, refreshSteps(f.target("k")), nil)
+	if err == nil {
+		t.Fatalf("a refresh with an unclassified column succeeded:\n%s", out)
+	}
+	for _, want := range []string{
+		"masking stops the refresh before anything is copied: 2 problems",
+		`public.users.ssn: no rule covers this column (text): add "public.users.ssn": hash (looks like an identifier of a person)`,
+		"public.tokens.user_id: this rule covers no column of production (renamed or dropped?)",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the refusal lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(out, "copied public.") {
+		t.Errorf("rows were copied before the gate refused:\n%s", out)
+	}
+	if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("staging changed after the refused refresh")
+	}
+	if n := pgtest.Value(t, f.stg.DSN("postgres"), "select count(*) from pg_database where datname = 'people__stagebot_next'"); n != "0" {
+		t.Error("the shadow was left behind")
+	}
+	// Other sources would write production's values: refused.
+	dump := &postgres.Refresh{StepName: "refresh", Target: f.target("k"), Method: postgres.MethodDump}
+	if _, err := run(t, []runner.Step{dump, &postgres.Swap{StepName: "swap", Target: dump.Target}}, nil); err == nil || !strings.Contains(err.Error(), "only the streaming method masks rows") {
+		t.Errorf("a masked refresh by pg_dump: %v", err)
+	}
+}
+
+// TestMasking_ProofCatchesABypass: rows that reach the shadow unmasked
+// fail the refresh before the swap, and staging stays as it was.
+func TestMasking_ProofCatchesABypass(t *testing.T) {
+	f := newMaskFixture(t)
+	if out, err := run(t, refreshSteps(f.target("k")), nil); err != nil {
+		t.Fatalf("first refresh: %v\n%s", err, out)
+	}
+	before := fingerprint(t, f.stg.DSN("people"))
+	tg := f.target("k")
+	tg.BypassMasking()
+	out, err := run(t, refreshSteps(tg), nil)
+	if err == nil || !strings.Contains(err.Error(), "masking proof failed: ") || !strings.Contains(err.Error(), "public.users.email (3000)") {
+		t.Fatalf("a refresh whose masking was bypassed: %v\n%s", err, out)
+	}
+	if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("staging changed after the failed proof")
+	}
+}

@@ -1,0 +1,210 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner/mask"
+)
+
+// proofRows is how many rows of each masked table the proof samples.
+const proofRows = 10000
+
+// proof is what proveMasked found.
+type proof struct {
+	columns, tables int
+	sampled         int64
+	found           int64
+	leaks           []string // table.column (count)
+	unchecked       []string // masked columns it could not compare
+}
+
+func (p proof) String() string {
+	s := fmt.Sprintf("masked %d %s in %d %s; %d production %s found in %s sampled rows",
+		p.columns, plural(p.columns, "column", "columns"), p.tables, plural(p.tables, "table", "tables"),
+		p.found, plural(int(p.found), "value", "values"), thousands(p.sampled))
+	if len(p.unchecked) > 0 {
+		s += fmt.Sprintf(" (not compared, for want of an unmasked primary key: %s)", strings.Join(p.unchecked, ", "))
+	}
+	return s
+}
+
+// proveMasked checks the shadow before it may be swapped in: for a sample
+// of each masked table's rows, no masked column holds production's value
+// for the same row (where masking would have changed it). Found values
+// fail the refresh, and staging stays as it was.
+func (s *streamer) proveMasked(ctx context.Context) error {
+	if s.r.Target.Masking == nil {
+		return nil
+	}
+	prod, err := s.productionConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, prod)
+	shadow, err := s.shadowConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(ctx, shadow)
+	var p proof
+	for _, tb := range s.all {
+		cols := tb.mask.compared()
+		if len(cols) == 0 {
+			continue
+		}
+		p.tables++
+		p.columns += len(cols)
+		if err := s.proveTable(ctx, prod, shadow, tb, cols, &p); err != nil {
+			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
+		}
+	}
+	s.maskNote = p.String()
+	fmt.Fprintf(s.env.Log, "masking: %s\n", p)
+	if p.found > 0 {
+		return fmt.Errorf("masking proof failed: %d production %s found in the shadow (%s); staging stays as it was", p.found, plural(int(p.found), "value", "values"), strings.Join(p.leaks, ", "))
+	}
+	return nil
+}
+
+// compared are the columns whose values masking changes, by position.
+func (tm *tableMask) compared() []int {
+	if tm == nil || tm.plan.Truncate {
+		return nil
+	}
+	var out []int
+	for i, f := range tm.plan.Funcs {
+		switch f.Kind {
+		case mask.Keep, mask.SQL, mask.Null:
+		default:
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// proveTable samples tb's rows on production, reads the same rows on the
+// shadow by the primary key, and counts masked columns that hold
+// production's value where masking would have changed it.
+func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, cols []int, p *proof) error {
+	tm := tb.mask
+	if len(tm.keys) == 0 {
+		for _, i := range cols {
+			p.unchecked = append(p.unchecked, tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name))
+		}
+		return nil
+	}
+	var list []string
+	for _, k := range tm.keys {
+		list = append(list, k+"::text")
+	}
+	for _, i := range cols {
+		list = append(list, quoteIdent(tm.plan.Table.Columns[i].Name)+"::text")
+	}
+	pct := 100.0
+	if tb.tuples > proofRows {
+		pct = min(100, 200*float64(proofRows)/float64(tb.tuples))
+	}
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample bernoulli (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
+	if err != nil || len(sample) == 0 {
+		return err
+	}
+	byKey := map[string][][]byte{}
+	keyArrays := make([][]string, len(tm.keys))
+	for _, row := range sample {
+		byKey[rowKey(row[:len(tm.keys)])] = row
+		for k := range tm.keys {
+			keyArrays[k] = append(keyArrays[k], string(row[k]))
+		}
+	}
+	var keyCols, params []string
+	args := make([]any, len(tm.keys))
+	for k, name := range tm.keys {
+		keyCols = append(keyCols, name+"::text")
+		params = append(params, fmt.Sprintf("$%d::text[]", k+1))
+		args[k] = keyArrays[k]
+	}
+	got, err := textRows(ctx, shadow, fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", strings.Join(list, ", "), tb.name, strings.Join(keyCols, ", "), strings.Join(params, ", ")), args...)
+	if err != nil {
+		return err
+	}
+	p.sampled += int64(len(sample))
+	leaks := map[string]int64{}
+	for _, row := range got {
+		orig := byKey[rowKey(row[:len(tm.keys)])]
+		if orig == nil {
+			continue
+		}
+		for j, i := range cols {
+			v, was := row[len(tm.keys)+j], orig[len(tm.keys)+j]
+			if was != nil && bytes.Equal(v, was) && !bytes.Equal(tm.rows.Value(i, was), was) {
+				leaks[tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name)]++
+			}
+		}
+	}
+	for _, where := range slices.Sorted(maps.Keys(leaks)) {
+		p.found += leaks[where]
+		p.leaks = append(p.leaks, fmt.Sprintf("%s (%d)", where, leaks[where]))
+	}
+	return nil
+}
+
+// shownIdent is a column's name as a message shows it: quoted only when
+// it must be.
+func shownIdent(s string) string {
+	if plainIdent.MatchString(s) {
+		return s
+	}
+	return quoteIdent(s)
+}
+
+var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// thousands writes n with commas: 250,000.
+func thousands(n int64) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func rowKey(vals [][]byte) string {
+	var sb strings.Builder
+	for _, v := range vals {
+		if v == nil {
+			sb.WriteString("\x00N")
+		}
+		sb.Write(v)
+		sb.WriteByte(0)
+	}
+	return sb.String()
+}
+
+// textRows reads a query's rows as text (nil: NULL).
+func textRows(ctx context.Context, c *pgx.Conn, sql string, args ...any) ([][][]byte, error) {
+	rows, err := c.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out [][][]byte
+	for rows.Next() {
+		raw := rows.RawValues()
+		row := make([][]byte, len(raw))
+		for i, v := range raw {
+			if v != nil {
+				row[i] = append([]byte{}, v...)
+			}
+		}
+		out = append(out, row)
+	}
+	return out, rows.Err()
+}
