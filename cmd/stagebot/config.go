@@ -200,6 +200,8 @@ type DatabaseConfig struct {
 	// DiskBudget is how much the databases on staging's server may take:
 	// a refresh that would not fit beside them is warned of when asked for.
 	DiskBudget Size `yaml:"disk_budget"`
+	// Masking masks production's rows on their way into staging.
+	Masking *MaskingConfig `yaml:"masking"`
 }
 
 // ApprovalsConfig has one rule for requested runs and one for scheduled ones.

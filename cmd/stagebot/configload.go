@@ -252,7 +252,7 @@ func (c *Config) expandEnv(errs *ConfigError) {
 				e := v.MapIndex(k)
 				p := join(path, fmt.Sprint(k.Interface()))
 				if e.Kind() == reflect.String {
-					v.SetMapIndex(k, reflect.ValueOf(expand(e.String(), p)))
+					v.SetMapIndex(k, reflect.ValueOf(expand(e.String(), p)).Convert(e.Type())) // a named string type too
 					continue
 				}
 				if e.Kind() == reflect.Slice && e.Type().Elem().Kind() == reflect.String {

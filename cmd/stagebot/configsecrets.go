@@ -38,6 +38,9 @@ func (c *Config) collectSecrets() {
 		if t.Database != nil {
 			password(t.Database.Production)
 			password(t.Database.Staging)
+			if m := t.Database.Masking; m != nil && m.parsed != nil {
+				add(string(m.parsed.Key))
+			}
 		}
 		for _, p := range t.Pipelines {
 			if p == nil {

@@ -66,6 +66,9 @@ func (c *Config) validateTarget(name string, t *TargetConfig, v *validation) {
 		}
 	}
 	c.validatePipelines(f, t, v)
+	if t.Database != nil && t.Database.Masking != nil {
+		c.validateMasking(f, t, v)
+	}
 	c.validateSchedules(f, t, v)
 	c.validateApprovals(f, t, v)
 }

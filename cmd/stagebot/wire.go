@@ -143,6 +143,9 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		if c.Store.Type == "postgres" {
 			pg.StoreDSN = c.Store.DSN
 		}
+		if d.Masking != nil {
+			pg.Masking = d.Masking.parsed
+		}
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait
 		t.Holding = pg.Holding

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/stagebot/stagebot/runner/mask"
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+// MaskingConfig masks production's rows on their way into staging: every
+// column of production gets a rule (or the default), and the keyed
+// functions use the key in the environment variable key_env.
+type MaskingConfig struct {
+	KeyEnv  string              `yaml:"key_env"`
+	Default MaskSpec            `yaml:"default"`
+	Rules   map[string]MaskSpec `yaml:"rules"`
+
+	parsed *postgres.Masking // once validated
+}
+
+// MaskSpec is a masking function as a rule writes it: "email",
+// 'fixed: VALUE' (quoted, for YAML), or a map of one entry {fixed: VALUE}.
+type MaskSpec string
+
+// UnmarshalYAML reads a string, or a map of one function to its argument.
+func (m *MaskSpec) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode && len(n.Content) == 2 {
+		*m = MaskSpec(n.Content[0].Value + ": " + n.Content[1].Value)
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d column %d: a masking rule is a function, as in email, 'fixed: VALUE' or {date: shift 30}", n.Line, n.Column)}}
+	}
+	*m = MaskSpec(n.Value)
+	return nil
+}
+
+// validateMasking parses a target's masking rules, reads its key from the
+// environment and refuses refresh sources that would not mask.
+func (c *Config) validateMasking(f string, t *TargetConfig, v *validation) {
+	m := t.Database.Masking
+	c.checkMaskedSources(f, t, v)
+	f += ".database.masking"
+	out := &postgres.Masking{}
+	keyed := false
+	for _, pattern := range slices.Sorted(maps.Keys(m.Rules)) {
+		fn, err := mask.Parse(string(m.Rules[pattern]))
+		if err != nil {
+			v.bad(fmt.Sprintf("%s.rules[%q]", f, pattern), "%v", err)
+			continue
+		}
+		switch parts := strings.Split(pattern, "."); {
+		case len(parts) == 2 && fn.Kind != mask.Truncate, len(parts) != 2 && len(parts) != 3, slices.Contains(parts, ""):
+			v.bad(fmt.Sprintf("%s.rules[%q]", f, pattern), "write schema.table.column (each part may have * and ?), or schema.table: truncate")
+			continue
+		}
+		keyed = keyed || fn.Keyed()
+		out.Rules = append(out.Rules, mask.Rule{Pattern: pattern, Func: fn})
+	}
+	if m.Default != "" {
+		fn, err := mask.Parse(string(m.Default))
+		if err != nil || fn.Kind == mask.Truncate || fn.Kind == mask.SQL {
+			v.bad(f+".default", "give a function for the columns no rule covers, such as keep or null (%v)", err)
+		} else {
+			keyed = keyed || fn.Keyed()
+			out.Default = &fn
+		}
+	}
+	if len(m.Rules) == 0 && m.Default == "" {
+		v.bad(f+".rules", "no rules: give each column of production a function (stagebot mask-rules prints a start)")
+	}
+	switch key := os.Getenv(m.KeyEnv); {
+	case !keyed:
+	case m.KeyEnv == "":
+		v.bad(f+".key_env", "the keyed functions (hash, email, name, phone, uuid, text, date, number) need a key: name the environment variable that holds it")
+	case len(key) < 16:
+		v.bad(f+".key_env", "$%s holds %d characters: give a key of 16 or more (openssl rand -hex 32), the same every refresh", m.KeyEnv, len(key))
+	default:
+		out.Key = []byte(key)
+	}
+	m.parsed = out
+}
+
+// checkMaskedSources: only the streaming method masks rows in flight.
+func (c *Config) checkMaskedSources(f string, t *TargetConfig, v *validation) {
+	for _, pn := range slices.Sorted(maps.Keys(t.Pipelines)) {
+		p := t.Pipelines[pn]
+		if p == nil {
+			continue
+		}
+		for i, s := range p.Steps {
+			if s.kind() != "pg_refresh" {
+				continue
+			}
+			if r := s.refresh; r.Method == postgres.MethodDump || r.FromFile != "" || r.FromDir != "" {
+				v.bad(fmt.Sprintf("%s.pipelines.%s.steps[%d].pg_refresh", f, pn, i),
+					"the target is masked, and only the streaming method masks rows on their way in: method: dump and backup files would write production's values to staging")
+			}
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+const maskedTarget = `
+targets:
+  fas:
+    database:
+      production: postgres://ro@prod:5432/fas
+      staging: postgres://rw@stg:5432/fas
+      masking:
+        key_env: FAS_MASK_KEY
+        rules:
+          public.people.email: email
+          public.people.password: 'fixed: x'
+          public.people.born: {date: shift 30}
+          public.people.*: keep
+          public.log: truncate
+    pipelines:
+      default:
+        steps:
+          - pg_refresh: {}
+`
+
+// TestConfig_Masking: rules are parsed into the runner's, in either way
+// of writing a function; the key comes from the environment and is
+// redacted like every secret.
+func TestConfig_Masking(t *testing.T) {
+	t.Setenv("FAS_MASK_KEY", "a-key-of-enough-length-0123456789")
+	cfg, err := ParseConfig([]byte(maskedTarget), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := cfg.botOptions(deps{})
+	steps := opts.Targets[0].Pipelines["default"].Steps
+	m := cfg.Targets["fas"].Database.Masking.parsed
+	if m == nil || string(m.Key) != "a-key-of-enough-length-0123456789" || len(m.Rules) != 5 {
+		t.Fatalf("masking = %+v", m)
+	}
+	got := map[string]string{}
+	for _, r := range m.Rules {
+		got[r.Pattern] = r.Func.String()
+	}
+	for pattern, want := range map[string]string{"public.people.email": "email", "public.people.password": "fixed: x", "public.people.born": "date: shift 30", "public.log": "truncate"} {
+		if got[pattern] != want {
+			t.Errorf("rule %s = %q, want %q", pattern, got[pattern], want)
+		}
+	}
+	if len(steps) == 0 {
+		t.Fatal("no steps")
+	}
+	if r := opts.Redact("the key is a-key-of-enough-length-0123456789"); strings.Contains(r, "0123456789") {
+		t.Errorf("the key is not redacted: %q", r)
+	}
+}
+
+// TestConfig_MaskingErrors: each mistake is named by its field, with what
+// to do.
+func TestConfig_MaskingErrors(t *testing.T) {
+	for _, tt := range []struct {
+		env, from, to, want string
+	}{
+		{"a-key-of-enough-length", "public.people.email: email", "public.people.email: emial", `masking.rules["public.people.email"]: unknown masking function "emial": use one of keep`},
+		{"a-key-of-enough-length", "public.log: truncate", "public.log: keep", `masking.rules["public.log"]: write schema.table.column`},
+		{"a-key-of-enough-length", "public.people.*: keep", "people: keep", `masking.rules["people"]: write schema.table.column`},
+		{"short", "", "", "masking.key_env: $FAS_MASK_KEY holds 5 characters: give a key of 16 or more"},
+		{"", "key_env: FAS_MASK_KEY", "key_env: ''", "masking.key_env: the keyed functions (hash, email"},
+		{"a-key-of-enough-length", "- pg_refresh: {}", "- pg_refresh: {method: dump}", "targets.fas.pipelines.default.steps[0].pg_refresh: the target is masked, and only the streaming method masks rows"},
+		{"a-key-of-enough-length", "- pg_refresh: {}", "- pg_refresh: {from_dir: /backups}", "only the streaming method masks rows"},
+	} {
+		t.Setenv("FAS_MASK_KEY", tt.env)
+		_, err := ParseConfig([]byte(strings.Replace(maskedTarget, tt.from, tt.to, 1)), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s → %s: error = %v\nwant %q", tt.from, tt.to, err, tt.want)
+		}
+	}
+}
