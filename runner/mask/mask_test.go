@@ -96,7 +96,7 @@ func TestPlan_FailsClosed(t *testing.T) {
 	}
 	// A column no rule covers stops the run, and the problem proposes a rule.
 	_, problems = Plan(nil, nil, []Table{users})
-	if len(problems) != 5 || !strings.Contains(fmt.Sprint(problems), `"public.users.email": hash (looks like an email address)`) {
+	if len(problems) != 5 || !strings.Contains(fmt.Sprint(problems), `"public.users.email": hash # looks like an email address`) {
 		t.Errorf("with no rules: %v", problems)
 	}
 	// A default covers the rest.
@@ -419,4 +419,30 @@ func FuzzLine(f *testing.F) {
 			t.Fatalf("%q → %q: invalid UTF-8", line, out)
 		}
 	})
+}
+
+func TestDetect(t *testing.T) {
+	for what, values := range map[string][]string{
+		"email addresses":      {"ada@example.org", "bob@corp.example", "c.d@x.io", ""},
+		"payment card numbers": {"4111 1111 1111 1111", "5500-0000-0000-0004", "340000000000009"},
+		"IBANs":                {"GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "FR1420041010050500013M02606"},
+		"JSON web tokens":      {"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abc", "eyJ0eXAiOiJKV1QifQ.e30.sig", "eyJhIjoxfQ.eyJiIjoyfQ.c"},
+		"IP addresses":         {"192.0.2.1", "2001:db8::1", "10.0.0.7"},
+		"phone numbers":        {"+44 20 7946 0958", "(555) 010-0199", "+1-555-010-0100"},
+	} {
+		f, ok := Detect("s.t.c", values)
+		if !ok || f.What != what {
+			t.Errorf("Detect(%q) = %+v, %v; want %s", values, f, ok, what)
+		}
+	}
+	for _, values := range [][]string{
+		{"hello", "world", "ada@example.org"},           // a minority
+		{"4111 1111 1111 1112", "1234567890123", "x"},   // Luhn fails
+		{"GB82 WEST 1234 5698 7654 33", "DE00", "FR14"}, // mod 97 fails
+		{"2026-01-01", "2026-01-02", "2026-01-03"},      // dates are not phones
+	} {
+		if f, ok := Detect("s.t.c", values); ok {
+			t.Errorf("Detect(%q) = %+v: want nothing", values, f)
+		}
+	}
 }

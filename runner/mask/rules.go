@@ -137,12 +137,14 @@ func match(rules []Rule, used []bool, schema, table, column string) (best int, o
 	return best, best >= 0, amb
 }
 
-// Suggestion is a rule the catalog suggests for a column.
+// Suggestion is a rule the catalog (or the values) suggest for a column.
 type Suggestion struct {
-	Func Func
-	Why  string // what suggested it; "" for keep
+	Column string // schema.table.column, when it names one
+	Func   Func
+	Why    string // what suggested it; "" for keep
 }
 
+// yaml is the rule as a config line, with why in a comment.
 func (s Suggestion) yaml(where string) string {
 	v := s.Func.String()
 	if strings.Contains(v, ": ") {
@@ -150,10 +152,13 @@ func (s Suggestion) yaml(where string) string {
 	}
 	out := fmt.Sprintf("%q: %s", where, v)
 	if s.Why != "" {
-		out += " (" + s.Why + ")"
+		out += " # " + s.Why
 	}
 	return out
 }
+
+// YAML is the suggestion as a line of masking.rules.
+func (s Suggestion) YAML() string { return s.yaml(s.Column) }
 
 // sensitive names, by what they suggest.
 var sensitive = []struct {
@@ -188,26 +193,85 @@ func Suggest(c Column) Suggestion {
 				}
 			}
 		}
-		return Suggestion{f, "looks like " + s.why}
+		return Suggestion{Func: f, Why: "looks like " + s.why}
 	}
 	return Suggestion{Func: Func{Kind: Keep}}
 }
 
-// Suggestions are the rules the catalog suggests for tables, one per
-// column, sensitive-looking columns first: a starting config.
-func Suggestions(tables []Table) []string {
-	var flagged, rest []string
+// Suggestions are the rules the catalog and the sampled values (found,
+// by schema.table.column) suggest for tables' columns, sensitive-looking
+// ones first: a starting config. only, when set, says which columns to
+// give a rule (the others have one).
+func Suggestions(tables []Table, found map[string]Finding, only func(column string) bool) []Suggestion {
+	var flagged, rest []Suggestion
 	for _, t := range tables {
 		for _, c := range t.Columns {
+			where := t.qualified() + "." + c.Name
+			if only != nil && !only(where) {
+				continue
+			}
 			s := Suggest(c)
-			line := s.yaml(t.qualified() + "." + c.Name)
+			if f, ok := found[where]; ok && f.Propose.check(c) == "" {
+				s = Suggestion{Func: f.Propose, Why: fmt.Sprintf("%d of %d sampled values look like %s", f.Of, f.In, f.What)}
+			}
+			s.Column = where
 			if s.Why != "" {
-				flagged = append(flagged, line)
+				flagged = append(flagged, s)
 			} else {
-				rest = append(rest, line)
+				rest = append(rest, s)
 			}
 		}
 	}
-	sort.Strings(flagged)
+	sort.Slice(flagged, func(i, j int) bool { return flagged[i].Column < flagged[j].Column })
 	return append(flagged, rest...)
+}
+
+// Report is what a look at production says of a target's masking: how
+// its columns are classified, the gate's problems, kept columns whose
+// values look personal, and rules for the columns no rule covers.
+type Report struct {
+	Tables, Columns   int
+	Masked, Kept      int // columns, by their rules
+	Truncated         []string
+	Problems          []Problem
+	Findings          []Finding    // kept columns whose sampled values look personal
+	Proposals         []Suggestion // rules for the columns no rule covers
+	ProposalsComplete bool         // Proposals covers every column (no rules yet)
+}
+
+// NewReport classifies tables by rules (and def) and proposes rules from
+// what found says of the sampled values.
+func NewReport(rules []Rule, def *Func, tables []Table, found map[string]Finding) Report {
+	plans, problems := Plan(rules, def, tables)
+	r := Report{Tables: len(tables), Problems: problems}
+	uncovered := map[string]bool{}
+	for _, p := range problems {
+		if strings.HasPrefix(p.What, "no rule covers") {
+			uncovered[p.Where] = true
+		}
+	}
+	for _, t := range tables {
+		p := plans[t.qualified()]
+		r.Columns += len(t.Columns)
+		if p.Truncate {
+			r.Truncated = append(r.Truncated, t.qualified())
+			continue
+		}
+		for i, c := range t.Columns {
+			where := t.qualified() + "." + c.Name
+			switch {
+			case uncovered[where]:
+			case p.Funcs[i].Kind == Keep:
+				r.Kept++
+				if f, ok := found[where]; ok {
+					r.Findings = append(r.Findings, f)
+				}
+			default:
+				r.Masked++
+			}
+		}
+	}
+	r.Proposals = Suggestions(tables, found, func(c string) bool { return uncovered[c] })
+	r.ProposalsComplete = len(rules) == 0 && def == nil
+	return r
 }

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -181,7 +182,7 @@ func TestMasking_GateFailsClosed(t *testing.T) {
 	}
 	for _, want := range []string{
 		"masking stops the refresh before anything is copied: 2 problems",
-		`public.users.ssn: no rule covers this column (text): add "public.users.ssn": hash (looks like an identifier of a person)`,
+		`public.users.ssn: no rule covers this column (text): add "public.users.ssn": hash # looks like an identifier of a person`,
 		"public.tokens.user_id: this rule covers no column of production (renamed or dropped?)",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -220,5 +221,42 @@ func TestMasking_ProofCatchesABypass(t *testing.T) {
 	}
 	if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("staging changed after the failed proof")
+	}
+}
+
+// TestMasking_Report: the look at production classifies its columns by
+// the rules, flags kept columns whose values look personal, and proposes
+// rules, from names and sampled values, for the columns no rule covers.
+func TestMasking_Report(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	pgtest.Exec(t, tg.ProductionDSN,
+		"alter table users add column contact text, add column card text",
+		"update users set contact = 'c' || id || '@mail.example', card = '4111 1111 1111 1111'",
+		"update users set kept = id || '@kept.example' where id <= 2000")
+	r, err := tg.MaskReport(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Tables != 4 || r.Masked != 9 || r.Kept != 4 || len(r.Truncated) != 1 {
+		t.Errorf("report = %+v", r)
+	}
+	if len(r.Findings) != 1 || r.Findings[0].Column != "public.users.kept" || r.Findings[0].What != "email addresses" {
+		t.Errorf("findings = %v, want public.users.kept as email addresses", r.Findings)
+	}
+	var lines []string
+	for _, p := range r.Proposals {
+		lines = append(lines, p.YAML())
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{`"public.users.card": hash # 200 of 200 sampled values look like payment card numbers`, `"public.users.contact": email # 200 of 200 sampled values look like email addresses`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("proposals lack %s:\n%s", want, got)
+		}
+	}
+	// Without rules: a proposal for every column.
+	tg.Masking = nil
+	if r, err = tg.MaskReport(context.Background()); err != nil || len(r.Proposals) != 17 || !r.ProposalsComplete {
+		t.Errorf("with no masking: %d proposals, %v", len(r.Proposals), err)
 	}
 }

@@ -1,0 +1,89 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stagebot/stagebot/runner/mask"
+)
+
+// scanRows is how many rows of each table the scan for personal data
+// reads.
+const scanRows = 200
+
+// MaskReport looks at production (read-only): how the target's masking
+// (none, if it has none) classifies production's columns, what stops the
+// next refresh, which kept columns hold values that look personal, and
+// rules for the columns no rule covers.
+func (t *Target) MaskReport(ctx context.Context) (mask.Report, error) {
+	c, err := t.production(ctx)
+	if err != nil {
+		return mask.Report{}, err
+	}
+	defer closeConn(ctx, c)
+	tables, err := streamTables(ctx, c)
+	if err != nil {
+		return mask.Report{}, err
+	}
+	cols, err := readColumns(ctx, c, tables)
+	if err != nil {
+		return mask.Report{}, err
+	}
+	var list []mask.Table
+	found := map[string]mask.Finding{}
+	for _, tb := range tables {
+		ci := cols[tb.oid]
+		list = append(list, ci.table)
+		if err := scanTable(ctx, c, tb, ci.table, found); err != nil {
+			return mask.Report{}, fmt.Errorf("production: sample %s: %w", tb.name, err)
+		}
+	}
+	var rules []mask.Rule
+	var def *mask.Func
+	if t.Masking != nil {
+		rules, def = t.Masking.Rules, t.Masking.Default
+	}
+	return mask.NewReport(rules, def, list, found), nil
+}
+
+// scanTable samples the textual columns of one table and notes those
+// whose values look personal.
+func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Table, found map[string]mask.Finding) error {
+	var idx []int
+	var list []string
+	for i, col := range table.Columns {
+		if col.Textual() {
+			idx = append(idx, i)
+			list = append(list, quoteIdent(col.Name)+"::text")
+		}
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	// A sample of about four times the rows wanted, in random order: the
+	// rows first on disk are not all alike (updated rows move to the end).
+	pct := 100.0
+	if tb.tuples > scanRows {
+		pct = min(100, 400*float64(scanRows)/float64(tb.tuples))
+	}
+	rows, err := textRows(ctx, c, fmt.Sprintf("select * from (select %s from only %s tablesample bernoulli (%g)) s order by random() limit %d", strings.Join(list, ", "), tb.name, pct, scanRows))
+	if err != nil {
+		return err
+	}
+	for j, i := range idx {
+		var values []string
+		for _, r := range rows {
+			if r[j] != nil {
+				values = append(values, string(r[j]))
+			}
+		}
+		where := table.Schema + "." + table.Name + "." + table.Columns[i].Name
+		if f, ok := mask.Detect(where, values); ok {
+			found[where] = f
+		}
+	}
+	return nil
+}
