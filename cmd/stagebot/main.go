@@ -48,6 +48,7 @@ Usage:
   stagebot check -c FILE                               validate the config; print the next runs and announcements
   stagebot demo [--as USER]                            try it: a demo target in the console
   stagebot store copy --from FILE|DSN --to DSN|FILE    move the state between a bolt file and PostgreSQL (stop the bots first)
+  stagebot mask-rules -c FILE TARGET                   read production (read-only) and print masking rules to start from
   stagebot version
 `
 
@@ -143,6 +144,18 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 			return err
 		}
 		return demo(ctx, stdin, stdout, stderr, *as)
+	case "mask-rules":
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := loadFlagConfig(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if fs.NArg() > 1 {
+			return fmt.Errorf("stagebot mask-rules takes one target, not %s", strings.Join(fs.Args(), " "))
+		}
+		return maskRules(ctx, stdout, cfg, fs.Arg(0))
 	case "store":
 		if len(args) < 2 || args[1] != "copy" {
 			fmt.Fprint(stderr, usage)

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stagebot/stagebot/internal/patience"
+	"github.com/stagebot/stagebot/internal/pgtest"
+)
+
+// TestMask_RulesThenAMaskedRefresh: stagebot mask-rules reads production
+// and proposes rules for the columns without one; with them, a refresh
+// from chat masks the rows, says what it proved, and the key is never
+// shown.
+func TestMask_RulesThenAMaskedRefresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL servers; run without -short")
+	}
+	prod, stg := pgtest.New(t), pgtest.New(t)
+	pgtest.Exec(t, prod.DSN("postgres"), "create database people")
+	pgtest.Exec(t, prod.DSN("people"),
+		"create table users (id int primary key, email text unique, full_name text, note text)",
+		"insert into users select g, 'p' || g || '@real.example', 'Real Name ' || g, 'note ' || g from generate_series(1, 500) g",
+		"analyze")
+	key := "k3y-never-shown-in-chat-0123456789"
+	t.Setenv("PEOPLE_MASK_KEY", key)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "c.yaml")
+	write := func(rules string) {
+		os.WriteFile(cfgPath, []byte(`
+store: {path: `+filepath.Join(dir, "s.db")+`}
+access: {control_channels: [infra], everyone: [stage]}
+targets:
+  people:
+    database:
+      production: `+prod.DSN("people")+`
+      staging: `+stg.DSN("people")+`
+      masking:
+        key_env: PEOPLE_MASK_KEY
+        rules:
+`+rules+`
+    pipelines:
+      default:
+        steps:
+          - {name: copy production, pg_refresh: {}}
+`), 0o600)
+	}
+	write(`          public.users.id: keep`)
+	ctx, cancel := context.WithTimeout(context.Background(), patience.D(time.Minute))
+	defer cancel()
+	var out, errOut bytes.Buffer
+	if err := Main(ctx, []string{"mask-rules", "-c", cfgPath, "people"}, nil, &out, &errOut); err != nil {
+		t.Fatalf("mask-rules: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{
+		"# Masking of people: production has 4 columns in 1 table.",
+		"# By the rules: 0 masked, 1 kept, 0 tables truncated; 3 without a rule.",
+		"  key_env: PEOPLE_MASK_KEY",
+		`    "public.users.id": keep`,
+		`    "public.users.email": email # 200 of 200 sampled values look like email addresses`,
+		`    "public.users.full_name": name # looks like a person's name`,
+		`    "public.users.note": keep`,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("mask-rules lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Its rules, pasted into the config, make a valid masking section.
+	rules := out.String()[strings.Index(out.String(), "  rules:\n")+len("  rules:\n"):]
+	write(strings.ReplaceAll(rules, "    ", "          "))
+	out.Reset()
+	in := strings.NewReader("!stage resync people now\n")
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, in, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"✅ Run 1 of people/default succeeded", "masked 2 columns in 1 table; 0 production values found in 500 sampled rows"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the run's messages lack %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String()+errOut.String(), key) {
+		t.Error("the masking key was shown")
+	}
+	if n := pgtest.Value(t, stg.DSN("people"), "select count(*) from users where email like '%@real.example' or full_name like 'Real Name%'"); n != "0" {
+		t.Errorf("%s production values in staging", n)
+	}
+	if n := pgtest.Value(t, stg.DSN("people"), "select count(*) from users where note = 'note ' || id"); n != "500" {
+		t.Errorf("kept column: %s rows as in production, want 500", n)
+	}
+}
