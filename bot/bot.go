@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/mask"
 	"github.com/stagebot/stagebot/store"
 )
 
@@ -50,6 +51,10 @@ type Target struct {
 	// ("previous" for rollback, "base" for reset) and says what it gave
 	// back.
 	Forget func(ctx context.Context, copy string) (string, error)
+	// Masking, when set, says in a few words how the target is masked
+	// ("by 14 rules"), for its cards; MaskReport looks at production.
+	Masking    string
+	MaskReport func(ctx context.Context) (mask.Report, error)
 	// Wait, when set, waits for what the target still does after a run
 	// (dropping a replaced copy in the background); the bot calls it
 	// before it stops.

@@ -175,6 +175,9 @@ func (b *Bot) renderCard(v cardView) Message {
 	if t != nil && t.Description != "" {
 		m.Fields = append(m.Fields, Field{"Target", t.Description})
 	}
+	if t != nil && t.Masking != "" && r.Pipeline != commands.RollbackPipeline {
+		m.Fields = append(m.Fields, Field{"Masking", "production's values are masked on their way in, " + t.Masking})
+	}
 	if r.State.Done() || r.State == store.RunRunning {
 		m.Text = sb.String()
 		if r.Reason != "" && r.State != store.RunRunning {

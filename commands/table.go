@@ -27,6 +27,7 @@ type Service interface {
 	Watch(ctx context.Context, c *Call) error
 	Unwatch(ctx context.Context, c *Call) error
 	Forget(ctx context.Context, c *Call) error
+	Mask(ctx context.Context, c *Call) error
 }
 
 // Handler carries out a parsed call: a method expression on Service
@@ -247,6 +248,17 @@ func init() {
 			Scopes:   readScope,
 			parse:    parseTarget,
 			Handler:  Service.Changes,
+		},
+		{
+			Name: "mask", Args: "<target>",
+			Summary: "how production's columns are masked on their way to staging, and what is not classified yet",
+			Description: "Reads production (read-only): how the target's masking rules classify its columns (masked, kept, " +
+				"truncated), the columns no rule covers yet (the next refresh stops until each has one) with a rule to add, and " +
+				"kept columns whose sampled values look personal (email addresses, card numbers, IBANs, tokens, IP addresses).",
+			Examples: []string{"mask fas2"},
+			Scopes:   readScope,
+			parse:    parseTarget,
+			Handler:  Service.Mask,
 		},
 		{
 			Name: "schedule", Args: "[target]",

@@ -50,7 +50,13 @@ func (c *Config) validateMasking(f string, t *TargetConfig, v *validation) {
 	out := &postgres.Masking{}
 	keyed := false
 	for _, pattern := range slices.Sorted(maps.Keys(m.Rules)) {
-		fn, err := mask.Parse(string(m.Rules[pattern]))
+		spec := string(m.Rules[pattern])
+		if spec == "" {
+			// YAML's null (col: null, or col: with nothing) never reaches
+			// UnmarshalYAML: it is the null function.
+			spec = string(mask.Null)
+		}
+		fn, err := mask.Parse(spec)
 		if err != nil {
 			v.bad(fmt.Sprintf("%s.rules[%q]", f, pattern), "%v", err)
 			continue
@@ -75,10 +81,14 @@ func (c *Config) validateMasking(f string, t *TargetConfig, v *validation) {
 	if len(m.Rules) == 0 && m.Default == "" {
 		v.bad(f+".rules", "no rules: give each column of production a function (stagebot mask-rules prints a start)")
 	}
+	out.KeyEnv = m.KeyEnv
 	switch key := os.Getenv(m.KeyEnv); {
 	case !keyed:
 	case m.KeyEnv == "":
 		v.bad(f+".key_env", "the keyed functions (hash, email, name, phone, uuid, text, date, number) need a key: name the environment variable that holds it")
+	case key == "":
+		// Not set here (stagebot check on a laptop): the refresh refuses
+		// to start until it is, and check says so.
 	case len(key) < 16:
 		v.bad(f+".key_env", "$%s holds %d characters: give a key of 16 or more (openssl rand -hex 32), the same every refresh", m.KeyEnv, len(key))
 	default:
@@ -104,4 +114,14 @@ func (c *Config) checkMaskedSources(f string, t *TargetConfig, v *validation) {
 			}
 		}
 	}
+}
+
+// maskingSummary says in a few words how a target is masked, for its
+// cards: "by 14 rules" or "by 3 rules and a default (keep)".
+func maskingSummary(m *MaskingConfig) string {
+	s := "by " + count(len(m.Rules), "rule")
+	if m.Default != "" {
+		s += " and a default (" + string(m.Default) + ")"
+	}
+	return s
 }

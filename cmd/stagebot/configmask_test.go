@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const maskedTarget = `
@@ -76,5 +77,32 @@ func TestConfig_MaskingErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s → %s: error = %v\nwant %q", tt.from, tt.to, err, tt.want)
 		}
+	}
+}
+
+// TestConfig_MaskingKeyNotSetHere: a key missing from this environment
+// (check on a laptop) is no config error; check says so, and a refresh
+// would refuse to start. YAML's null is the null function.
+func TestConfig_MaskingKeyNotSetHere(t *testing.T) {
+	t.Setenv("FAS_MASK_KEY", "")
+	cfg, err := ParseConfig([]byte(strings.Replace(maskedTarget, "public.people.password: 'fixed: x'", "public.people.password: null", 1)), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Targets["fas"].Database.Masking.parsed
+	if !m.NeedsKey() {
+		t.Error("a masking without its key does not say it needs one")
+	}
+	for _, r := range m.Rules {
+		if r.Pattern == "public.people.password" && r.Func.String() != "null" {
+			t.Errorf("password: null parsed as %v", r.Func)
+		}
+	}
+	var out strings.Builder
+	if err := check(&out, cfg, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "⚠ $FAS_MASK_KEY (the masking key) is not set here: a refresh of fas refuses to start until it is") {
+		t.Errorf("check does not warn of the missing key:\n%s", out.String())
 	}
 }

@@ -191,11 +191,14 @@ func TestExample_FedoraFAS(t *testing.T) {
 	freshDB(t, e.prod, "fas2")
 	dropDB(t, e.stg, "fas2", "fas2__stagebot_next", "fas2__stagebot_prev")
 	pgtest.Exec(t, e.prod.DSN("fas2"),
-		`CREATE TABLE people (id int PRIMARY KEY, username text NOT NULL, email text, password text)`,
-		`INSERT INTO people SELECT g, 'user' || g, 'user' || g || '@fedoraproject.org', md5(g::text) FROM generate_series(1, 500) g`,
+		`CREATE TABLE people (id int PRIMARY KEY, username text NOT NULL UNIQUE, email text UNIQUE, human_name text, password text,
+			ssh_key text, ircnick varchar(32), created date)`,
+		`INSERT INTO people SELECT g, 'user' || g, 'user' || g || '@fedoraproject.org', 'Real Person ' || g, md5(g::text),
+			'ssh-ed25519 AAAAC3Nza' || g, 'nick' || g, date '2010-01-01' + g FROM generate_series(1, 500) g`,
 		`CREATE TABLE sessions (id text PRIMARY KEY, person int REFERENCES people)`,
 		`INSERT INTO sessions VALUES ('s1', 1), ('s2', 2)`)
 	e.fake("ssh", "")
+	t.Setenv("FAS2_MASK_KEY", "an-example-key-for-the-test-only")
 	t.Setenv("FAS2_PRODUCTION_DSN", e.prod.DSN("fas2"))
 	t.Setenv("FAS2_STAGING_DSN", e.stg.DSN("fas2"))
 	// Sunday 06:00: the Monday 06:00 run is announced a day ahead.
@@ -226,6 +229,10 @@ func TestExample_FedoraFAS(t *testing.T) {
 	if got := pgtest.Value(t, stg, `SELECT count(*) FILTER (WHERE email LIKE '%@example.invalid' AND password IS NULL) || '/' || count(*) FROM people`); got != "500/500" {
 		t.Fatalf("sanitised people on staging: %s", got)
 	}
+	if got := pgtest.Value(t, stg, `SELECT count(*) FROM people WHERE human_name LIKE 'Real Person%' OR ssh_key IS NOT NULL OR ircnick LIKE 'nick%' OR username <> 'user' || id`); got != "0" {
+		t.Fatalf("%s people on staging unmasked (or their usernames changed)", got)
+	}
+	e.expect("0 production values found in 500 sampled rows")
 	if got := pgtest.Value(t, stg, `SELECT count(*) FROM sessions`); got != "0" {
 		t.Fatalf("sessions on staging: %s", got)
 	}

@@ -226,6 +226,12 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 			db, _ := (&postgres.Target{StagingDSN: tc.Database.Staging}).StagingDB()
 			fmt.Fprintf(w, "  keep_base: staging's server keeps one more full copy of %s (%s%s) for `reset`: count its size twice (three times with keep_previous)\n", db, db, postgres.BaseSuffix)
 		}
+		if tc := cfg.Targets[t.Name]; tc != nil && tc.Database != nil && tc.Database.Masking != nil {
+			fmt.Fprintf(w, "  masked %s; check production's columns against the rules with: stagebot mask-rules -c FILE %s\n", maskingSummary(tc.Database.Masking), t.Name)
+			if m := tc.Database.Masking.parsed; m != nil && m.NeedsKey() {
+				fmt.Fprintf(w, "  ⚠ $%s (the masking key) is not set here: a refresh of %s refuses to start until it is\n", m.KeyEnv, t.Name)
+			}
+		}
 		if len(t.Schedules) == 0 {
 			fmt.Fprintln(w, "  no schedule: runs only when asked for")
 			continue

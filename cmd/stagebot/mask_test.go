@@ -74,11 +74,35 @@ targets:
 	rules := out.String()[strings.Index(out.String(), "  rules:\n")+len("  rules:\n"):]
 	write(strings.ReplaceAll(rules, "    ", "          "))
 	out.Reset()
-	in := strings.NewReader("!stage resync people now\n")
+	pgtest.Exec(t, prod.DSN("people"), "alter table users add column phone text", "update users set phone = '+44 20 7946 ' || lpad(id::text, 4, '0')")
+	in := strings.NewReader("!stage mask people\n!stage resync people now\n")
 	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, in, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s", err, errOut.String())
 	}
-	for _, want := range []string{"✅ Run 1 of people/default succeeded", "masked 2 columns in 1 table; 0 production values found in 500 sampled rows"} {
+	// The column production gained stops the refresh; !stage mask says so
+	// before, with the rule to add.
+	for _, want := range []string{
+		"Masking of people (by 4 rules): 5 columns in 1 table; 2 masked, 2 kept, 0 tables truncated.",
+		"⚠ The next refresh stops before copying anything until these are settled:",
+		"• 1 column without a rule.",
+		`"public.users.phone": phone # looks like a phone number`,
+		"Masking: production's values are masked on their way in, by 4 rules",
+		"masking stops the refresh before anything is copied: 1 problem",
+		"❌ Run 1 of people/default failed",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the bot's messages lack %q:\n%s", want, out.String())
+		}
+	}
+	if n := pgtest.Value(t, stg.DSN("postgres"), "select count(*) from pg_database where datname like 'people%'"); n != "0" {
+		t.Errorf("%s databases left on staging's server after the refused refresh", n)
+	}
+	write(strings.ReplaceAll(rules, "    ", "          ") + `          public.users.phone: phone`)
+	out.Reset()
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, strings.NewReader("!stage resync people now\n"), &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"✅ Run 2 of people/default succeeded", "masked 3 columns in 1 table; 0 production values found in 500 sampled rows"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the run's messages lack %q:\n%s", want, out.String())
 		}

@@ -145,6 +145,10 @@ func (c *Config) target(name string, dp deps) *bot.Target {
 		}
 		if d.Masking != nil {
 			pg.Masking = d.Masking.parsed
+			t.Masking = maskingSummary(d.Masking)
+		}
+		if d.Production != "" {
+			t.MaskReport = pg.MaskReport
 		}
 		t.Recover = pg.Recover
 		t.Wait = pg.Wait

@@ -17,9 +17,25 @@ type Masking struct {
 	// Default masks the columns no rule covers; nil: such a column stops
 	// the refresh before anything is copied.
 	Default *mask.Func
-	// Key is the key of the keyed functions (from the environment); the
-	// same key gives the same masked values refresh after refresh.
-	Key []byte
+	// Key is the key of the keyed functions (from the environment
+	// variable KeyEnv); the same key gives the same masked values refresh
+	// after refresh.
+	Key    []byte
+	KeyEnv string
+}
+
+// NeedsKey says whether a keyed function is in the rules and the key is
+// missing: a refresh then refuses to start.
+func (m *Masking) NeedsKey() bool {
+	if len(m.Key) > 0 {
+		return false
+	}
+	for _, r := range m.Rules {
+		if r.Func.Keyed() {
+			return true
+		}
+	}
+	return m.Default != nil && m.Default.Keyed()
 }
 
 // maskedSource refuses, for a masked target, the sources that would
@@ -58,6 +74,9 @@ func (t *Target) maskTables(ctx context.Context, c *pgx.Conn, tables []*streamTa
 		list = append(list, cols[tb.oid].table)
 	}
 	plans, problems := mask.Plan(m.Rules, m.Default, list)
+	if m.NeedsKey() {
+		problems = append(problems, mask.Problem{Where: "the masking key", What: fmt.Sprintf("$%s is not set in stagebot's environment: set it to a key of 16 characters or more (openssl rand -hex 32), the same every refresh", m.KeyEnv)})
+	}
 	if largeObjects > 0 && m.Default == nil {
 		problems = append(problems, mask.Problem{Where: "large objects", What: fmt.Sprintf("production has %d, which masking cannot look into: give masking a default (keep) to copy them as they are", largeObjects)})
 	}

@@ -198,6 +198,13 @@ func TestMasking_GateFailsClosed(t *testing.T) {
 	if n := pgtest.Value(t, f.stg.DSN("postgres"), "select count(*) from pg_database where datname = 'people__stagebot_next'"); n != "0" {
 		t.Error("the shadow was left behind")
 	}
+	// Without its key, a keyed function cannot run: refused, saying why.
+	pgtest.Exec(t, tg.ProductionDSN, "alter table users drop column ssn", "alter table tokens add column user_id bigint")
+	keyless := f.target("")
+	keyless.Masking.KeyEnv = "PEOPLE_MASK_KEY"
+	if _, err := run(t, refreshSteps(keyless), nil); err == nil || !strings.Contains(err.Error(), "the masking key: $PEOPLE_MASK_KEY is not set in stagebot's environment") {
+		t.Errorf("a masked refresh without its key: %v", err)
+	}
 	// Other sources would write production's values: refused.
 	dump := &postgres.Refresh{StepName: "refresh", Target: f.target("k"), Method: postgres.MethodDump}
 	if _, err := run(t, []runner.Step{dump, &postgres.Swap{StepName: "swap", Target: dump.Target}}, nil); err == nil || !strings.Contains(err.Error(), "only the streaming method masks rows") {
