@@ -72,7 +72,7 @@ func TestBench_RefusesBadFlags(t *testing.T) {
 		{options{scale: 0, jobs: 2, runs: 1}, "-scale 0: give a pgbench scale of 1 or more"},
 		{options{scale: 1, jobs: 0, runs: 1}, "-jobs 0: give 1 or more"},
 		{options{scale: 1, jobs: 2, runs: 0}, "-runs 0: give 1 or more"},
-		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,dump,reset,psql,dir,xz,pgcopydb`},
+		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,masked,update,dump,reset,psql,dir,xz,pgcopydb`},
 	} {
 		err := bench(context.Background(), tt.o)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -82,14 +82,15 @@ func TestBench_RefusesBadFlags(t *testing.T) {
 }
 
 // Every shape generates, and stagebot's streaming refresh copies it
-// identically (row counts and hashes, indexes, constraints, sequences).
+// identically (row counts and hashes, indexes, constraints, sequences),
+// and masked (a quarter of its columns) through the gate and the proof.
 func TestBench_EveryShapeCopiesIdentically(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "stagebot")
 	if out, err := exec.Command("go", "build", "-o", bin, "../stagebot").CombinedOutput(); err != nil {
 		t.Fatalf("build stagebot: %v\n%s", err, out)
 	}
 	var out, log strings.Builder
-	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, shape: "all", stagebot: bin, methods: "stream", out: &out, log: &log})
+	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, shape: "all", stagebot: bin, methods: "stream,masked", out: &out, log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
 	}
@@ -100,5 +101,9 @@ func TestBench_EveryShapeCopiesIdentically(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "| identical |"); n != len(shapes) {
 		t.Errorf("%d identical copies, want %d:\n%s", n, len(shapes), out.String())
+	}
+	// Every shape's masked refresh passes the gate and the proof.
+	if n := strings.Count(out.String(), "| masked |"); n != len(shapes) {
+		t.Errorf("%d masked copies, want %d:\n%s", n, len(shapes), out.String())
 	}
 }

@@ -31,6 +31,14 @@ var methods = []method{
 	{"stream", "stagebot stream", func(b *env, ctx context.Context) (result, error) {
 		return b.runStagebot(ctx, b.stagebot, "stream", false)
 	}, false},
+	// A quarter of the columns masked in the stream, against the same
+	// columns changed by UPDATEs on the shadow after an unmasked copy.
+	{"masked", "stagebot stream, a quarter of the columns masked", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebotWith(ctx, b.stagebot, "stream", false, variant{masking: maskingYAML(b.masked)})
+	}, false},
+	{"update", "stagebot stream, then UPDATE the same columns", func(b *env, ctx context.Context) (result, error) {
+		return b.runStagebotWith(ctx, b.stagebot, "stream", false, variant{steps: updateSQL(b.masked)})
+	}, false},
 	// -against: the same refresh by another build, to measure a change
 	// round by round on the same servers.
 	{"against", "stagebot stream, -against binary", func(b *env, ctx context.Context) (result, error) {
@@ -73,6 +81,14 @@ func methodNames() []string {
 // and waits for the report. With reset, the refresh keeps a base, untimed,
 // and a reset to it is what is timed.
 func (b *env) runStagebot(ctx context.Context, bin, method string, reset bool) (result, error) {
+	return b.runStagebotWith(ctx, bin, method, reset, variant{})
+}
+
+// variant is what a method adds to the bench's config: a masking section
+// in the database section, steps after the copy.
+type variant struct{ masking, steps string }
+
+func (b *env) runStagebotWith(ctx context.Context, bin, method string, reset bool, v variant) (result, error) {
 	// A new store each time: every run is run 1.
 	work, err := os.MkdirTemp(b.dir, "stagebot-"+method+"-")
 	if err != nil {
@@ -95,19 +111,19 @@ targets:
       keep_base: %t
       jobs: %d
       work_dir: %s
-    pipelines:
+%s    pipelines:
       default:
         steps:
           - name: copy production
             pg_refresh:
               method: %s
-`, filepath.Join(work, "stagebot.db"), b.prod.DSN(db), b.stg.DSN(db), reset, b.jobs, work, method)
+%s`, filepath.Join(work, "stagebot.db"), b.prod.DSN(db), b.stg.DSN(db), reset, b.jobs, work, v.masking, method, v.steps)
 	cfgPath := filepath.Join(work, "stagebot.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return result{}, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "run", "-c", cfgPath, "--as", "bench")
-	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"), "STAGEBENCH_MASK_KEY="+maskKey)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return result{}, err
@@ -307,7 +323,7 @@ func (b *env) pgcopydb(ctx context.Context) (result, error) {
 // PATH; any failing part fails it.
 func (b *env) shell(ctx context.Context, script string) error {
 	cmd := exec.CommandContext(ctx, "bash", "-o", "pipefail", "-c", script)
-	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+b.binDir+":"+os.Getenv("PATH"), "STAGEBENCH_MASK_KEY="+maskKey)
 	var stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	if verbose {
