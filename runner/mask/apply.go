@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"math"
 	"math/big"
 	"strconv"
@@ -125,7 +126,8 @@ func (f Func) minLen(c Column) int {
 	return 1
 }
 
-// applier masks the values of one column.
+// applier masks the values of one column. It is not safe for concurrent
+// use: each COPY stream has its own (Rows).
 type applier struct {
 	f    Func
 	col  Column
@@ -133,10 +135,13 @@ type applier struct {
 	key  []byte
 	salt string
 	perm *permutation // hash of an integer column
+	mac  hash.Hash    // HMAC-SHA256 under key, reset for each value
+	buf  []byte
+	out  []byte // the value apply returns, until its next call
 }
 
 func newApplier(f Func, col Column, key []byte, salt string) *applier {
-	a := &applier{f: f, col: col, fam: col.family(), key: key, salt: salt}
+	a := &applier{f: f, col: col, fam: col.family(), key: key, salt: salt, mac: hmac.New(sha256.New, key)}
 	if f.Kind == Hash && a.fam == integer {
 		a.perm = newPermutation(key, salt, map[string]int{"int2": 16, "int4": 32, "int8": 64}[col.Base])
 	}
@@ -146,15 +151,16 @@ func newApplier(f Func, col Column, key []byte, salt string) *applier {
 // sum is the keyed hash of v: the same for the same value, target and
 // key, in every column, so that joins over masked values survive.
 func (a *applier) sum(v []byte) []byte {
-	m := hmac.New(sha256.New, a.key)
-	m.Write([]byte(a.salt))
-	m.Write([]byte{0})
-	m.Write(v)
-	return m.Sum(nil)
+	a.mac.Reset()
+	a.mac.Write([]byte(a.salt))
+	a.mac.Write([]byte{0})
+	a.mac.Write(v)
+	a.buf = a.mac.Sum(a.buf[:0])
+	return a.buf // until the next sum
 }
 
 // apply masks one value (NULL stays NULL, except that null masks all).
-func (a *applier) apply(v []byte) (out []byte, null bool) {
+func (a *applier) apply(v []byte) (masked []byte, null bool) {
 	switch a.f.Kind {
 	case Keep, SQL:
 		return v, false
@@ -163,57 +169,64 @@ func (a *applier) apply(v []byte) (out []byte, null bool) {
 	case Fixed:
 		return []byte(a.f.Value), false
 	}
-	var s string
+	out := a.out[:0]
 	switch a.f.Kind {
 	case Hash:
-		s = a.hash(v)
+		out = a.hash(out, v)
 	case Email:
-		h := hex.EncodeToString(a.sum(v))
 		n := 16
 		if a.col.MaxLen > 0 {
 			n = min(n, a.col.MaxLen-len("u@example.invalid"))
 		}
-		s = "u" + h[:n] + "@example.invalid"
+		out = append(out, 'u')
+		out = hex.AppendEncode(out, a.sum(v)[:(n+1)/2])[:1+n]
+		out = append(out, "@example.invalid"...)
 	case Name:
-		s = a.name(v)
+		out = append(out, a.name(v)...)
 	case Phone:
 		h := a.sum(v)
-		s = fmt.Sprintf("+1-555-%03d-%04d", binary.BigEndian.Uint16(h)%1000, binary.BigEndian.Uint16(h[2:])%10000)
+		out = fmt.Appendf(out, "+1-555-%03d-%04d", binary.BigEndian.Uint16(h)%1000, binary.BigEndian.Uint16(h[2:])%10000)
 	case UUID:
-		s = uuidOf(a.sum(v))
+		out = append(out, uuidOf(a.sum(v))...)
 	case Text:
-		s = a.text(v)
+		out = a.text(out, v)
 	case Date:
-		s = a.date(v)
+		out = append(out, a.date(v)...)
 	case Number:
-		s = a.number(v)
+		out = append(out, a.number(v)...)
 	}
-	return []byte(a.fit(s)), false
+	a.out = a.fit(out)
+	return a.out, false
 }
 
-// fit cuts s to the column's length limit.
-func (a *applier) fit(s string) string {
-	if a.col.MaxLen <= 0 || a.fam != textual || utf8.RuneCountInString(s) <= a.col.MaxLen {
-		return s
+// fit cuts b to the column's length limit, at a character's boundary.
+func (a *applier) fit(b []byte) []byte {
+	if a.col.MaxLen <= 0 || a.fam != textual || len(b) <= a.col.MaxLen {
+		return b
 	}
-	r := []rune(s)
-	return string(r[:a.col.MaxLen])
+	n, i := 0, 0
+	for i < len(b) && n < a.col.MaxLen {
+		_, size := utf8.DecodeRune(b[i:])
+		i += size
+		n++
+	}
+	return b[:i]
 }
 
-func (a *applier) hash(v []byte) string {
+func (a *applier) hash(dst, v []byte) []byte {
 	switch a.fam {
 	case integer:
 		n, err := strconv.ParseInt(string(v), 10, 64)
 		if err != nil {
-			return string(v)
+			return append(dst, v...)
 		}
-		return strconv.FormatInt(a.perm.apply(n), 10)
+		return strconv.AppendInt(dst, a.perm.apply(n), 10)
 	case uuidType:
-		return uuidOf(a.sum(v))
+		return append(dst, uuidOf(a.sum(v))...)
 	case byteaType:
-		return `\x` + hex.EncodeToString(a.sum(v))
+		return hex.AppendEncode(append(dst, `\x`...), a.sum(v))
 	}
-	return hex.EncodeToString(a.sum(v))[:32]
+	return hex.AppendEncode(dst, a.sum(v)[:16])
 }
 
 func uuidOf(h []byte) string {
@@ -236,41 +249,53 @@ func (a *applier) name(v []byte) string {
 // text replaces each letter by another letter of the same case and each
 // digit by another digit; the rest (spaces, punctuation) stays, and so
 // does the length in characters.
-func (a *applier) text(v []byte) string {
+func (a *applier) text(out, v []byte) []byte {
 	stream := a.keystream(v)
-	var sb strings.Builder
-	for _, r := range string(v) {
-		k := int(stream())
+	for len(v) > 0 {
+		r, n := rune(v[0]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(v)
+		}
+		v = v[n:]
+		k := stream()
 		switch {
 		case r >= 'a' && r <= 'z':
-			sb.WriteRune('a' + (r-'a'+1+rune(k%25))%26)
+			out = append(out, byte('a'+(r-'a'+1+rune(k%25))%26))
 		case r >= 'A' && r <= 'Z':
-			sb.WriteRune('A' + (r-'A'+1+rune(k%25))%26)
+			out = append(out, byte('A'+(r-'A'+1+rune(k%25))%26))
 		case r >= '0' && r <= '9':
-			sb.WriteRune('0' + (r-'0'+1+rune(k%9))%10)
+			out = append(out, byte('0'+(r-'0'+1+rune(k%9))%10))
 		case unicode.IsLetter(r):
-			sb.WriteRune('a' + rune(k%26))
+			out = append(out, 'a'+k%26)
 		case unicode.IsDigit(r):
-			sb.WriteRune('0' + rune(k%10))
+			out = append(out, '0'+k%10)
 		default:
-			sb.WriteRune(r)
+			out = utf8.AppendRune(out, r)
 		}
 	}
-	return sb.String()
+	return out
 }
 
-// keystream is an endless run of keyed bytes for v.
+// keystream is an endless run of keyed bytes for v: splitmix64 seeded by
+// v's keyed hash (one hash a value, however long), so that nobody without
+// the key can tell the stream, and the same value gets the same stream.
 func (a *applier) keystream(v []byte) func() byte {
-	block, i, n := a.sum(v), 0, uint32(0)
+	h := a.sum(v)
+	state := binary.BigEndian.Uint64(h) ^ binary.BigEndian.Uint64(h[8:])
+	var word uint64
+	left := 0
 	return func() byte {
-		if i == len(block) {
-			n++
-			var c [4]byte
-			binary.BigEndian.PutUint32(c[:], n)
-			block, i = a.sum(append(append([]byte(nil), v...), c[:]...)), 0
+		if left == 0 {
+			state += 0x9e3779b97f4a7c15
+			z := state
+			z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+			z = (z ^ z>>27) * 0x94d049bb133111eb
+			word, left = z^z>>31, 8
 		}
-		i++
-		return block[i-1]
+		left--
+		b := byte(word)
+		word >>= 8
+		return b
 	}
 }
 
@@ -317,16 +342,55 @@ func (a *applier) number(v []byte) string {
 		}
 		return strconv.FormatFloat(f*(1+float64(delta)/1e6), 'g', -1, 64)
 	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok {
-		return s // NaN, Infinity
-	}
 	places := 0
 	if i := strings.IndexByte(s, '.'); i >= 0 {
 		places = len(s) - i - 1
 	}
+	if out, ok := smallDecimal(s, places, delta); ok {
+		return out
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return s // NaN, Infinity
+	}
 	r.Mul(r, big.NewRat(1e6+delta, 1e6))
 	return r.FloatString(places)
+}
+
+// smallDecimal moves a numeric of up to 12 digits by delta millionths in
+// integers, rounding half away from zero as FloatString does; ok is false
+// for the rest (big numbers, exponents, NaN), which take big.Rat's way.
+func smallDecimal(s string, places int, delta int64) (string, bool) {
+	digits := strings.Replace(s, ".", "", 1)
+	if len(strings.TrimLeft(digits, "+-")) > 12 {
+		return "", false
+	}
+	m, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return "", false
+	}
+	p := m * (1e6 + delta) // at most 10¹² × 2·10⁶: fits
+	q, rem := p/1e6, p%1e6
+	if rem >= 5e5 {
+		q++
+	} else if rem <= -5e5 {
+		q--
+	}
+	neg := q < 0
+	if neg {
+		q = -q
+	}
+	out := strconv.FormatInt(q, 10)
+	if places > 0 {
+		if len(out) <= places {
+			out = strings.Repeat("0", places-len(out)+1) + out
+		}
+		out = out[:len(out)-places] + "." + out[len(out)-places:]
+	}
+	if neg {
+		out = "-" + out
+	}
+	return out, true
 }
 
 func intRange(base string) (lo, hi int64) {

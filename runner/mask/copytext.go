@@ -6,7 +6,8 @@ import (
 	"io"
 )
 
-// Rows masks the rows of one table in PostgreSQL's COPY text format.
+// Rows masks the rows of one table in PostgreSQL's COPY text format. It
+// is not safe for concurrent use: make one per stream.
 type Rows struct {
 	cols []*applier // nil where the column is kept as it is
 	n    int        // columns in a row

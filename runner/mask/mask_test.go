@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
@@ -199,6 +200,7 @@ func TestFunctions(t *testing.T) {
 		}
 		a := newApplier(tt.f, tt.c, key, "app")
 		out, null := a.apply([]byte(tt.in))
+		out = append([]byte(nil), out...) // apply reuses its buffer
 		if null || string(out) == tt.in {
 			t.Errorf("%v on %s: %q → %q (null %v): unchanged", tt.f, tt.c.Base, tt.in, out, null)
 			continue
@@ -443,6 +445,24 @@ func TestDetect(t *testing.T) {
 	} {
 		if f, ok := Detect("s.t.c", values); ok {
 			t.Errorf("Detect(%q) = %+v: want nothing", values, f)
+		}
+	}
+}
+
+// TestSmallDecimal: the integer path gives what big.Rat gives.
+func TestSmallDecimal(t *testing.T) {
+	for _, s := range []string{"0", "1", "-1", "0.00", "1234.50", "-1234.50", "999999999999", "-0.01", "0.5", "12.345", "100"} {
+		for _, delta := range []int64{-50000, -1, 0, 1, 499999, 33333, -33333} {
+			places := 0
+			if i := strings.IndexByte(s, '.'); i >= 0 {
+				places = len(s) - i - 1
+			}
+			got, ok := smallDecimal(s, places, delta)
+			r, _ := new(big.Rat).SetString(s)
+			want := r.Mul(r, big.NewRat(1e6+delta, 1e6)).FloatString(places)
+			if !ok || got != want {
+				t.Errorf("smallDecimal(%s, %d) = %q, %v; big.Rat says %q", s, delta, got, ok, want)
+			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 )
 
 // permutation is a keyed one-to-one map of the integers of bits bits
@@ -12,7 +13,8 @@ import (
 // it masks to the same value.
 type permutation struct {
 	bits   int
-	rounds [4][]byte
+	rounds [4]hash.Hash // keyed by the round's key; not for concurrent use
+	buf    []byte
 }
 
 func newPermutation(key []byte, salt string, bits int) *permutation {
@@ -21,7 +23,7 @@ func newPermutation(key []byte, salt string, bits int) *permutation {
 		m := hmac.New(sha256.New, key)
 		m.Write([]byte(salt))
 		m.Write([]byte{0, 'i', byte(bits), byte(i)})
-		p.rounds[i] = m.Sum(nil)
+		p.rounds[i] = hmac.New(sha256.New, m.Sum(nil))
 	}
 	return p
 }
@@ -44,10 +46,11 @@ func (p *permutation) apply(n int64) int64 {
 	return int64(out<<shift) >> shift
 }
 
-func (p *permutation) round(k []byte, r uint64) uint64 {
+func (p *permutation) round(m hash.Hash, r uint64) uint64 {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], r)
-	m := hmac.New(sha256.New, k)
+	m.Reset()
 	m.Write(b[:])
-	return binary.BigEndian.Uint64(m.Sum(nil))
+	p.buf = m.Sum(p.buf[:0])
+	return binary.BigEndian.Uint64(p.buf)
 }

@@ -50,7 +50,9 @@ func (r *Refresh) maskedSource() error {
 // tableMask is what masking does to one copied table.
 type tableMask struct {
 	plan *mask.TablePlan
-	rows *mask.Rows
+	rows *mask.Rows // the proof's (a COPY stream makes its own: stream)
+	key  []byte
+	salt string
 	// keys are the primary key's columns (quoted), when none is masked:
 	// the proof compares the same rows by them.
 	keys []string
@@ -86,7 +88,7 @@ func (t *Target) maskTables(ctx context.Context, c *pgx.Conn, tables []*streamTa
 	for _, tb := range tables {
 		ci := cols[tb.oid]
 		p := plans[ci.table.Schema+"."+ci.table.Name]
-		tm := &tableMask{plan: p, rows: p.Rows(m.Key, t.Name)}
+		tm := &tableMask{plan: p, rows: p.Rows(m.Key, t.Name), key: m.Key, salt: t.Name}
 		keyMasked := false
 		for _, k := range ci.keys {
 			keyMasked = keyMasked || p.Funcs[k].Kind != mask.Keep
@@ -99,6 +101,9 @@ func (t *Target) maskTables(ctx context.Context, c *pgx.Conn, tables []*streamTa
 	}
 	return nil
 }
+
+// stream is a masker for one COPY stream of the table.
+func (tm *tableMask) stream() *mask.Rows { return tm.plan.Rows(tm.key, tm.salt) }
 
 // maskProblems is the gate's refusal: every problem, and what to do.
 func maskProblems(problems []mask.Problem) error {

@@ -325,7 +325,7 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	go func() {
 		var w io.Writer = pipe
 		if masked {
-			w = mask.NewWriter(pipe, tb.mask.rows)
+			w = mask.NewWriter(pipe, tb.mask.stream())
 		}
 		_, err := prod.PgConn().CopyTo(ctx, rowCounter{w, &sent, &tb.streamed}, src)
 		if mw, ok := w.(*mask.Writer); ok && err == nil {
