@@ -267,3 +267,84 @@ func TestMasking_Report(t *testing.T) {
 		t.Errorf("with no masking: %d proposals, %v", len(r.Proposals), err)
 	}
 }
+
+// TestMasking_EveryTypeAFunctionAccepts: each function, on each type it
+// accepts, writes values staging's server takes in that type (COPY would
+// fail otherwise), changed, within the column's length, NULLs kept.
+func TestMasking_EveryTypeAFunctionAccepts(t *testing.T) {
+	prod, _ := pair(t)
+	stg := pgtest.New(t)
+	db := fmt.Sprintf("types%d", dbSeq.Add(1))
+	pgtest.Exec(t, prod.DSN("postgres"), "create database "+db)
+	cols := []struct{ name, typ, value, fn string }{
+		{"h_text", "text", "'secret text'", "hash"},
+		{"h_varchar", "varchar(20)", "'secret varchar'", "hash"},
+		{"h_char", "char(18)", "'secret char'", "hash"},
+		{"h_name", "name", "'secret name'", "hash"},
+		{"h_int2", "int2", "1234", "hash"},
+		{"h_int4", "int4", "123456", "hash"},
+		{"h_int8", "int8", "1234567890123", "hash"},
+		{"h_uuid", "uuid", "'0b1d3c6a-3c41-4d2e-9d65-5a8a4a0f0e11'", "hash"},
+		{"h_bytea", "bytea", `'\x0102ff'`, "hash"},
+		{"h_domain", "short_text", "'in a domain'", "hash"},
+		{"e_text", "text", "'ada@example.org'", "email"},
+		{"e_varchar", "varchar(30)", "'ada@example.org'", "email"},
+		{"n_text", "text", "'Ada Lovelace'", "name"},
+		{"p_varchar", "varchar(20)", "'+44 20 7946 0958'", "phone"},
+		{"u_uuid", "uuid", "'0b1d3c6a-3c41-4d2e-9d65-5a8a4a0f0e11'", "uuid"},
+		{"u_text", "text", "'an id'", "uuid"},
+		{"t_text", "text", "'Flat 4, Baker St — Zoë'", "'text: keep_length'"},
+		{"t_char", "char(10)", "'abc'", "'text: keep_length'"},
+		{"d_date", "date", "'1990-02-28'", "'date: shift 30'"},
+		{"d_ts", "timestamp", "'1990-02-28 13:14:15.5'", "'date: shift 30'"},
+		{"d_tstz", "timestamptz", "'1990-02-28 13:14:15.5+02'", "'date: shift 30'"},
+		{"m_int2", "int2", "30000", "'number: noise 20%'"},
+		{"m_int4", "int4", "-123456", "'number: noise 20%'"},
+		{"m_int8", "int8", "9223372036854775000", "'number: noise 20%'"},
+		{"m_numeric", "numeric(8,2)", "1234.56", "'number: noise 20%'"},
+		{"m_float4", "float4", "3.25", "'number: noise 20%'"},
+		{"m_float8", "float8", "-2.5e10", "'number: noise 20%'"},
+		{"f_jsonb", "jsonb", `'{"a": 1}'`, "'fixed: {}'"},
+		{"z_inet", "inet", "'192.0.2.1'", "null"},
+		{"s_text", "text", "'from sql'", "'sql: upper(s_text)'"},
+	}
+	var defs, values []string
+	var rules []mask.Rule
+	for _, c := range cols {
+		defs = append(defs, c.name+" "+c.typ)
+		values = append(values, c.value)
+		f, err := mask.Parse(strings.Trim(c.fn, "'"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, mask.Rule{Pattern: "public.t." + c.name, Func: f})
+	}
+	rules = append(rules, mask.Rule{Pattern: "public.t.id", Func: mask.Func{Kind: mask.Keep}})
+	pgtest.Exec(t, prod.DSN(db), "create domain short_text as varchar(24)",
+		"create table t (id int primary key, "+strings.Join(defs, ", ")+")",
+		"insert into t values (1, "+strings.Join(values, ", ")+")",
+		"insert into t (id) values (2)") // every column NULL
+	tg := &postgres.Target{Name: "types", ProductionDSN: prod.DSN(db), StagingDSN: stg.DSN("types"), Masking: &postgres.Masking{Rules: rules, Key: []byte("a key for the types test")}}
+	if out, err := run(t, refreshSteps(tg), nil); err != nil {
+		t.Fatalf("masked refresh: %v\n%s", err, out)
+	}
+	for _, c := range cols {
+		same := pgtest.Value(t, stg.DSN("types"), fmt.Sprintf("select (%s)::%s::text = %s::text from t where id = 1", c.value, c.typ, c.name))
+		nulls := pgtest.Value(t, stg.DSN("types"), fmt.Sprintf("select count(*) from t where id = 2 and %s is null", c.name))
+		switch {
+		case c.fn == "null":
+			if got := pgtest.Value(t, stg.DSN("types"), "select count(*) from t where "+c.name+" is null"); got != "2" {
+				t.Errorf("%s (%s, null): %s NULL rows, want 2", c.name, c.typ, got)
+			}
+		case strings.HasPrefix(c.fn, "'sql"):
+			if got := pgtest.Value(t, stg.DSN("types"), "select s_text from t where id = 1"); got != "FROM SQL" {
+				t.Errorf("sql rule: %q", got)
+			}
+		case same != "false":
+			t.Errorf("%s (%s, %s): the value is as in production (%s)", c.name, c.typ, c.fn, pgtest.Value(t, stg.DSN("types"), "select "+c.name+"::text from t where id = 1"))
+		}
+		if nulls != "1" {
+			t.Errorf("%s (%s, %s): NULL did not stay NULL", c.name, c.typ, c.fn)
+		}
+	}
+}
