@@ -41,17 +41,6 @@ import (
 // Version is set at build time with -ldflags "-X main.Version=…".
 var Version = "dev"
 
-const usage = `stagebot keeps staging databases fresh from chat.
-
-Usage:
-  stagebot run -c FILE [--as USER] [--channel NAME]   serve chat (chat.platform: console, slack, discord or matrix)
-  stagebot check -c FILE                               validate the config; print the next runs and announcements
-  stagebot demo [--as USER]                            try it: a demo target in the console
-  stagebot store copy --from FILE|DSN --to DSN|FILE    move the state between a bolt file and PostgreSQL (stop the bots first)
-  stagebot mask-rules -c FILE TARGET                   read production (read-only) and print masking rules to start from
-  stagebot version
-`
-
 // httpAddr, when set, hears the address the HTTP endpoint listens on (the
 // demo prints it).
 var httpAddr func(addr string)
@@ -100,76 +89,33 @@ func main() {
 // Main runs one stagebot command; tests call it as the binary would be.
 func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usageText())
 		return flag.ErrHelp
 	}
-	fs := flag.NewFlagSet("stagebot "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("c", "", "config file")
-	as := fs.String("as", os.Getenv("USER"), "console: the user you type as")
-	channel := fs.String("channel", "", "console: the channel you type in (default: the first control channel)")
-	switch args[0] {
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "stagebot", Version)
-		return nil
-	case "help", "--help", "-h":
-		fmt.Fprint(stdout, usage)
-		return nil
-	case "check":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		cfg, err := loadFlagConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		if err := check(stdout, cfg, time.Now()); err != nil {
-			return err
-		}
-		return checkChat(ctx, stdout, cfg)
-	case "run":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		cfg, err := loadFlagConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		if err := consoleHasInput(cfg, stdin); err != nil {
-			return err
-		}
-		return run(ctx, cfg, stdin, stdout, stderr, *as, *channel)
-	case "demo":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		return demo(ctx, stdin, stdout, stderr, *as)
-	case "mask-rules":
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		cfg, err := loadFlagConfig(*cfgPath)
-		if err != nil {
-			return err
-		}
-		if fs.NArg() > 1 {
-			return fmt.Errorf("stagebot mask-rules takes one target, not %s", strings.Join(fs.Args(), " "))
-		}
-		return maskRules(ctx, stdout, cfg, fs.Arg(0))
+	name, rest := args[0], args[1:]
+	switch name {
+	case "--version", "-v":
+		name = "version"
+	case "--help", "-h":
+		name = "help"
 	case "store":
-		if len(args) < 2 || args[1] != "copy" {
-			fmt.Fprint(stderr, usage)
+		if len(rest) == 0 || rest[0] != "copy" {
 			return errors.New("stagebot store: the only subcommand is copy (stagebot store copy --from FILE --to DSN)")
 		}
-		from := fs.String("from", "", "the store to copy: a bolt file, or a PostgreSQL DSN")
-		to := fs.String("to", "", "the empty store to copy into: a bolt file, or a PostgreSQL DSN")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		return copyStore(ctx, stdout, *from, *to)
+		name, rest = "store copy", rest[1:]
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	sc := subcommandNamed(name)
+	if sc == nil {
+		return unknownCommand(name)
+	}
+	in := &invocation{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	if err := sc.parse(rest, in); err != nil {
+		if errors.Is(err, errHelpShown) {
+			return nil
+		}
+		return err
+	}
+	return sc.run(in)
 }
 
 // consoleHasInput refuses to run the console with nothing to read: under
@@ -196,7 +142,7 @@ func consoleHasInput(cfg *Config, stdin io.Reader) error {
 
 func loadFlagConfig(path string) (*Config, error) {
 	if path == "" {
-		return nil, errors.New("give the config file with -c FILE (config.example.yaml documents every field)")
+		return nil, errors.New("give the config file with -c FILE, or in $STAGEBOT_CONFIG, or at " + defaultConfig + " (config.example.yaml documents every field)")
 	}
 	return LoadConfig(path)
 }
