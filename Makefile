@@ -13,13 +13,16 @@ CHAOS       ?= 10m
 STRESS      ?= 3
 FUZZTIME    ?= 5m
 
-.PHONY: help build demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite
+.PHONY: help build dist demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/stagebot
 	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN)/stagebot ./cmd/stagebot
+
+dist: ## release files in dist/: binaries (linux amd64, arm64) in tarballs, .deb and .rpm packages, SHA256SUMS; the same commit gives the same bytes
+	GO=$(GO) VERSION=$(VERSION) sh packaging/dist.sh
 
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
