@@ -21,16 +21,25 @@ func (b *Bot) Mask(ctx context.Context, c *commands.Call) error {
 		return refuse("%s has no production database, so there is nothing to mask.", c.Target)
 	}
 	in := callFrom(ctx).in
-	b.mu.Unlock() // production may be slow: not while holding the bot
-	rctx, cancel := context.WithTimeout(ctx, maskTimeout)
-	r, err := t.MaskReport(rctx)
-	cancel()
-	b.mu.Lock()
+	r, err := b.unlocked(func() (mask.Report, error) {
+		rctx, cancel := context.WithTimeout(ctx, maskTimeout)
+		defer cancel()
+		return t.MaskReport(rctx)
+	})
 	if err != nil {
 		return refuse("I could not read production's columns for %s: %v", c.Target, err)
 	}
 	b.reply(ctx, in, maskText(t, r))
 	return nil
+}
+
+// unlocked runs f without holding the bot (b.mu is held around every
+// command): reading production may take seconds, and other commands go on
+// meanwhile. The lock is taken again however f ends, a panic included.
+func (b *Bot) unlocked(f func() (mask.Report, error)) (mask.Report, error) {
+	b.mu.Unlock()
+	defer b.mu.Lock()
+	return f()
 }
 
 // maskText words a masking report for chat.
