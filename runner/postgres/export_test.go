@@ -46,3 +46,7 @@ func (s *SyncBuffer) String() string {
 // BypassMasking copies masked tables unmasked, for a test of the proof
 // that must catch it.
 func (t *Target) BypassMasking() { t.rt.bypassMask = true }
+
+// MaskInText masks in COPY's text format even where binary would do, so
+// that tests cover both.
+func (t *Target) MaskInText() { t.rt.maskText = true }

@@ -102,6 +102,10 @@ func (t *Target) maskTables(ctx context.Context, c *pgx.Conn, tables []*streamTa
 	return nil
 }
 
+// binary says whether the table's masked columns can be masked in binary
+// COPY (numeric, say, cannot: such a table goes in text).
+func (tm *tableMask) binary(t *Target) bool { return tm.rows.Binary() && !t.rt.maskText }
+
 // stream is a masker for one COPY stream of the table.
 func (tm *tableMask) stream() *mask.Rows { return tm.plan.Rows(tm.key, tm.salt) }
 

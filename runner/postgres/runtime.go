@@ -27,6 +27,7 @@ type runtime struct {
 	servers Servers // when the configuration names none to share
 
 	bypassMask bool // tests only: copy masked tables unmasked, for the proof to catch
+	maskText   bool // tests only: mask in the text format even where binary would do
 }
 
 // exclusive takes the lock on the copies; the caller defers the result.

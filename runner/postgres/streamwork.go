@@ -81,7 +81,7 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 func (s *streamer) run(ctx context.Context) error {
 	t := s.r.Target
 	format := map[bool]string{true: "binary", false: "text"}[s.binary]
-	masked, truncated := 0, 0
+	masked, inText, truncated := 0, 0, 0
 	for _, tb := range s.all {
 		switch {
 		case tb.mask == nil:
@@ -89,14 +89,18 @@ func (s *streamer) run(ctx context.Context) error {
 			truncated++
 		case tb.mask.plan.Masked():
 			masked++
+			if !s.binary || tb.textOnly != "" || !tb.mask.binary(t) {
+				inText++
+			}
 		}
 	}
+	maskNote := ""
 	if masked+truncated > 0 {
-		format += fmt.Sprintf("; %d tables masked on the way, in text format, and %d left empty by truncate", masked, truncated)
+		maskNote = fmt.Sprintf("; %d tables masked on the way (%d of them in text format), %d left empty by truncate", masked, inText, truncated)
 	}
-	fmt.Fprintf(s.env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built and %d foreign keys checked by %d more as tables finish\n",
+	fmt.Fprintf(s.env.Log, "data after %s: %d tables (%s), %d COPY streams (%s format) on %d workers; %d indexes and constraints built and %d foreign keys checked by %d more as tables finish%s\n",
 		time.Since(s.start).Round(time.Millisecond), len(s.all), runner.Bytes(s.totalData), len(s.copies), format,
-		t.jobs(), s.plan.entries-len(s.plan.rest)-len(s.plan.fks), len(s.plan.fks), t.jobs())
+		t.jobs(), s.plan.entries-len(s.plan.rest)-len(s.plan.fks), len(s.plan.fks), t.jobs(), maskNote)
 	stopProgress := every(ctx, progressEvery, func(context.Context) { s.report(false) })
 	var wg sync.WaitGroup
 	if s.objects > 0 {
@@ -298,7 +302,7 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	}
 	masked := tb.mask != nil && tb.mask.plan.Masked() && !s.r.Target.rt.bypassMask
 	format := "text"
-	if s.binary && tb.textOnly == "" && !masked {
+	if s.binary && tb.textOnly == "" && (!masked || tb.mask.binary(s.r.Target)) {
 		format = "binary"
 	}
 	src, cols := copySource(task, format)
@@ -324,12 +328,18 @@ func (s *streamer) copy(ctx context.Context, prod, shadow *pgx.Conn, task *copyT
 	defer func() { tb.streamed.Add(-sent.Load()) }()
 	go func() {
 		var w io.Writer = pipe
-		if masked {
-			w = mask.NewWriter(pipe, tb.mask.stream())
+		var masker interface{ Close() error } // says whether a row was cut short
+		switch {
+		case masked && format == "binary":
+			bw := mask.NewBinaryWriter(pipe, tb.mask.stream())
+			w, masker = bw, bw
+		case masked:
+			tw := mask.NewWriter(pipe, tb.mask.stream())
+			w, masker = tw, tw
 		}
 		_, err := prod.PgConn().CopyTo(ctx, rowCounter{w, &sent, &tb.streamed}, src)
-		if mw, ok := w.(*mask.Writer); ok && err == nil {
-			err = mw.Close()
+		if masker != nil && err == nil {
+			err = masker.Close()
 		}
 		pipe.CloseWrite(err)
 		errc <- err
