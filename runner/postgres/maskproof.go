@@ -44,16 +44,11 @@ func (s *streamer) proveMasked(ctx context.Context) error {
 	if s.r.Target.Masking == nil {
 		return nil
 	}
-	prod, err := s.productionConn(ctx)
+	prod, shadow, done, err := s.bothConns(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn(ctx, prod)
-	shadow, err := s.shadowConn(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeConn(ctx, shadow)
+	defer done()
 	var p proof
 	for _, tb := range s.all {
 		cols := tb.mask.compared()

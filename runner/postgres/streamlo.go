@@ -19,16 +19,11 @@ const loChunk = 1 << 20
 // object is.
 func (s *streamer) copyLargeObjects(ctx context.Context, count int64) error {
 	start := time.Now()
-	prod, err := s.productionConn(ctx)
+	prod, shadow, done, err := s.bothConns(ctx)
 	if err != nil {
 		return err
 	}
-	defer closeConn(ctx, prod)
-	shadow, err := s.shadowConn(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeConn(ctx, shadow)
+	defer done()
 	if _, err := shadow.Exec(ctx, "begin"); err != nil {
 		return fmt.Errorf("shadow: %w", err)
 	}

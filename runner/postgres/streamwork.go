@@ -75,6 +75,19 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 	return c, nil
 }
 
+// bothConns opens a production session on the snapshot and a session on
+// the shadow; done closes both.
+func (s *streamer) bothConns(ctx context.Context) (prod, shadow *pgx.Conn, done func(), err error) {
+	if prod, err = s.productionConn(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	if shadow, err = s.shadowConn(ctx); err != nil {
+		closeConn(ctx, prod)
+		return nil, nil, nil, err
+	}
+	return prod, shadow, func() { closeConn(ctx, shadow); closeConn(ctx, prod) }, nil
+}
+
 // run copies and builds with jobs copiers and jobs builders (and one
 // worker for the large objects), reporting progress, until everything is
 // in or one of them fails.
