@@ -257,7 +257,7 @@ func (a *applier) text(out, v []byte) []byte {
 			r, n = utf8.DecodeRune(v)
 		}
 		v = v[n:]
-		k := stream()
+		k := stream.next()
 		switch {
 		case r >= 'a' && r <= 'z':
 			out = append(out, byte('a'+(r-'a'+1+rune(k%25))%26))
@@ -276,27 +276,32 @@ func (a *applier) text(out, v []byte) []byte {
 	return out
 }
 
-// keystream is an endless run of keyed bytes for v: splitmix64 seeded by
-// v's keyed hash (one hash a value, however long), so that nobody without
-// the key can tell the stream, and the same value gets the same stream.
-func (a *applier) keystream(v []byte) func() byte {
+// keystream is an endless run of keyed bytes for a value: splitmix64
+// seeded by the value's keyed hash (one hash a value, however long), so
+// that nobody without the key can tell the stream, and the same value gets
+// the same stream.
+type keystream struct {
+	state, word uint64
+	left        int
+}
+
+func (a *applier) keystream(v []byte) *keystream {
 	h := a.sum(v)
-	state := binary.BigEndian.Uint64(h) ^ binary.BigEndian.Uint64(h[8:])
-	var word uint64
-	left := 0
-	return func() byte {
-		if left == 0 {
-			state += 0x9e3779b97f4a7c15
-			z := state
-			z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
-			z = (z ^ z>>27) * 0x94d049bb133111eb
-			word, left = z^z>>31, 8
-		}
-		left--
-		b := byte(word)
-		word >>= 8
-		return b
+	return &keystream{state: binary.BigEndian.Uint64(h) ^ binary.BigEndian.Uint64(h[8:])}
+}
+
+func (k *keystream) next() byte {
+	if k.left == 0 {
+		k.state += 0x9e3779b97f4a7c15
+		z := k.state
+		z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+		z = (z ^ z>>27) * 0x94d049bb133111eb
+		k.word, k.left = z^z>>31, 8
 	}
+	k.left--
+	b := byte(k.word)
+	k.word >>= 8
+	return b
 }
 
 // date moves the date part of an ISO date or timestamp by 1 to Days days
@@ -310,12 +315,18 @@ func (a *applier) date(v []byte) string {
 	if err != nil {
 		return s
 	}
+	return d.AddDate(0, 0, a.shift(v)).Format("2006-01-02") + s[10:]
+}
+
+// shift is how many days date moves v (its text form): 1 to Days either
+// way, never 0.
+func (a *applier) shift(v []byte) int {
 	h := a.sum(v)
 	off := 1 + int(binary.BigEndian.Uint32(h)%uint32(a.f.Days))
 	if h[4]&1 == 1 {
 		off = -off
 	}
-	return d.AddDate(0, 0, off).Format("2006-01-02") + s[10:]
+	return off
 }
 
 // number moves a number by up to Percent percent either way, keeping an

@@ -60,6 +60,10 @@ func (a *applier) applyBinary(v []byte) (out []byte, null bool, err error) {
 	if !ok {
 		return v, false, nil
 	}
+	if a.f.Kind == Date {
+		// The shift the text form gets, added in binary: no parsing back.
+		return shiftBinary(a.col.Base, v, a.shift(text)), false, nil
+	}
 	masked, null := a.apply(text)
 	if null {
 		return nil, true, nil
@@ -128,13 +132,46 @@ func timeText(base string, v []byte) ([]byte, bool) {
 	if t.Year() < 1 || t.Year() > 9999 {
 		return nil, false
 	}
-	switch base {
-	case "date":
-		return t.AppendFormat(nil, "2006-01-02"), true
-	case "timestamptz":
-		return t.AppendFormat(nil, "2006-01-02 15:04:05.999999-07"), true
+	return isoTime(base, t), true
+}
+
+// isoTime writes t as PostgreSQL's ISO output does (in UTC): the date; for
+// timestamps the time, its microseconds without trailing zeros, and for
+// timestamptz +00. By hand: time.Format costs as much as the masking.
+func isoTime(base string, t time.Time) []byte {
+	y, mo, d := t.Date()
+	b := make([]byte, 0, 32)
+	b = pad(b, y, 4)
+	b = pad(append(b, '-'), int(mo), 2)
+	b = pad(append(b, '-'), d, 2)
+	if base == "date" {
+		return b
 	}
-	return t.AppendFormat(nil, "2006-01-02 15:04:05.999999"), true
+	h, mi, sec := t.Clock()
+	b = pad(append(b, ' '), h, 2)
+	b = pad(append(b, ':'), mi, 2)
+	b = pad(append(b, ':'), sec, 2)
+	if us := t.Nanosecond() / 1000; us > 0 {
+		frac := pad(nil, us, 6)
+		for frac[len(frac)-1] == '0' {
+			frac = frac[:len(frac)-1]
+		}
+		b = append(append(b, '.'), frac...)
+	}
+	if base == "timestamptz" {
+		b = append(b, "+00"...)
+	}
+	return b
+}
+
+func pad(b []byte, n, width int) []byte {
+	var d [8]byte
+	i := len(d)
+	for ; n > 0 || i > len(d)-width; n /= 10 {
+		i--
+		d[i] = byte('0' + n%10)
+	}
+	return append(b, d[i:]...)
 }
 
 func (a *applier) fromText(s []byte) ([]byte, error) {
@@ -177,6 +214,15 @@ func (a *applier) fromText(s []byte) ([]byte, error) {
 		return timeBinary(a.col.Base, s)
 	}
 	return nil, fmt.Errorf("no binary form for %s", a.col.Type)
+}
+
+// shiftBinary moves a binary date or timestamp by days (a timestamptz
+// by days of 24 hours, as its date in UTC moves).
+func shiftBinary(base string, v []byte, days int) []byte {
+	if base == "date" {
+		return binary.BigEndian.AppendUint32(nil, uint32(int32(binary.BigEndian.Uint32(v))+int32(days)))
+	}
+	return binary.BigEndian.AppendUint64(nil, uint64(int64(binary.BigEndian.Uint64(v))+int64(days)*86400e6))
 }
 
 func timeBinary(base string, s []byte) ([]byte, error) {
