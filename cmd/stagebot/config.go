@@ -37,6 +37,9 @@ type Config struct {
 	// secrets are values that came from secret-looking environment
 	// variables; they are removed from everything the bot says or logs.
 	secrets []string
+	// unset are the fields that refer to an environment variable that is
+	// not set: that is their one problem, and they are not checked further.
+	unset map[string]bool
 }
 
 // StoreConfig says where state is kept.

@@ -621,3 +621,12 @@ func TestMain_ConsoleWithoutATerminalIsRefused(t *testing.T) {
 		t.Fatalf("run with a pipe as stdin: %v\n%s", err, errOut.String())
 	}
 }
+
+// TestConfig_UnsetVariableInADSNIsOneProblem: the variable is the problem,
+// not the DSN it leaves unusable.
+func TestConfig_UnsetVariableInADSNIsOneProblem(t *testing.T) {
+	_, err := ParseConfig([]byte("store: {type: postgres, dsn: '${NOT_SET_STORE_DSN}'}\ntargets:\n  app:\n    database:\n      production: ${NOT_SET_PROD_DSN}\n      staging: postgres://rw@stg:5432/app\n    pipelines:\n      default:\n        steps:\n          - pg_refresh: {}\n"), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), "2 problems") || !strings.Contains(err.Error(), "targets.app.database.production: environment variable NOT_SET_PROD_DSN is not set") || !strings.Contains(err.Error(), "store.dsn: environment variable NOT_SET_STORE_DSN is not set") {
+		t.Errorf("error = %v, want the one problem of each unset variable", err)
+	}
+}

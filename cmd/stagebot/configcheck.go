@@ -80,6 +80,7 @@ func (c *Config) validateStore(v *validation) {
 		}
 	case "postgres":
 		switch _, err := pgconn.ParseConfig(c.Store.DSN); {
+		case c.unset["store.dsn"]: // its unset variable is its problem
 		case c.Store.DSN == "":
 			v.bad("store.dsn", "give the database the bots share, e.g. dsn: ${STAGEBOT_STORE_DSN}")
 		case err != nil:

@@ -212,6 +212,10 @@ func (c *Config) expandEnv(errs *ConfigError) {
 			}
 			if !ok {
 				errs.Problems = append(errs.Problems, fmt.Sprintf("%s: environment variable %s is not set: export it, or write ${%s:-default}", path, m[1], m[1]))
+				if c.unset == nil {
+					c.unset = map[string]bool{}
+				}
+				c.unset[path] = true
 				return ref
 			}
 			if secretName.MatchString(m[1]) && len(val) >= 4 {

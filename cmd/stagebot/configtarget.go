@@ -191,6 +191,9 @@ func (c *Config) validateApprovals(f string, t *TargetConfig, v *validation) {
 
 func (c *Config) validateDatabase(f string, d *DatabaseConfig, v *validation) {
 	check := func(field, dsn string, required bool) {
+		if c.unset[f+"."+field] {
+			return // its unset variable is its problem
+		}
 		if dsn == "" {
 			if required {
 				v.bad(f+"."+field, "give the %s database's DSN, e.g. postgres://user@host:5432/dbname", field)
