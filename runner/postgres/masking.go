@@ -55,7 +55,8 @@ type tableMask struct {
 	salt string
 	// keys are the primary key's columns (quoted), when none is masked:
 	// the proof compares the same rows by them.
-	keys []string
+	keys     []string
+	keyTypes []string // their types, as PostgreSQL writes them
 }
 
 // maskTables reads the columns of the tables to copy and gives each its
@@ -93,9 +94,10 @@ func (t *Target) maskTables(ctx context.Context, c *pgx.Conn, tables []*streamTa
 		for _, k := range ci.keys {
 			keyMasked = keyMasked || p.Funcs[k].Kind != mask.Keep
 			tm.keys = append(tm.keys, quoteIdent(ci.table.Columns[k].Name))
+			tm.keyTypes = append(tm.keyTypes, ci.table.Columns[k].Type)
 		}
 		if keyMasked {
-			tm.keys = nil
+			tm.keys, tm.keyTypes = nil, nil
 		}
 		tb.mask = tm
 	}

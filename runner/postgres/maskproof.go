@@ -107,7 +107,9 @@ func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *s
 	if tb.tuples > proofRows {
 		pct = min(100, 200*float64(proofRows)/float64(tb.tuples))
 	}
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample bernoulli (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
+	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
+	// reads the whole table to pick rows.
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
 	if err != nil || len(sample) == 0 {
 		return err
 	}
@@ -122,8 +124,9 @@ func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *s
 	var keyCols, params []string
 	args := make([]any, len(tm.keys))
 	for k, name := range tm.keys {
-		keyCols = append(keyCols, name+"::text")
-		params = append(params, fmt.Sprintf("$%d::text[]", k+1))
+		// Typed, so that the shadow's primary key index finds the rows.
+		keyCols = append(keyCols, name)
+		params = append(params, fmt.Sprintf("$%d::text[]::%s[]", k+1, tm.keyTypes[k]))
 		args[k] = keyArrays[k]
 	}
 	got, err := textRows(ctx, shadow, fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", strings.Join(list, ", "), tb.name, strings.Join(keyCols, ", "), strings.Join(params, ", ")), args...)
