@@ -327,7 +327,9 @@ func everyType(t *testing.T, prod, stg *pgtest.Server, format string) {
 		rules = append(rules, mask.Rule{Pattern: "public.t." + c.name, Func: f})
 	}
 	rules = append(rules, mask.Rule{Pattern: "public.t.id", Func: mask.Func{Kind: mask.Keep}})
-	rules = append(rules, mask.Rule{Pattern: "public.money.*", Func: mask.Func{Kind: mask.Number, Percent: 20}},
+	rules = append(rules, mask.Rule{Pattern: "public.events.at", Func: mask.Func{Kind: mask.Keep}},
+		mask.Rule{Pattern: "public.events.note", Func: mask.Func{Kind: mask.Text}},
+		mask.Rule{Pattern: "public.money.*", Func: mask.Func{Kind: mask.Number, Percent: 20}},
 		mask.Rule{Pattern: "public.money.doc", Func: mask.Func{Kind: mask.Fixed, Value: "{}"}})
 	pgtest.Exec(t, prod.DSN(db), "create domain short_text as varchar(24)",
 		"create table t (id int primary key, "+strings.Join(defs, ", ")+")",
@@ -335,7 +337,17 @@ func everyType(t *testing.T, prod, stg *pgtest.Server, format string) {
 		"insert into t (id) values (2)", // every column NULL
 		// numeric and jsonb have no binary form the masker reads: their
 		// table goes in text.
-		"create table money (amount numeric(8,2), none numeric(8,2), doc jsonb)", `insert into money values (1234.56, null, '{"a": 1}')`)
+		"create table money (amount numeric(8,2), none numeric(8,2), doc jsonb)", `insert into money values (1234.56, null, '{"a": 1}')`,
+		// Keyed by a time: the proof finds its rows in the shadow although
+		// staging's sessions write times in another zone.
+		"create table events (at timestamptz primary key, note text)",
+		"insert into events select timestamptz '2026-03-29 00:30:00+00' + g * interval '1 hour', 'event ' || g from generate_series(1, 3) g")
+	pgtest.Exec(t, stg.DSN("postgres"), "alter role postgres set timezone = 'Asia/Tokyo'", "alter role postgres set datestyle = 'German'")
+	// A production whose sessions write dates and times otherwise than ISO
+	// in UTC: masking must read them all the same (it would leave what it
+	// cannot read as it is).
+	pgtest.Exec(t, prod.DSN("postgres"), "alter database "+db+" set datestyle = 'SQL, DMY'", "alter database "+db+" set timezone = 'America/New_York'",
+		"alter database "+db+" set bytea_output = 'escape'", "alter database "+db+" set extra_float_digits = -3")
 	tg := &postgres.Target{Name: "types", ProductionDSN: prod.DSN(db), StagingDSN: stg.DSN("types"), Adopt: true, Masking: &postgres.Masking{Rules: rules, Key: []byte("a key for the types test")}}
 	if format == "text" {
 		tg.MaskInText()
@@ -344,9 +356,11 @@ func everyType(t *testing.T, prod, stg *pgtest.Server, format string) {
 	if err != nil {
 		t.Fatalf("masked refresh: %v\n%s", err, out)
 	}
-	wantFormat := map[string]string{"binary": "; 2 tables masked on the way (1 of them in text format)", "text": "; 2 tables masked on the way (2 of them in text format)"}[format]
-	if !strings.Contains(out, wantFormat) {
-		t.Errorf("the log does not say %q:\n%s", wantFormat, out)
+	wantFormat := map[string]string{"binary": "; 3 tables masked on the way (1 of them in text format)", "text": "; 3 tables masked on the way (3 of them in text format)"}[format]
+	for _, want := range []string{wantFormat, "in 3 tables; 0 production values found in 5 sampled rows"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log does not say %q:\n%s", want, out)
+		}
 	}
 	if got := pgtest.Value(t, stg.DSN("types"), "select amount::text || ' ' || coalesce(none::text, 'NULL') || ' ' || doc::text from money"); strings.HasPrefix(got, "1234.56 ") || !strings.HasSuffix(got, " NULL {}") {
 		t.Errorf("money: %s", got)

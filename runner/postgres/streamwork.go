@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,12 +68,26 @@ func (s *streamer) productionConn(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	setup := "begin isolation level repeatable read read only; set transaction snapshot " + quoteLiteral(s.snapshot) + "; set local row_security = off"
+	setup := "begin isolation level repeatable read read only; set transaction snapshot " + quoteLiteral(s.snapshot) + "; set local row_security = off; " + textOutput("local")
 	if err := c.PgConn().Exec(ctx, setup).Close(); err != nil {
 		c.Close(ctx)
 		return nil, fmt.Errorf("production: join the snapshot: %w", err)
 	}
 	return c, nil
+}
+
+// textOutput sets how a session writes values as text, whatever the
+// database or role says: as pg_dump does (ISO dates, postgres intervals,
+// exact floats, hex bytea), and times in UTC. Text COPY then reads back on
+// any server, the masker reads dates it would otherwise leave as they are,
+// and the proof's two sessions write a value alike. scope is "local" (the
+// transaction) or "session".
+func textOutput(scope string) string {
+	var out []string
+	for _, kv := range [][2]string{{"datestyle", "ISO, YMD"}, {"intervalstyle", "postgres"}, {"extra_float_digits", "3"}, {"bytea_output", "hex"}, {"timezone", "UTC"}} {
+		out = append(out, "set "+scope+" "+kv[0]+" = "+quoteLiteral(kv[1]))
+	}
+	return strings.Join(out, "; ")
 }
 
 // bothConns opens a production session on the snapshot and a session on
