@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"slices"
 	"strings"
 
@@ -65,6 +66,10 @@ func (c *Config) validateMasking(f string, t *TargetConfig, v *validation) {
 		case len(parts) == 2 && fn.Kind != mask.Truncate, len(parts) != 2 && len(parts) != 3, slices.Contains(parts, ""):
 			v.bad(fmt.Sprintf("%s.rules[%q]", f, pattern), "write schema.table.column (each part may have * and ?), or schema.table: truncate")
 			continue
+		case slices.ContainsFunc(parts, badGlob):
+			// It would match nothing, and the gate would call it unused.
+			v.bad(fmt.Sprintf("%s.rules[%q]", f, pattern), "not a pattern: close its [ ] (a part may have *, ? and [abc])")
+			continue
 		}
 		keyed = keyed || fn.Keyed()
 		out.Rules = append(out.Rules, mask.Rule{Pattern: pattern, Func: fn})
@@ -95,6 +100,11 @@ func (c *Config) validateMasking(f string, t *TargetConfig, v *validation) {
 		out.Key = []byte(key)
 	}
 	m.parsed = out
+}
+
+func badGlob(part string) bool {
+	_, err := path.Match(part, "")
+	return err != nil
 }
 
 // checkMaskedSources: only the streaming method masks rows in flight.

@@ -67,6 +67,7 @@ func TestConfig_MaskingErrors(t *testing.T) {
 		{"a-key-of-enough-length", "public.people.email: email", "public.people.email: emial", `masking.rules["public.people.email"]: unknown masking function "emial": use one of keep`},
 		{"a-key-of-enough-length", "public.log: truncate", "public.log: keep", `masking.rules["public.log"]: write schema.table.column`},
 		{"a-key-of-enough-length", "public.people.*: keep", "people: keep", `masking.rules["people"]: write schema.table.column`},
+		{"a-key-of-enough-length", "public.people.*: keep", "public.people.[a-z: keep", `masking.rules["public.people.[a-z"]: not a pattern: close its [ ]`},
 		{"short", "", "", "masking.key_env: $FAS_MASK_KEY holds 5 characters: give a key of 16 or more"},
 		{"", "key_env: FAS_MASK_KEY", "key_env: ''", "masking.key_env: the keyed functions (hash, email"},
 		{"a-key-of-enough-length", "- pg_refresh: {}", "- pg_refresh: {method: dump}", "targets.fas.pipelines.default.steps[0].pg_refresh: the target is masked, and only the streaming method masks rows"},
