@@ -19,7 +19,7 @@ func maskRules(ctx context.Context, w io.Writer, cfg *Config, name string) error
 	tc := cfg.Targets[name]
 	switch {
 	case name == "":
-		return fmt.Errorf("name a target: %s", strings.Join(slices.Sorted(maps.Keys(cfg.Targets)), ", "))
+		return fmt.Errorf("name the target to look at (stagebot mask-rules -c FILE TARGET): %s", strings.Join(slices.Sorted(maps.Keys(cfg.Targets)), ", "))
 	case tc == nil:
 		return fmt.Errorf("no target %q in the config (targets: %s)", name, strings.Join(slices.Sorted(maps.Keys(cfg.Targets)), ", "))
 	case tc.Database == nil || tc.Database.Production == "":
@@ -69,6 +69,9 @@ func writeMaskReport(w io.Writer, name string, r mask.Report) {
 
 // yamlSpec quotes a function for YAML when it needs it.
 func yamlSpec(s string) string {
+	if s == "" {
+		return string(mask.Null) // YAML's null, as the config read it
+	}
 	if strings.Contains(s, ": ") {
 		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 	}

@@ -21,7 +21,7 @@ const scanRows = 200
 func (t *Target) MaskReport(ctx context.Context) (mask.Report, error) {
 	c, err := t.production(ctx)
 	if err != nil {
-		return mask.Report{}, err
+		return mask.Report{}, fmt.Errorf("production (read-only): %w", err)
 	}
 	defer closeConn(ctx, c)
 	tables, err := streamTables(ctx, c)
