@@ -2,8 +2,10 @@
 // copy a production database into staging, on the same two PostgreSQL
 // servers, and checks that every way produced the same data.
 //
-//	make bench            # pgbench scale 10 plus an orders table (about 300 MB)
-//	make bench SCALE=50   # about 1.5 GB
+//	make bench                      # pgbench scale 10 plus an orders table (about 300 MB)
+//	make bench SCALE=50             # about 1.5 GB
+//	make bench SHAPE=all SIZE=1GB   # every shape at about 1 GB
+//	make bench SHAPE=all SCALE=10,dominant=16
 //
 // It starts two throwaway servers (production and staging), generates
 // production with pgbench and an orders table with four secondary indexes,
@@ -32,7 +34,8 @@ import (
 )
 
 func main() {
-	scale := flag.Int("scale", 10, "pgbench scale of the generated production database (50 is about 1.5 GB)")
+	scale := flag.String("scale", "10", "the scale production is generated at, for every shape (10; pgbench 50 is about 1.5 GB) or per shape (pgbench=30,dominant=16)")
+	size := flag.String("size", "", "generate each shape at the scale that makes it about this big (1GB, 600MB); -scale per shape wins")
 	jobs := flag.Int("jobs", 2, "parallel jobs for stagebot and for pg_dump/pg_restore -j")
 	bin := flag.String("stagebot", "bin/stagebot", "the stagebot binary to time")
 	against := flag.String("against", "", "another stagebot binary, timed in the same rounds (a row of its own) to compare a change with")
@@ -42,7 +45,15 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := options{scale: *scale, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, against: *against, methods: *only, out: os.Stdout, log: os.Stderr}
+	sc, err := parseScale(*scale)
+	if err == nil {
+		sc.size, err = parseSize(*size)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stagebench:", err)
+		os.Exit(2)
+	}
+	o := options{scale: sc, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, against: *against, methods: *only, out: os.Stdout, log: os.Stderr}
 	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(1)
@@ -82,19 +93,20 @@ var serverSettings = map[string]string{
 
 // options are the command line's.
 type options struct {
-	scale, jobs, runs int
-	shape             string // a shape's name, or "all"
-	stagebot          string // the binary
-	against           string // another binary to compare with, or ""
-	methods           string // comma-separated keys; empty: all
-	out, log          io.Writer
+	scale      scales
+	jobs, runs int
+	shape      string // a shape's name, or "all"
+	stagebot   string // the binary
+	against    string // another binary to compare with, or ""
+	methods    string // comma-separated keys; empty: all
+	out, log   io.Writer
 }
 
 func bench(ctx context.Context, o options) error {
-	scale, jobs, runs, bin, only := o.scale, o.jobs, o.runs, o.stagebot, o.methods
+	jobs, runs, bin, only := o.jobs, o.runs, o.stagebot, o.methods
 	switch {
-	case scale < 1:
-		return fmt.Errorf("-scale %d: give a pgbench scale of 1 or more (SCALE=50 is about 1.5 GB)", scale)
+	case o.scale.all < 1:
+		return fmt.Errorf("-scale %d: give a scale of 1 or more (pgbench 50 is about 1.5 GB)", o.scale.all)
 	case jobs < 1:
 		return fmt.Errorf("-jobs %d: give 1 or more", jobs)
 	case runs < 1:
@@ -178,7 +190,7 @@ var errDiffers = errors.New("a method failed or produced different data")
 // benchShape generates production in one shape and times every method on
 // it, in rounds, then prints the table.
 func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[string]bool) error {
-	scale, runs := o.scale, o.runs
+	scale, runs := o.scale.of(sh), o.runs
 	t0 := time.Now()
 	fmt.Fprintf(b.log, "generating production: %s…\n", sh.describe(scale))
 	if err := sqlExec(ctx, b.prod.DSN("postgres"), "drop database if exists "+db+" with (force)", "create database "+db); err != nil {
@@ -260,7 +272,9 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 			}
 			fmt.Fprintf(b.log, "%s (run %d of %d)…\n", m.name, round, runs)
 			before := cpuStat()
+			stopTrace := b.trace(ctx)
 			res, err := m.run(b, ctx)
+			res.timeline = stopTrace()
 			res.busy = before.busySince()
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -355,6 +369,11 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 			won = w + " rounds"
 		}
 		fmt.Fprintf(o.out, "| %s | %s | %s | %s | %s | %s | %s | %.0f%% | %s |\n", cell(r.name), dur(r.res.wall), spread, ratio, won, dur(r.res.unavailable), mem, 100*r.res.busy, r.same)
+	}
+	for _, r := range rows {
+		if r.err == nil && len(r.runs) > 0 {
+			r.res.timeline.print(o.out, r.name)
+		}
 	}
 	if failed {
 		return errDiffers

@@ -20,7 +20,7 @@ func TestBench_SmallScale(t *testing.T) {
 		t.Fatalf("build stagebot: %v\n%s", err, out)
 	}
 	var out, log strings.Builder
-	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, stagebot: bin, methods: "stream,dump,psql,reset", out: &out, log: &log})
+	err := bench(context.Background(), options{scale: scales{all: 1}, jobs: 2, runs: 1, stagebot: bin, methods: "stream,dump,psql,reset", out: &out, log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
 	}
@@ -29,9 +29,12 @@ func TestBench_SmallScale(t *testing.T) {
 		regexp.MustCompile(`\| stagebot dump \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
 		regexp.MustCompile(`\| stagebot reset \(from the base\) \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| [0-9.]+ MiB \| [0-9]+% \| identical \|`),
 		regexp.MustCompile(`\| pg_dump \\\| psql \| [0-9.]+m?s \| [0-9.]+m?s \| [0-9.]+× \| [01] of 1 rounds \| [0-9.]+m?s \| — \| [0-9]+% \| identical \|`),
+		// A timeline for every method, with its phases.
+		regexp.MustCompile(`(?s)Timeline of stagebot stream \([0-9.]+m?s, sampled every 100ms.*?\n  phases: [a-zA-Z]`),
+		regexp.MustCompile(`(?s)Timeline of pg_dump \| psql \([0-9.]+m?s, sampled every 100ms.*?\n  phases: [a-zA-Z]`),
 	} {
 		if !want.MatchString(out.String()) {
-			t.Errorf("table lacks %s:\n%s", want, out.String())
+			t.Errorf("output lacks %s:\n%s", want, out.String())
 		}
 	}
 }
@@ -69,10 +72,10 @@ func TestBench_RefusesBadFlags(t *testing.T) {
 		o    options
 		want string
 	}{
-		{options{scale: 0, jobs: 2, runs: 1}, "-scale 0: give a pgbench scale of 1 or more"},
-		{options{scale: 1, jobs: 0, runs: 1}, "-jobs 0: give 1 or more"},
-		{options{scale: 1, jobs: 2, runs: 0}, "-runs 0: give 1 or more"},
-		{options{scale: 1, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,masked,update,dump,reset,psql,dir,xz,pgcopydb`},
+		{options{scale: scales{all: 0}, jobs: 2, runs: 1}, "-scale 0: give a scale of 1 or more"},
+		{options{scale: scales{all: 1}, jobs: 0, runs: 1}, "-jobs 0: give 1 or more"},
+		{options{scale: scales{all: 1}, jobs: 2, runs: 0}, "-runs 0: give 1 or more"},
+		{options{scale: scales{all: 1}, jobs: 2, runs: 1, methods: "stream,pgcopy"}, `-methods: no method "pgcopy"; pick from stream,masked,update,dump,reset,psql,dir,xz,pgcopydb`},
 	} {
 		err := bench(context.Background(), tt.o)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -90,7 +93,7 @@ func TestBench_EveryShapeCopiesIdentically(t *testing.T) {
 		t.Fatalf("build stagebot: %v\n%s", err, out)
 	}
 	var out, log strings.Builder
-	err := bench(context.Background(), options{scale: 1, jobs: 2, runs: 1, shape: "all", stagebot: bin, methods: "stream,masked", out: &out, log: &log})
+	err := bench(context.Background(), options{scale: scales{all: 1}, jobs: 2, runs: 1, shape: "all", stagebot: bin, methods: "stream,masked", out: &out, log: &log})
 	if err != nil {
 		t.Fatalf("%v\n%s\n%s", err, log.String(), out.String())
 	}

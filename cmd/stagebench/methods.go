@@ -25,6 +25,7 @@ type result struct {
 	unavailable time.Duration
 	peakRSS     int64   // bytes; 0 when not measured
 	busy        float64 // share of the machine's CPU time in use meanwhile (0–1)
+	timeline    *timeline
 }
 
 var methods = []method{

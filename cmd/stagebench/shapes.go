@@ -11,19 +11,25 @@ type shape struct {
 	name     string
 	describe func(scale int) string
 	generate func(b *env, ctx context.Context, scale int) error
+	// The database's size is about fixed + scale × perScale MiB (measured
+	// at scales 1 and 10), for -size.
+	fixed, perScale float64
 }
 
 var shapes = []shape{
-	{"pgbench", func(s int) string { return fmt.Sprintf("pgbench scale %d plus orders", s) }, (*env).generate},
+	{"pgbench", func(s int) string { return fmt.Sprintf("pgbench scale %d plus orders", s) }, (*env).generate, 8.4, 30.6},
 	{"dominant", func(s int) string {
 		return fmt.Sprintf("one dominant table (%d rows, three secondary indexes, two on text) with a foreign key, and a table indexed on two text columns", s*300000)
-	}, (*env).dominant},
-	{"small", func(s int) string { return fmt.Sprintf("%d small tables", 2000) }, (*env).smallTables},
+	}, (*env).dominant, 14, 63.8},
+	{"skewed", func(s int) string {
+		return fmt.Sprintf("one dominant table (%d rows) whose secondary indexes lead with keys of 2 to 5 distinct values, two foreign keys, and a table indexed on two text columns", s*300000)
+	}, (*env).skewed, 7.6, 65.4},
+	{"small", func(s int) string { return fmt.Sprintf("%d small tables of %d rows", 2000, s*20) }, (*env).smallTables, 178, 6},
 	{"wide", func(s int) string {
 		return fmt.Sprintf("%d wide rows of TOASTed text and jsonb, a GIN index on the jsonb", s*20000)
-	}, (*env).wide},
-	{"partitioned", func(s int) string { return fmt.Sprintf("a table of %d rows in 48 monthly partitions", s*200000) }, (*env).partitioned},
-	{"fks", func(s int) string { return fmt.Sprintf("40 tables of %d rows chained by foreign keys", s*10000) }, (*env).foreignKeys},
+	}, (*env).wide, 8.8, 14.2},
+	{"partitioned", func(s int) string { return fmt.Sprintf("a table of %d rows in 48 monthly partitions", s*200000) }, (*env).partitioned, 11.6, 23.4},
+	{"fks", func(s int) string { return fmt.Sprintf("40 tables of %d rows chained by foreign keys", s*10000) }, (*env).foreignKeys, 11, 46},
 }
 
 func shapeNames() []string {
@@ -50,6 +56,32 @@ func (b *env) dominant(ctx context.Context, scale int) error {
 		`create table people (id int primary key, first_name text not null, last_name text not null)`,
 		fmt.Sprintf(`insert into people select g, md5(g::text), md5((g*3)::text) from generate_series(1, %d) g`, scale*50000),
 		`create index people_name_idx on people (last_name, first_name)`)
+}
+
+func (b *env) skewed(ctx context.Context, scale int) error {
+	return sqlExec(ctx, b.prod.DSN(db),
+		`create table customers (id int primary key, region text not null, name text not null)`,
+		fmt.Sprintf(`insert into customers select g, (array['emea','apac','amer'])[1 + g %% 3], 'customer ' || g from generate_series(1, %d) g`, scale*2000),
+		`create table products (id int primary key, title text not null)`,
+		fmt.Sprintf(`insert into products select g, 'product ' || md5(g::text) from generate_series(1, %d) g`, scale*500),
+		`create table line_items (id bigint generated always as identity primary key,
+			customer_id int not null references customers(id), product_id int not null references products(id),
+			status text not null, channel smallint not null, refunded boolean not null,
+			quantity int not null, price numeric(10,2) not null, created timestamptz not null, note text)`,
+		fmt.Sprintf(`insert into line_items (customer_id, product_id, status, channel, refunded, quantity, price, created, note)
+			select 1 + (g::bigint * 7919) %% %d, 1 + (g::bigint * 104729) %% %d,
+			       (array['open','paid','shipped','cancelled','returned'])[1 + (g * 13) %% 5], (g %% 3)::smallint, g %% 17 = 0,
+			       1 + g %% 9, (g %% 50000) / 100.0, timestamptz '2024-01-01' + g * interval '7 seconds',
+			       case when g %% 4 = 0 then md5(g::text) end
+			from generate_series(1, %d) g`, scale*2000, scale*500, scale*300000),
+		`create index line_items_status_idx on line_items (status, created)`,
+		`create index line_items_refunded_idx on line_items (refunded, customer_id)`,
+		`create index line_items_channel_idx on line_items (channel, product_id)`,
+		`create index line_items_customer_idx on line_items (customer_id)`,
+		`create table contacts (id int primary key, email text not null, first_name text not null, last_name text not null)`,
+		fmt.Sprintf(`insert into contacts select g, 'c' || g || '@example.com', md5((g*7)::text), md5((g*11)::text) from generate_series(1, %d) g`, scale*50000),
+		`create index contacts_name_idx on contacts (last_name, first_name)`,
+		`create index contacts_email_idx on contacts (email, last_name)`)
 }
 
 func (b *env) smallTables(ctx context.Context, scale int) error {
