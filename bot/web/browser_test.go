@@ -28,10 +28,12 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// TestBrowser_StatusPageFollowsARun loads the status page in headless
-// Chromium during a run and sees, without reloading, the hold, the run's
-// steps as they change and its end. STAGEBOT_SCREENSHOT=FILE keeps a
-// screenshot of the page mid-run.
+// TestBrowser_StatusPageFollowsARun loads the status page and a run's page
+// in headless Chromium during a run and sees, without reloading, the hold,
+// the run's steps as they change, its end on the run's page and in the
+// history; then the same page on a phone's width fits without sideways
+// scrolling. Screenshots of each are kept in the test's artifact
+// directory (go test -artifacts keeps them).
 func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	exe := chromium(t)
 	a, metrics, sc := pageBot(t, "fas2", "Fedora accounts staging",
@@ -52,6 +54,21 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	defer cancelBrowser()
 	bctx, cancelTimeout := context.WithTimeout(bctx, patience.D(90*time.Second))
 	defer cancelTimeout()
+	shots := t.ArtifactDir()
+	screenshot := func(ctx context.Context, name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if path := os.Getenv("STAGEBOT_SCREENSHOT"); path != "" && name == "desktop-running.png" {
+			os.MkdirAll(filepath.Dir(path), 0o755)
+			os.WriteFile(path, png, 0o644)
+		}
+	}
 
 	a.Type(ctx, "infra", alice, "!stage hold fas2 1h testing the new login")
 	a.Type(ctx, "infra", bob, "!stage resync fas2 now")
@@ -62,19 +79,23 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"fas2", "alice until", "testing the new login", "Run 1 (default) waiting"} {
+	for _, want := range []string{"fas2", "alice until", "testing the new login", "‖ held Run 1 (default), asked by bob: starts once the holds end", "No runs yet."} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("the page lacks %q:\n%s", want, text)
 		}
 	}
+	// Colour per state: the held badge is not the page's text colour.
+	if colour, err := chromedp.Run(bctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector(".badge.s-held")).backgroundColor`)); err != nil || colour == "" || colour == "rgba(0, 0, 0, 0)" {
+		t.Errorf("the held badge has no colour: %q, %v", colour, err)
+	}
 	// The run starts once the hold ends; the page follows by itself.
 	a.Type(ctx, "infra", alice, "!stage release fas2")
-	waitText := func(what string, cond func(string) bool) {
+	waitText := func(ctx context.Context, sel, what string, cond func(string) bool) {
 		t.Helper()
 		deadline := time.Now().Add(patience.D(30 * time.Second))
 		for {
 			sc.Clock.Advance(time.Minute)
-			if text, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#live"))); err != nil {
+			if text, err = chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel))); err != nil {
 				t.Fatal(err)
 			}
 			if cond(text) {
@@ -86,29 +107,44 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	waitText("the copy under way", func(s string) bool {
+	waitText(bctx, "#live", "the copy under way", func(s string) bool {
 		return strings.Contains(s, "▶ copy production") && strings.Contains(s, "✓ stop httpd")
 	})
-	if path := os.Getenv("STAGEBOT_SCREENSHOT"); path != "" {
-		png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.WriteFile(path, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitText("the run's end", func(s string) bool { return !strings.Contains(s, "Run 1") })
-	sc.WaitRun(1, store.RunSucceeded)
-	if err := chromedp.Do(bctx, chromedp.Reload()); err != nil {
+	screenshot(bctx, "desktop-running.png")
+
+	// The run's own page, opened mid-run in a second tab, follows it to
+	// its end.
+	rctx, cancelRun := chromedp.NewContext(bctx)
+	defer cancelRun()
+	if err := chromedp.Do(rctx, chromedp.Navigate(base+"/runs/1")); err != nil {
 		t.Fatal(err)
 	}
-	history, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("table")))
+	waitText(rctx, "#run", "the run's end on its page", func(s string) bool {
+		return strings.Contains(s, "✓ succeeded") && strings.Contains(s, "✓ start httpd")
+	})
+	sc.WaitRun(1, store.RunSucceeded)
+	// The history, without a reload.
+	waitText(bctx, "#history", "the run in the history", func(s string) bool {
+		return strings.Contains(s, "#1") && strings.Contains(s, "succeeded") && !strings.Contains(s, "No runs yet")
+	})
+	screenshot(bctx, "desktop-after.png")
+
+	// A phone, 390 pixels wide: nothing scrolls sideways.
+	a.Type(ctx, "infra", alice, "!stage hold fas2 2h a reason long enough to wrap: https://example.org/a/very/long/link/that/does/not/break/on/its/own/at/all")
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3), chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	waitText(bctx, "#live", "the new hold", func(s string) bool { return strings.Contains(s, "a reason long enough") })
+	// A phone's browser widens its layout to fit what overflows (and
+	// zooms out), so innerWidth grows with the page: the width to fit
+	// is the phone's own.
+	widths, err := chromedp.Run(bctx, chromedp.Evaluate[[]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(history, "#1") || !strings.Contains(history, "succeeded") {
-		t.Fatalf("history after the run:\n%s", history)
+	if len(widths) != 2 || widths[0] > 390 || widths[1] > 390 {
+		t.Errorf("on a phone 390 pixels wide the page is %v (scrollWidth, innerWidth) wide: it scrolls sideways", widths)
 	}
+	screenshot(bctx, "phone.png")
+	t.Logf("screenshots in %s", shots)
 }

@@ -23,9 +23,12 @@ var pages = template.Must(template.New("status").Funcs(template.FuncMap{
 		}
 		return roundDur(now.Sub(t)) + " ago"
 	},
-	"at":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
-	"dur":  roundDur,
-	"mark": stepMark,
+	"at":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
+	"until":   func(now, t time.Time) string { return roundDur(max(t.Sub(now), 0)) },
+	"dur":     roundDur,
+	"mark":    mark,
+	"percent": percent,
+	"pending": pendingLabel,
 }).Parse(statusHTML))
 
 func roundDur(d time.Duration) string {
@@ -38,9 +41,47 @@ func roundDur(d time.Duration) string {
 	return d.Round(time.Millisecond).String()
 }
 
-func stepMark(s store.StepState) string {
-	return map[store.StepState]string{store.StepPending: "·", store.StepRunning: "▶", store.StepSucceeded: "✓",
-		store.StepFailed: "✗", store.StepSkipped: "–", store.StepAborted: "⏹"}[s]
+// mark is the icon of a step's or a run's state.
+func mark(state any) string {
+	return map[string]string{"pending": "·", "running": "▶", "succeeded": "✓", "failed": "✗", "skipped": "–", "aborted": "■",
+		"cancelled": "■", "interrupted": "✗", "waiting": "‖", "scheduled": "○"}[fmt.Sprint(state)]
+}
+
+// percent is the share done at the head of a step's progress line ("41%,
+// 1.2 GB of 3 GB…"), or "" when it gives none.
+func percent(detail string) string {
+	n, _, ok := strings.Cut(detail, "%")
+	if !ok || n == "" || len(n) > 3 {
+		return ""
+	}
+	if v, err := strconv.Atoi(n); err != nil || v < 0 || v > 100 {
+		return ""
+	}
+	return n
+}
+
+// pendingView is how a run not yet started is shown: a label, a colour
+// and when it starts, never a time already past.
+type pendingView struct{ Label, Class, When string }
+
+func pendingLabel(now time.Time, r *store.Run) pendingView {
+	at := r.StartAt.UTC().Format("15:04 MST")
+	if r.StartAt.Format("2006-01-02") != now.Format("2006-01-02") {
+		at = r.StartAt.UTC().Format("2006-01-02 15:04 MST")
+	}
+	v := pendingView{Label: "○ scheduled", Class: "scheduled", When: "starts " + at + " (in " + roundDur(r.StartAt.Sub(now)) + ")"}
+	if r.Origin == store.OriginManual {
+		v.Label, v.Class = "○ requested", "requested"
+	}
+	switch {
+	case r.State == store.RunWaiting && r.HoldWait:
+		v.Label, v.Class, v.When = "‖ held", "held", "starts once the holds end, after a new notice"
+	case r.State == store.RunWaiting:
+		v.Label, v.Class, v.When = "‖ waiting", "waiting", "starts once it may"
+	case !r.StartAt.After(now):
+		v.When = "due now"
+	}
+	return v
 }
 
 // targetView is one target on the status page.
@@ -60,6 +101,8 @@ type statusView struct {
 	Targets  []targetView
 	History  []*store.Run
 	Fragment bool
+	// Calendar is the calendar subscription's path (with its key).
+	Calendar string
 }
 
 // status is the page at /: every target, its data age, holds, runs waiting
@@ -87,7 +130,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	v := statusView{Now: snap.Now, Fragment: r.URL.Query().Get("part") == "live"}
+	v := statusView{Now: snap.Now, Fragment: r.URL.Query().Get("part") == "live", Calendar: s.calendarPath()}
 	for _, t := range s.b.Targets() {
 		tv := targetView{TargetInfo: t, LastSuccess: snap.LastSuccess[t.Name], DataFrom: snap.DataFrom[t.Name], MaxAge: snap.MaxAge[t.Name]}
 		tv.Stale = tv.MaxAge > 0 && !tv.DataFrom.IsZero() && snap.Now.Sub(tv.DataFrom) >= tv.MaxAge
@@ -111,8 +154,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Targets = append(v.Targets, tv)
 	}
-	if !v.Fragment {
-		// The runs that have ended; the others are in the live part.
+	{
+		// The runs that have ended; the others are with their targets.
 		recent, err := s.st.Runs(ctx, store.RunFilter{Limit: 20 + len(active)})
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -156,7 +199,11 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := pages.ExecuteTemplate(w, "run", struct {
+	name := "run"
+	if r.URL.Query().Get("part") == "live" {
+		name = "runlive"
+	}
+	if err := pages.ExecuteTemplate(w, name, struct {
 		Run *store.Run
 		Log string
 	}{run, string(log)}); err != nil {

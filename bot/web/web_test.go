@@ -192,7 +192,7 @@ func TestWeb_StatusPage(t *testing.T) {
 	a.Type(ctx, "infra", alice, `!stage hold demo 1h testing <script>alert(1)</script> the login`)
 	a.Type(ctx, "infra", bob, "!stage resync demo now")
 	code, page := get(t, base+"/", "")
-	for _, want := range []string{"<h2>demo <span class=\"muted\">— the shop&#39;s staging</span></h2>", "never refreshed by stagebot", "alice until", "testing &lt;script&gt;alert(1)&lt;/script&gt; the login", "Run 1</a> (default) waiting", "No runs yet."} {
+	for _, want := range []string{"<h2>demo <span class=\"muted\">— the shop&#39;s staging</span>", "never refreshed by stagebot", "alice until", "testing &lt;script&gt;alert(1)&lt;/script&gt; the login", `‖ held</span> <a href="/runs/1">Run 1</a> (default), asked by bob: starts once the holds end`, "No runs yet."} {
 		if code != http.StatusOK || !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
 		}
@@ -206,14 +206,14 @@ func TestWeb_StatusPage(t *testing.T) {
 	bottest.Eventually(t, "the live part to show the run's first step under way", func() bool {
 		sc.Clock.Advance(time.Minute)
 		_, live = get(t, base+"/?part=live", "")
-		return strings.Contains(live, "▶ <a href=\"/runs/1\">Run 1</a>") && strings.Contains(live, "▶ copy")
+		return strings.Contains(live, `▶ running</span> <a href="/runs/1">Run 1</a>`) && strings.Contains(live, `<span class="mark">▶</span> copy`)
 	})
 	if strings.Contains(live, "<html") {
 		t.Fatal("the live part is a whole page")
 	}
 	bottest.Eventually(t, "the live part to show the first step done", func() bool {
 		_, live = get(t, base+"/?part=live", "")
-		return strings.Contains(live, "✓ copy") || !strings.Contains(live, "Run 1</a>")
+		return strings.Contains(live, `<span class="mark">✓</span> copy`) || !strings.Contains(live, "Run 1</a>")
 	})
 	sc.WaitRun(1, store.RunSucceeded)
 	_, page = get(t, base+"/", "")
@@ -221,7 +221,7 @@ func TestWeb_StatusPage(t *testing.T) {
 		t.Errorf("after the run the page says:\n%s", page)
 	}
 	code, runPage := get(t, base+"/runs/1", "")
-	if code != http.StatusOK || !strings.Contains(runPage, "Run 1: demo/default, succeeded") || !strings.Contains(runPage, "copying") || !strings.Contains(runPage, "✓ verify") {
+	if code != http.StatusOK || !strings.Contains(runPage, `Run 1: demo/default <span class="badge s-succeeded" data-done>✓ succeeded</span>`) || !strings.Contains(runPage, "copying") || !strings.Contains(runPage, `<span class="mark">✓</span> verify`) || strings.Contains(runPage, "<script>") {
 		t.Errorf("/runs/1: %d\n%s", code, runPage)
 	}
 	if code, _ := get(t, base+"/runs/99", ""); code != http.StatusNotFound {
