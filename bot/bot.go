@@ -93,8 +93,11 @@ type Options struct {
 	Holds    HoldOptions
 	// EditInterval bounds how often a run's status message is edited.
 	EditInterval time.Duration
-	Clock        Clock
-	Logger       *slog.Logger
+	// PageURL is where people open the status page (no trailing slash),
+	// for links in replies; "" when there is none.
+	PageURL string
+	Clock   Clock
+	Logger  *slog.Logger
 	// Redact removes secrets from every text the bot sends or logs.
 	Redact func(string) string
 	// Observer, when set, hears of every run that ends (metrics).

@@ -166,8 +166,12 @@ func (b *Bot) Schedule(ctx context.Context, c *commands.Call) error {
 			lines = append(lines, line{e.Start, text})
 		}
 	}
+	calendar := ""
+	if b.opts.PageURL != "" {
+		calendar = "\nIn your calendar: subscribe to the Calendar link on " + b.opts.PageURL + "/ (every run, scheduled start and hold, four weeks ahead)."
+	}
 	if len(lines) == 0 {
-		b.reply(ctx, callFrom(ctx).in, "Nothing is scheduled.")
+		b.reply(ctx, callFrom(ctx).in, "Nothing is scheduled."+calendar)
 		return nil
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
@@ -175,7 +179,7 @@ func (b *Bot) Schedule(ctx context.Context, c *commands.Call) error {
 	for i, l := range lines {
 		out[i] = l.text
 	}
-	b.reply(ctx, callFrom(ctx).in, "Upcoming runs:\n"+strings.Join(out, "\n"))
+	b.reply(ctx, callFrom(ctx).in, "Upcoming runs:\n"+strings.Join(out, "\n")+calendar)
 	return nil
 }
 

@@ -190,6 +190,9 @@ func TestSchedule_ListsEachRunOnceInTimeOrder(t *testing.T) {
 	if strings.Count(out, "at 12:00 UTC") != 1 || strings.Count(out, "(scheduled)") != 3 {
 		t.Fatalf("today's 12:00 slot is listed twice, or not three more slots:\n%s", out)
 	}
+	if strings.Contains(out, "calendar") {
+		t.Errorf("with no page address the reply links to a calendar:\n%s", out)
+	}
 	manual, today, tomorrow := strings.Index(out, "at 10:30 UTC: run 2"), strings.Index(out, "at 12:00 UTC: run 1"), strings.Index(out, "at Tue 2026-11-24 12:00 UTC (scheduled)")
 	if manual < 0 || today < 0 || tomorrow < 0 || !(manual < today && today < tomorrow) {
 		t.Fatalf("not in time order, or something missing:\n%s", out)

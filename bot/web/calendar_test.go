@@ -29,7 +29,7 @@ func calendarBot(t *testing.T) (*bottest.Adapter, *bottest.Scenario, string) {
 		t.Fatal(err)
 	}
 	sc := bottest.StartBotWith(t, a, bottest.NewClock(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)), bot.Options{
-		EditInterval: 10 * time.Millisecond, Observer: metrics,
+		EditInterval: 10 * time.Millisecond, Observer: metrics, PageURL: "https://stagebot.example.org",
 		Access: bot.Access{ControlChannels: []string{"infra"}, Everyone: []string{"stage"}},
 		Targets: []*bot.Target{{
 			Name: "fas2", Channel: "infra", Notice: 10 * time.Minute,
@@ -83,6 +83,11 @@ func TestCalendar_RunsSchedulesAndHolds(t *testing.T) {
 	ctx := context.Background()
 	a.Type(ctx, "infra", alice, "!stage hold fas2 2h testing the login; with commas, semicolons \\\\ and a backslash, in ünïcödé to fold: ✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓")
 	a.Type(ctx, "infra", bob, "!stage resync fas2 now")
+	// !stage schedule points at the calendar, on the page's address.
+	a.Type(ctx, "infra", bob, "!stage schedule")
+	if len(a.Find("subscribe to the Calendar link on https://stagebot.example.org/")) != 1 {
+		t.Error("!stage schedule does not point at the calendar")
+	}
 
 	// The page (behind the token) gives the subscription link; the key
 	// opens the calendar and nothing else.

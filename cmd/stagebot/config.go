@@ -73,6 +73,9 @@ type HTTPConfig struct {
 	// besides localhost and IP addresses; requests naming any other host
 	// are refused.
 	Hosts []string `yaml:"hosts"`
+	// URL is the address people open the status page at (behind a proxy:
+	// the proxy's), for links in chat: the calendar, a run's page.
+	URL string `yaml:"url"`
 }
 
 // LogConfig sets up the operator's log.

@@ -122,6 +122,13 @@ func (c *Config) validateHTTP(v *validation) {
 			v.bad("http.listen", "%s is reachable from other machines: set http.token (from the environment) to guard it, or listen on 127.0.0.1", c.HTTP.Listen)
 		}
 	}
+	if c.HTTP.URL != "" {
+		if u, err := url.Parse(c.HTTP.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+			v.bad("http.url", "%q is not the page's address: give it like https://stagebot.example.org (no user, no query)", c.HTTP.URL)
+		} else if c.HTTP.Listen == "" {
+			v.bad("http.url", "is set but http.listen is not: links to %s would lead nowhere; set http.listen too, or remove http.url", c.HTTP.URL)
+		}
+	}
 	for i, h := range c.HTTP.Hosts {
 		if msg := badWebHost(h); msg != "" {
 			v.bad(fmt.Sprintf("http.hosts[%d]", i), "%q %s", h, msg)

@@ -77,8 +77,11 @@ targets:
 func TestConfig_HTTPListen(t *testing.T) {
 	base := "targets:\n  t:\n    pipelines:\n      default:\n        steps:\n          - exec: \"true\"\n"
 	for yaml, want := range map[string]string{
-		"http: {listen: 9187}\n":             `http.listen: "9187" is not host:port`,
-		"http: {listen: \"0.0.0.0:9187\"}\n": "http.listen: 0.0.0.0:9187 is reachable from other machines: set http.token",
+		"http: {listen: 9187}\n":                                                          `http.listen: "9187" is not host:port`,
+		"http: {listen: \"0.0.0.0:9187\"}\n":                                              "http.listen: 0.0.0.0:9187 is reachable from other machines: set http.token",
+		"http: {listen: \"127.0.0.1:9187\", url: stagebot.example.org}\n":                 `http.url: "stagebot.example.org" is not the page's address: give it like https://stagebot.example.org`,
+		"http: {listen: \"127.0.0.1:9187\", url: \"https://u:p@stagebot.example.org\"}\n": `http.url: "https://u:p@stagebot.example.org" is not the page's address`,
+		"http: {url: \"https://stagebot.example.org\"}\n":                                 "http.url: is set but http.listen is not",
 	} {
 		if _, err := ParseConfig([]byte(yaml+base), "c.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error = %v, want %q", strings.TrimSpace(yaml), err, want)

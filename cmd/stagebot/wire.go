@@ -93,6 +93,7 @@ func (c *Config) botOptions(dp deps) bot.Options {
 			WarnBefore: c.Defaults.Hold.WarnBefore.D(),
 		},
 		EditInterval: c.Defaults.EditInterval.D(),
+		PageURL:      strings.TrimSuffix(c.HTTP.URL, "/"),
 		Redact:       newRedactor(c.secrets),
 		StopGrace:    c.Defaults.StopGrace.D(),
 		Hurry:        dp.hurry,
