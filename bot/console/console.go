@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,10 +28,13 @@ type Adapter struct {
 	// tty is set when in is a terminal: the REPL then uses line editing.
 	tty bool
 
-	mu      sync.Mutex
-	user    store.User
-	channel string
-	n       int
+	mu sync.Mutex
+	// prompting is set while the line editor shows the prompt: output
+	// then redraws it below.
+	prompting bool
+	user      store.User
+	channel   string
+	n         int
 	// session makes message IDs unique across restarts: a message of an
 	// earlier session is shown as such when the bot edits or answers it.
 	session string
@@ -66,7 +70,7 @@ Everything else is a chat message; buttons are shown as the command they stand f
 
 // Run implements bot.Adapter. It returns nil at the end of the input.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
-	lines := make(chan string)
+	lines := make(chan typed)
 	errc := make(chan error, 1)
 	var ln *liner.State
 	if a.tty {
@@ -79,7 +83,9 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		defer close(lines)
 		if ln != nil {
 			for {
+				a.setPrompting(true)
 				line, err := ln.Prompt(a.prompt())
+				a.setPrompting(false)
 				if err != nil {
 					if !errors.Is(err, io.EOF) && !errors.Is(err, liner.ErrPromptAborted) {
 						errc <- err
@@ -87,8 +93,17 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 					return
 				}
 				ln.AppendHistory(line)
+				// The next prompt waits until the line is handled: /as
+				// changes who it shows, and what the line prints comes
+				// before it.
+				t := typed{line, make(chan struct{})}
 				select {
-				case lines <- line:
+				case lines <- t:
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case <-t.handled:
 				case <-ctx.Done():
 					return
 				}
@@ -108,7 +123,7 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 				continue
 			}
 			select {
-			case lines <- line:
+			case lines <- typed{line, nil}:
 			case <-ctx.Done():
 				return
 			}
@@ -118,7 +133,7 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		select {
 		case <-ctx.Done():
 			return nil
-		case line, ok := <-lines:
+		case t, ok := <-lines:
 			if !ok {
 				select {
 				case err := <-errc:
@@ -127,11 +142,27 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 					return nil
 				}
 			}
-			if quit := a.line(ctx, line, handle); quit {
+			quit := a.line(ctx, t.text, handle)
+			if t.handled != nil {
+				close(t.handled)
+			}
+			if quit {
 				return nil
 			}
 		}
 	}
+}
+
+// typed is one line read; handled, when set, is closed once it is handled.
+type typed struct {
+	text    string
+	handled chan struct{}
+}
+
+func (a *Adapter) setPrompting(on bool) {
+	a.mu.Lock()
+	a.prompting = on
+	a.mu.Unlock()
 }
 
 // maxLine is how much of one input line is kept: far more than a command
@@ -158,8 +189,10 @@ func readLine(r *bufio.Reader, max int) (line string, n int, err error) {
 func (a *Adapter) prompt() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return fmt.Sprintf("%s@#%s> ", a.user.Name, a.channel)
+	return a.promptLocked()
 }
+
+func (a *Adapter) promptLocked() string { return fmt.Sprintf("%s@#%s> ", a.user.Name, a.channel) }
 
 // line handles one typed line and reports whether the user asked to quit.
 func (a *Adapter) line(ctx context.Context, line string, handle func(context.Context, bot.Incoming)) bool {
@@ -186,6 +219,7 @@ func (a *Adapter) line(ctx context.Context, line string, handle func(context.Con
 		defer a.mu.Unlock()
 		switch {
 		case fields[0] == "/quit" || fields[0] == "/exit":
+			fmt.Fprintln(a.out, "(stopping: the bot ends here, as on Ctrl-D)")
 			return true
 		case fields[0] == "/as" && len(fields) == 2:
 			a.user = store.User{ID: fields[1], Name: fields[1]}
@@ -216,6 +250,33 @@ func (a *Adapter) print(s string) {
 		fmt.Fprint(a.out, "\r\033[K")
 	}
 	fmt.Fprintln(a.out, s)
+	if a.tty && a.prompting {
+		// The prompt again below; what was typed so far comes back with
+		// the next key.
+		fmt.Fprint(a.out, a.promptLocked())
+	}
+}
+
+// show renders a message for this console: with bold and code in a
+// terminal, as the bot wrote it when piped.
+func (a *Adapter) show(head string, m bot.Message) string {
+	if a.tty {
+		return emphasis(Render(head, m))
+	}
+	return Render(head, m)
+}
+
+var (
+	boldRE = regexp.MustCompile("\\*([^*\n ][^*\n]*)\\*")
+	codeRE = regexp.MustCompile("`([^`\n]+)`")
+)
+
+// emphasis turns the chat's *bold* and `code` into a terminal's bold and
+// colour. It runs on text already made inert, so the only escape
+// sequences in the result are its own.
+func emphasis(s string) string {
+	s = codeRE.ReplaceAllString(s, "\033[36m$1\033[39m")
+	return boldRE.ReplaceAllString(s, "\033[1m$1\033[22m")
 }
 
 // Send implements bot.Adapter.
@@ -228,7 +289,7 @@ func (a *Adapter) Send(ctx context.Context, m bot.Message) (store.MessageRef, er
 	if !m.Thread.IsZero() {
 		head = fmt.Sprintf("[#%d ↳ %s] stagebot", n, a.label(m.Thread.ID))
 	}
-	a.print(Render(head, m))
+	a.print(a.show(head, m))
 	return store.MessageRef{Channel: m.Channel, ID: fmt.Sprintf("%s.%d", a.session, n)}, nil
 }
 
@@ -243,7 +304,7 @@ func (a *Adapter) label(id string) string {
 
 // Edit implements bot.Editor by printing the message again, marked.
 func (a *Adapter) Edit(ctx context.Context, ref store.MessageRef, m bot.Message) error {
-	a.print(Render(fmt.Sprintf("[%s edited] stagebot", a.label(ref.ID)), m))
+	a.print(a.show(fmt.Sprintf("[%s edited] stagebot", a.label(ref.ID)), m))
 	return nil
 }
 
