@@ -171,6 +171,7 @@ func (b *Bot) endRunHolds(ctx context.Context, r *store.Run) {
 		b.log.Error("load holds", "err", err)
 		return
 	}
+	ended := false
 	for _, h := range holds {
 		if h.Run != r.ID {
 			continue
@@ -182,6 +183,10 @@ func (b *Bot) endRunHolds(ctx context.Context, r *store.Run) {
 		}
 		b.audit(ctx, store.Scheduler, "hold released", h.Target, r.ID, h.ID, h.EndReason)
 		b.send(ctx, Message{Channel: r.Channel, Text: fmt.Sprintf("Run %d has ended, and with it its hold on %s.", r.ID, holdName(h.Target))})
+		ended = true
+	}
+	if ended {
+		b.tellFree(ctx)
 	}
 }
 

@@ -68,7 +68,11 @@ func (b *Bot) Hold(ctx context.Context, c *commands.Call) error {
 	if blocked := b.blockedRuns(ctx, h); blocked != "" {
 		text += "\n" + blocked
 	}
-	b.reply(ctx, in, text)
+	m := Message{Channel: in.Channel, Text: text, Buttons: []Button{{Label: "Notify me when free", Command: fmt.Sprintf("%s notify %s", b.opts.Prefix, h.Target)}}}
+	if in.Thread != "" {
+		m.Thread = store.MessageRef{Channel: in.Channel, ID: in.Thread}
+	}
+	b.send(ctx, m)
 	// Refresh the cards of runs that now wait for this hold.
 	b.refreshCards(ctx, h.Target)
 	return nil
@@ -167,6 +171,7 @@ func (b *Bot) endHolds(ctx context.Context, hs []*store.Hold, by store.User, rea
 		b.send(ctx, m)
 		b.refreshCards(ctx, h.Target)
 	}
+	b.tellFree(ctx)
 	return nil
 }
 

@@ -27,6 +27,7 @@ func (b *Bot) tickHolds(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	expired := false
 	for _, h := range holds {
 		switch {
 		case h.Run != 0:
@@ -57,7 +58,11 @@ func (b *Bot) tickHolds(ctx context.Context, now time.Time) error {
 			}
 			b.audit(ctx, store.Scheduler, "hold expired", h.Target, 0, h.ID, "")
 			b.send(ctx, Message{Channel: b.channelOf(b.targets[h.Target]), Text: fmt.Sprintf("The hold on %s by %s (%s) has expired.", holdName(h.Target), h.Holder.Display(), h.Reason)})
+			expired = true
 		}
+	}
+	if expired {
+		b.tellFree(ctx)
 	}
 	return nil
 }

@@ -26,6 +26,8 @@ type Service interface {
 	Log(ctx context.Context, c *Call) error
 	Watch(ctx context.Context, c *Call) error
 	Unwatch(ctx context.Context, c *Call) error
+	Notify(ctx context.Context, c *Call) error
+	Watches(ctx context.Context, c *Call) error
 	Forget(ctx context.Context, c *Call) error
 	Mask(ctx context.Context, c *Call) error
 }
@@ -337,6 +339,22 @@ func init() {
 			Examples:    []string{"unwatch fas2"},
 			parse:       parseTarget,
 			Handler:     Service.Unwatch,
+		},
+		{
+			Name: "notify", Args: "<target>",
+			Summary:     "be told once when a held target is free",
+			Description: "Tells you, once, in the channel you asked in, when the last hold on the target ends or expires.",
+			Examples:    []string{"notify fas2"},
+			Scopes:      readScope,
+			parse:       parseTarget,
+			Handler:     Service.Notify,
+		},
+		{
+			Name: "watches", Summary: "what you wait for and watch",
+			Description: "Lists the targets you asked to be told about (notify) and those whose announcements mention you (watch).",
+			Examples:    []string{"watches"},
+			parse:       parseNothing,
+			Handler:     Service.Watches,
 		},
 	}
 	byName = make(map[string]*Spec, len(table))
