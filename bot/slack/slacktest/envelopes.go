@@ -119,6 +119,16 @@ func (s *Server) Say(user, channel, text string) (string, error) {
 	return ts, err
 }
 
+// SayDirect delivers a direct message from user to the bot (channel is
+// the conversation's ID, D…), as an events_api envelope.
+func (s *Server) SayDirect(user, channel, text string) (string, error) {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "message", "channel": channel, "channel_type": "im", "user": user, "text": text, "ts": ts, "event_ts": ts,
+	}))
+	return ts, err
+}
+
 // SayInThread is Say as a reply in the thread of threadTS.
 func (s *Server) SayInThread(user, channel, threadTS, text string) (string, error) {
 	ts := s.nextTS()
