@@ -82,52 +82,10 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 	go func() {
 		defer close(lines)
 		if ln != nil {
-			for {
-				a.setPrompting(true)
-				line, err := ln.Prompt(a.prompt())
-				a.setPrompting(false)
-				if err != nil {
-					if !errors.Is(err, io.EOF) && !errors.Is(err, liner.ErrPromptAborted) {
-						errc <- err
-					}
-					return
-				}
-				ln.AppendHistory(line)
-				// The next prompt waits until the line is handled: /as
-				// changes who it shows, and what the line prints comes
-				// before it.
-				t := typed{line, make(chan struct{})}
-				select {
-				case lines <- t:
-				case <-ctx.Done():
-					return
-				}
-				select {
-				case <-t.handled:
-				case <-ctx.Done():
-					return
-				}
-			}
+			a.readTerminal(ctx, ln, lines, errc)
+			return
 		}
-		r := bufio.NewReaderSize(a.in, 64<<10)
-		for {
-			line, n, err := readLine(r, maxLine)
-			if err != nil && line == "" {
-				if err != io.EOF {
-					errc <- fmt.Errorf("read console input: %w", err)
-				}
-				return
-			}
-			if n > maxLine {
-				a.print(fmt.Sprintf("(a line of %d bytes was left out: a command may be at most %d characters)", n, bot.MaxText))
-				continue
-			}
-			select {
-			case lines <- typed{line, nil}:
-			case <-ctx.Done():
-				return
-			}
-		}
+		a.readPiped(ctx, lines, errc)
 	}()
 	for {
 		select {
@@ -149,6 +107,58 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 			if quit {
 				return nil
 			}
+		}
+	}
+}
+
+// readTerminal reads lines at the line editor's prompt until the end of
+// input. The next prompt waits until the line is handled: /as changes who
+// it shows, and what the line prints comes before it.
+func (a *Adapter) readTerminal(ctx context.Context, ln *liner.State, lines chan<- typed, errc chan<- error) {
+	for {
+		a.setPrompting(true)
+		line, err := ln.Prompt(a.prompt())
+		a.setPrompting(false)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, liner.ErrPromptAborted) {
+				errc <- err
+			}
+			return
+		}
+		ln.AppendHistory(line)
+		t := typed{line, make(chan struct{})}
+		select {
+		case lines <- t:
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-t.handled:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// readPiped reads lines of any length from a pipe or file until its end.
+func (a *Adapter) readPiped(ctx context.Context, lines chan<- typed, errc chan<- error) {
+	r := bufio.NewReaderSize(a.in, 64<<10)
+	for {
+		line, n, err := readLine(r, maxLine)
+		if err != nil && line == "" {
+			if err != io.EOF {
+				errc <- fmt.Errorf("read console input: %w", err)
+			}
+			return
+		}
+		if n > maxLine {
+			a.print(fmt.Sprintf("(a line of %d bytes was left out: a command may be at most %d characters)", n, bot.MaxText))
+			continue
+		}
+		select {
+		case lines <- typed{line, nil}:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
