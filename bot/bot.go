@@ -250,6 +250,9 @@ func (b *Bot) Run(ctx context.Context) error {
 	actx, stopAdapter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAdapter()
 	errc := make(chan error, 1)
+	if c, ok := b.adapter.(Completer); ok {
+		c.SetCompleter(b.Complete)
+	}
 	go func() { errc <- b.adapter.Run(actx, b.Handle) }()
 	var err error
 	select {

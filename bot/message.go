@@ -89,3 +89,13 @@ func Truncate(s string, n int) string {
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
 }
+
+// Completion is one choice offered while a person types a command's
+// option (Discord's autocomplete): what is shown and what is filled in.
+type Completion struct{ Label, Value string }
+
+// Completer is implemented by adapters that offer choices as people type:
+// the bot gives them its Complete when it starts them.
+type Completer interface {
+	SetCompleter(func(ctx context.Context, kind, typed string) []Completion)
+}

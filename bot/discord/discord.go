@@ -35,7 +35,10 @@ type Options struct {
 	APIURL string
 	// ReadyTimeout bounds the wait for the gateway's READY (default 30s).
 	ReadyTimeout time.Duration
-	Logger       *slog.Logger
+	// Prefix is the bot's command prefix, which /stage's commands are
+	// given with (default !stage).
+	Prefix string
+	Logger *slog.Logger
 }
 
 // Adapter is stagebot in Discord.
@@ -50,6 +53,7 @@ type Adapter struct {
 	seen      bot.Seen          // event IDs, against replays
 	connected atomic.Bool
 	conns     []net.Conn // connections dialled during Open, closed to unblock it
+	complete  func(ctx context.Context, kind, typed string) []bot.Completion
 }
 
 var (
@@ -167,13 +171,34 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 	defer removeMsg()
 	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Connect) { a.connected.Store(true) })()
 	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Disconnect) { a.connected.Store(false) })()
-	defer a.s.AddHandler(func(*discordgo.Session, *discordgo.Ready) { a.connected.Store(true) })()
+	defer a.s.AddHandler(func(_ *discordgo.Session, r *discordgo.Ready) {
+		a.connected.Store(true)
+		go a.register(ctx, r)
+	})()
 	removeInt := a.s.AddHandler(func(s *discordgo.Session, i *discordgo.InteractionCreate) {
 		if in, ok := a.fromInteraction(ctx, i); ok {
 			handle(ctx, in)
 		}
 	})
 	defer removeInt()
+	err := a.open(ctx)
+	if errors.Is(err, errIntentRefused) {
+		// Without the message-content intent the bot still hears /stage,
+		// mentions and direct messages.
+		a.log.Warn(`discord: the message-content intent is not granted, so "!stage …" typed in channels is not seen: use /stage, mention the bot, or enable "Message Content Intent" under Bot → Privileged Gateway Intents in the Developer Portal`)
+		a.s.Identify.Intents = Intents &^ discordgo.IntentMessageContent
+		err = a.open(ctx)
+	}
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	a.log.Info("discord connected", "user", a.s.State.User.ID)
+	<-ctx.Done()
+	return a.s.Close()
+}
+
+// open opens the gateway and waits for READY, within ReadyTimeout.
+func (a *Adapter) open(ctx context.Context) error {
 	errc := make(chan error, 1)
 	go func() { errc <- a.s.Open() }()
 	select {
@@ -184,6 +209,7 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		a.mu.Lock()
 		a.conns = nil // connected: later reconnects are discordgo's business
 		a.mu.Unlock()
+		return nil
 	case <-time.After(a.opts.ReadyTimeout):
 		a.dropGateway()
 		<-errc
@@ -195,17 +221,18 @@ func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Inco
 		a.s.Close()
 		return nil
 	}
-	a.log.Info("discord connected", "user", a.s.State.User.ID)
-	<-ctx.Done()
-	return a.s.Close()
 }
+
+// errIntentRefused: Discord closed the gateway with 4014, a privileged
+// intent (message content) not enabled for the bot.
+var errIntentRefused = errors.New(`discord refused the message-content intent (close 4014): enable "Message Content Intent" under Bot → Privileged Gateway Intents in the Developer Portal`)
 
 func openError(err error) error {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
 		switch ce.Code {
 		case 4014:
-			return errors.New("discord refused the message-content intent (close 4014): enable \"Message Content Intent\" under Bot → Privileged Gateway Intents in the Developer Portal")
+			return errIntentRefused
 		case 4004:
 			return errors.New("discord refused the token (close 4004): check chat.discord.token")
 		}
@@ -256,7 +283,14 @@ func (a *Adapter) fromMessage(m *discordgo.MessageCreate) (bot.Incoming, bool) {
 // fromInteraction answers a button click at once (Discord wants an answer
 // within 3 seconds) and turns it into the command the button stands for.
 func (a *Adapter) fromInteraction(ctx context.Context, i *discordgo.InteractionCreate) (bot.Incoming, bool) {
-	if i.Type != discordgo.InteractionMessageComponent {
+	switch i.Type {
+	case discordgo.InteractionApplicationCommand:
+		return a.fromSlash(ctx, i)
+	case discordgo.InteractionApplicationCommandAutocomplete:
+		go a.autocomplete(ctx, i)
+		return bot.Incoming{}, false
+	case discordgo.InteractionMessageComponent:
+	default:
 		return bot.Incoming{}, false
 	}
 	// Answered beside the event loop: a slow answer holds up no other

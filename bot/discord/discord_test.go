@@ -3,10 +3,14 @@ package discord_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/bwmarrin/discordgo"
 
 	"github.com/stagebot/stagebot/bot"
 	"github.com/stagebot/stagebot/bot/bottest"
@@ -175,7 +179,6 @@ func TestDiscord_StartupFailsClearly(t *testing.T) {
 		knob func(*discordtest.Server)
 		want string
 	}{
-		{name: "intent refused", knob: func(f *discordtest.Server) { f.CloseOnIdentify(4014) }, want: `enable "Message Content Intent"`},
 		{name: "token refused", knob: func(f *discordtest.Server) { f.CloseOnIdentify(4004) }, want: "discord refused the token (close 4004)"},
 		{name: "no READY", knob: func(f *discordtest.Server) { f.NoReady(true) }, want: "did not answer READY within 2s"},
 	}
@@ -268,3 +271,39 @@ func TestDiscord_HostileTextIsPostedInert(t *testing.T) {
 		t.Errorf("the announcement did not notify its watcher: %q %+v", card.Content, card.AllowedMentions)
 	}
 }
+
+// TestDiscord_WithoutTheMessageContentIntent: a bot whose message-content
+// intent is not granted (Discord closes with 4014) connects again without
+// it, says how to enable it or to use /stage, and takes /stage commands.
+func TestDiscord_WithoutTheMessageContentIntent(t *testing.T) {
+	fake := discordtest.New(t)
+	fake.CloseOnIdentify(4014)
+	var logged strings.Builder
+	var mu sync.Mutex
+	a, err := discord.New(discord.Options{Token: "test-token", APIURL: fake.URL(), Channels: []string{infra}, ReadyTimeout: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logged.Write(p) }), nil))})
+	must(t, err)
+	bottest.StartBot(t, a, infra)
+	must(t, fake.WaitConnected(patience.D(10*time.Second)))
+	if ids, _, intents := fake.Stats(); ids != 2 || intents != int(discord.Intents&^discordgo.IntentMessageContent) {
+		t.Fatalf("identified %d times, last with intents %d; want twice, the second without message content", ids, intents)
+	}
+	mu.Lock()
+	if !strings.Contains(logged.String(), "use /stage") || !strings.Contains(logged.String(), "Message Content Intent") {
+		t.Errorf("the log does not say how to go on: %s", logged.String())
+	}
+	mu.Unlock()
+	_, err = fake.Slash("U1", "alice", infra, "holds")
+	must(t, err)
+	deadline := time.Now().Add(patience.D(10 * time.Second))
+	for !slices.ContainsFunc(fake.Messages(), func(m discordtest.Message) bool { return strings.Contains(m.Content, "No holds.") }) {
+		if time.Now().After(deadline) {
+			t.Fatal("/stage holds was not answered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -391,7 +391,7 @@ func newAdapter(cfg *Config, opts bot.Options, stdin io.Reader, stdout io.Writer
 		return a, a.Close, nil
 	case "discord":
 		d := cfg.Chat.Discord
-		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Logger: logger})
+		a, err := discordadapter.New(discordadapter.Options{Token: d.Token, Channels: d.Channels, APIURL: d.APIURL, Prefix: opts.Prefix, Logger: logger})
 		if err != nil {
 			return nil, nil, err
 		}
