@@ -253,6 +253,9 @@ func (b *Bot) Run(ctx context.Context) error {
 	if c, ok := b.adapter.(Completer); ok {
 		c.SetCompleter(b.Complete)
 	}
+	if h, ok := b.adapter.(HomeHost); ok {
+		h.SetHome(b.Home)
+	}
 	go func() { errc <- b.adapter.Run(actx, b.Handle) }()
 	var err error
 	select {

@@ -57,6 +57,9 @@ func (i *Inbox) Run(ctx context.Context) {
 			}
 		}
 		i.handle(ctx, *in)
+		if in.After != nil {
+			in.After()
+		}
 	}
 }
 

@@ -22,6 +22,9 @@ type Incoming struct {
 	// Start is the start the scheduler's own request is for (it is not read
 	// from the text of anyone else's).
 	Start time.Time
+	// After, when set, is called once an Inbox has handed the message to
+	// the bot and the bot has handled it.
+	After func()
 }
 
 // Message is something the bot says, built without knowing the platform.
@@ -98,4 +101,10 @@ type Completion struct{ Label, Value string }
 // the bot gives them its Complete when it starts them.
 type Completer interface {
 	SetCompleter(func(ctx context.Context, kind, typed string) []Completion)
+}
+
+// HomeHost is implemented by adapters with a per-person home view (Slack's
+// App Home): the bot gives them its Home when it starts them.
+type HomeHost interface {
+	SetHome(func(ctx context.Context, u store.User) Message)
 }

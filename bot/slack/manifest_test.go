@@ -22,6 +22,7 @@ var methodScopes = map[string]string{
 	"chat.postMessage":      "chat:write",
 	"chat.update":           "chat:write",
 	"apps.connections.open": "", // the app-level token's connections:write
+	"views.publish":         "",
 }
 
 // eventScopes are the scopes each subscribed event needs.
@@ -30,11 +31,13 @@ var eventScopes = map[string]string{
 	"message.channels": "channels:history",
 	"message.groups":   "groups:history",
 	"message.im":       "im:history",
+	"app_home_opened":  "",
 }
 
 type manifest struct {
 	Features struct {
 		AppHome struct {
+			HomeTab             bool `yaml:"home_tab_enabled"`
 			MessagesTab         bool `yaml:"messages_tab_enabled"`
 			MessagesTabReadOnly bool `yaml:"messages_tab_read_only_enabled"`
 		} `yaml:"app_home"`
@@ -73,6 +76,9 @@ func TestManifest_ScopesAreWhatTheAdapterUses(t *testing.T) {
 	if err := yaml.Unmarshal(data, &m); err != nil {
 		t.Fatalf("examples/slack-manifest.yaml: %v", err)
 	}
+	if !m.Features.AppHome.HomeTab {
+		t.Error("the manifest must turn the Home tab on: the adapter publishes one")
+	}
 	if !m.Features.AppHome.MessagesTab || m.Features.AppHome.MessagesTabReadOnly {
 		t.Error("the manifest must turn the messages tab on and writable, or Slack refuses direct messages to the bot")
 	}
@@ -95,6 +101,8 @@ func TestManifest_ScopesAreWhatTheAdapterUses(t *testing.T) {
 	e.Clock.Advance(10 * time.Minute)
 	e.WaitRun(1, store.RunSucceeded)
 	e.waitMessage("Run 1 of demo/default: succeeded")
+	must(t, e.fake.OpenHome("U1"))
+	e.waitHome("U1", "demo")
 
 	need := map[string]bool{"commands": true} // the slash command
 	for _, method := range e.fake.Methods() {
@@ -107,15 +115,20 @@ func TestManifest_ScopesAreWhatTheAdapterUses(t *testing.T) {
 			need[scope] = true
 		}
 	}
+	if !slices.Contains(e.fake.Methods(), "views.publish") {
+		t.Error("opening the Home tab published no view")
+	}
 	for _, ev := range m.Settings.Events.Bot {
 		scope, ok := eventScopes[ev]
 		if !ok {
 			t.Errorf("the manifest subscribes to %s, which the adapter does not handle", ev)
 			continue
 		}
-		need[scope] = true
+		if scope != "" {
+			need[scope] = true
+		}
 	}
-	for _, ev := range []string{"app_mention", "message.channels", "message.groups", "message.im"} {
+	for _, ev := range []string{"app_mention", "message.channels", "message.groups", "message.im", "app_home_opened"} {
 		if !slices.Contains(m.Settings.Events.Bot, ev) {
 			t.Errorf("the manifest does not subscribe to %s, which the adapter handles", ev)
 		}

@@ -48,6 +48,10 @@ type Adapter struct {
 	names     map[string]store.User
 	seen      bot.Seen // event IDs, against redelivery
 	connected atomic.Bool
+	// home is the bot's home view of a person; homeChannel where its
+	// buttons act.
+	home        func(ctx context.Context, u store.User) bot.Message
+	homeChannel string
 }
 
 var (
@@ -181,6 +185,10 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		if !ok {
 			return
 		}
+		if e, ok := cb.InnerEvent.Data.(*slackevents.AppHomeOpenedEvent); ok && e.Tab == "home" {
+			go a.publishHome(ctx, a.user(ctx, e.User, ""))
+			return
+		}
 		if in, ok := a.fromEvent(ctx, cb); ok {
 			handle(ctx, in)
 		}
@@ -193,6 +201,10 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 		// A click Slack redelivers (no ack seen in time) comes in a new
 		// envelope with the same trigger.
 		if !a.firstTime("envelope:"+ev.Request.EnvelopeID) || cb.TriggerID != "" && !a.firstTime("trigger:"+cb.TriggerID) {
+			return
+		}
+		if cb.View.Type == slack.VTHomeTab {
+			a.homeClick(ctx, cb, handle)
 			return
 		}
 		for _, act := range cb.ActionCallback.BlockActions {

@@ -192,3 +192,34 @@ func (s *Server) Slash(user, userName, channel, text string) (json.RawMessage, e
 		"response_url": s.srv.URL + "/response", "trigger_id": "tr" + s.nextTS(), "is_enterprise_install": "false",
 	})
 }
+
+// OpenHome is a user opening the app's Home tab.
+func (s *Server) OpenHome(user string) error {
+	ts := s.nextTS()
+	_, err := s.push("events_api", s.callback(map[string]any{
+		"type": "app_home_opened", "user": user, "channel": "D" + user, "tab": "home", "event_ts": ts,
+	}))
+	return err
+}
+
+// ClickHome presses the button labelled label in the App Home published
+// for user.
+func (s *Server) ClickHome(user, userName, label string) error {
+	home, ok := s.Home(user)
+	if !ok {
+		return fmt.Errorf("no App Home was published for %s", user)
+	}
+	value, ok := home.Buttons()[label]
+	if !ok {
+		return fmt.Errorf("the App Home of %s has no button %q (it has %v)", user, label, home.Buttons())
+	}
+	now := s.nextTS()
+	_, err := s.push("interactive", map[string]any{
+		"type": "block_actions", "user": map[string]any{"id": user, "username": userName, "name": userName, "team_id": "T1"},
+		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1", "trigger_id": "tr" + now,
+		"container": map[string]any{"type": "view", "view_id": "V1"},
+		"view":      map[string]any{"id": "V1", "type": "home"},
+		"actions":   []any{map[string]any{"action_id": "a1", "block_id": "stagebot", "type": "button", "value": value, "text": map[string]any{"type": "plain_text", "text": label}, "action_ts": now}},
+	})
+	return err
+}

@@ -96,6 +96,7 @@ type Server struct {
 	PingInterval time.Duration
 
 	mu           sync.Mutex
+	homes        map[string]Message // the App Home published for each user
 	messages     []*Message
 	calls        map[string]int
 	users        map[string]string
@@ -318,6 +319,25 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch method {
+	case "views.publish":
+		var req struct {
+			UserID string `json:"user_id"`
+			View   struct {
+				Type   string           `json:"type"`
+				Blocks []map[string]any `json:"blocks"`
+			} `json:"view"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.UserID == "" || req.View.Type != "home" {
+			fail("invalid_arguments")
+			return
+		}
+		s.mu.Lock()
+		if s.homes == nil {
+			s.homes = map[string]Message{}
+		}
+		s.homes[req.UserID] = Message{Channel: req.UserID, Blocks: req.View.Blocks}
+		s.mu.Unlock()
+		reply(map[string]any{"view": map[string]any{"id": "V1", "type": "home"}})
 	case "auth.test":
 		reply(map[string]any{"url": "https://fake.slack.com/", "team": "Fake", "user": "stagebot", "team_id": "T1", "user_id": BotUser, "bot_id": BotID})
 	case "users.info":
@@ -457,4 +477,12 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// Home is the App Home last published for a user.
+func (s *Server) Home(user string) (Message, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.homes[user]
+	return m, ok
 }
