@@ -27,6 +27,7 @@ func (a *Adapter) publishHome(ctx context.Context, u store.User) {
 		return
 	}
 	m := home(ctx, u)
+	m.Buttons = append(m.Buttons, bot.Button{Label: "Hold a target…", Command: holdModalID})
 	a.mu.Lock()
 	a.homeChannel = m.Channel
 	a.mu.Unlock()
@@ -47,6 +48,10 @@ func (a *Adapter) homeClick(ctx context.Context, cb slack.InteractionCallback, h
 	a.mu.Unlock()
 	u := a.user(ctx, cb.User.ID, cb.User.Name)
 	for _, act := range cb.ActionCallback.BlockActions {
+		if act.Value == holdModalID {
+			go a.openHoldModal(ctx, cb.TriggerID)
+			continue
+		}
 		if act.Value == "" {
 			continue
 		}

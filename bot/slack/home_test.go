@@ -1,6 +1,7 @@
 package slack_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -73,4 +74,44 @@ func TestHome_ShowsStateWithTheViewersButtons(t *testing.T) {
 	if home, _ := e.fake.Home("U1"); strings.Contains(home.AllText(), "held by alice") {
 		t.Errorf("after the release alice's home still shows the hold:\n%s", home.AllText())
 	}
+}
+
+// TestHoldModal_FromTheHomeAndAShortcut: the Hold modal opens from the Home
+// tab's button and from the global shortcut, offers the targets and only
+// hold lengths within the limits, and its submission holds the target as
+// the person, answered in the control channel.
+func TestHoldModal_FromTheHomeAndAShortcut(t *testing.T) {
+	e := newEnv(t)
+	must(t, e.fake.OpenHome("U1"))
+	e.waitHome("U1", "demo")
+	must(t, e.fake.ClickHome("U1", "alice", "Hold a target…"))
+	must(t, e.fake.Shortcut("U1", "alice", "stagebot_hold"))
+	deadline := time.Now().Add(patience.D(10 * time.Second))
+	for len(e.fake.Modals()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	modals := e.fake.Modals()
+	if len(modals) != 2 {
+		t.Fatalf("%d modals opened, want 2 (the button and the shortcut)", len(modals))
+	}
+	text := jsonText(modals[0])
+	for _, want := range []string{`"callback_id":"stagebot_hold"`, `"value":"demo"`, `"value":"2h"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the modal lacks %s:\n%s", want, text)
+		}
+	}
+	// bottest's bot allows holds of at most a week (the default).
+	if !strings.Contains(text, `"value":"1w"`) || strings.Contains(text, `"value":"2w"`) {
+		t.Errorf("the modal's lengths are not those up to a week:\n%s", text)
+	}
+	must(t, e.fake.Submit("U1", "alice", "stagebot_hold", map[string]string{"target": "demo", "length": "4h"}, map[string]string{"reason": `testing "the" login`}))
+	if m := e.waitMessage(`alice holds demo until 13:00 UTC: testing "the" login`); m.Channel != infra {
+		t.Errorf("the hold was answered in %s, not the control channel", m.Channel)
+	}
+	e.waitHome("U1", `held by alice until 13:00 UTC: testing "the" login`)
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

@@ -23,6 +23,7 @@ var methodScopes = map[string]string{
 	"chat.update":           "chat:write",
 	"apps.connections.open": "", // the app-level token's connections:write
 	"views.publish":         "",
+	"views.open":            "",
 }
 
 // eventScopes are the scopes each subscribed event needs.
@@ -41,6 +42,10 @@ type manifest struct {
 			MessagesTab         bool `yaml:"messages_tab_enabled"`
 			MessagesTabReadOnly bool `yaml:"messages_tab_read_only_enabled"`
 		} `yaml:"app_home"`
+		Shortcuts []struct {
+			Type       string `yaml:"type"`
+			CallbackID string `yaml:"callback_id"`
+		} `yaml:"shortcuts"`
 		SlashCommands []struct {
 			Command string `yaml:"command"`
 		} `yaml:"slash_commands"`
@@ -75,6 +80,9 @@ func TestManifest_ScopesAreWhatTheAdapterUses(t *testing.T) {
 	var m manifest
 	if err := yaml.Unmarshal(data, &m); err != nil {
 		t.Fatalf("examples/slack-manifest.yaml: %v", err)
+	}
+	if len(m.Features.Shortcuts) != 1 || m.Features.Shortcuts[0].Type != "global" || m.Features.Shortcuts[0].CallbackID != "stagebot_hold" {
+		t.Errorf("the manifest needs the global shortcut stagebot_hold (the Hold modal): %+v", m.Features.Shortcuts)
 	}
 	if !m.Features.AppHome.HomeTab {
 		t.Error("the manifest must turn the Home tab on: the adapter publishes one")

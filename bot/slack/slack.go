@@ -52,6 +52,7 @@ type Adapter struct {
 	// buttons act.
 	home        func(ctx context.Context, u store.User) bot.Message
 	homeChannel string
+	complete    func(ctx context.Context, kind, typed string) []bot.Completion
 }
 
 var (
@@ -193,33 +194,7 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 			handle(ctx, in)
 		}
 	case socketmode.EventTypeInteractive:
-		sm.Ack(*ev.Request)
-		cb, ok := ev.Data.(slack.InteractionCallback)
-		if !ok || cb.Type != slack.InteractionTypeBlockActions {
-			return
-		}
-		// A click Slack redelivers (no ack seen in time) comes in a new
-		// envelope with the same trigger.
-		if !a.firstTime("envelope:"+ev.Request.EnvelopeID) || cb.TriggerID != "" && !a.firstTime("trigger:"+cb.TriggerID) {
-			return
-		}
-		if cb.View.Type == slack.VTHomeTab {
-			a.homeClick(ctx, cb, handle)
-			return
-		}
-		for _, act := range cb.ActionCallback.BlockActions {
-			if act.Value == "" {
-				continue
-			}
-			// A click is the command its button stands for, typed by the
-			// clicking user; the answer goes to the clicked message's thread.
-			thread := cb.Message.ThreadTimestamp
-			if thread == "" {
-				thread = cb.Container.MessageTs
-			}
-			handle(ctx, bot.Incoming{ID: act.ActionTs, Channel: cb.Channel.ID, Thread: thread,
-				User: a.user(ctx, cb.User.ID, cb.User.Name), Text: act.Value, Direct: true})
-		}
+		a.interactive(ctx, sm, ev, handle)
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := ev.Data.(slack.SlashCommand)
 		if !ok {
@@ -233,6 +208,47 @@ func (a *Adapter) event(ctx context.Context, sm *socketmode.Client, ev socketmod
 			return
 		}
 		handle(ctx, bot.Incoming{Channel: cmd.ChannelID, User: a.user(ctx, cmd.UserID, cmd.UserName), Text: cmd.Text, Direct: true})
+	}
+}
+
+// interactive handles a click, a shortcut or a modal sent.
+func (a *Adapter) interactive(ctx context.Context, sm *socketmode.Client, ev socketmode.Event, handle func(context.Context, bot.Incoming)) {
+	sm.Ack(*ev.Request)
+	cb, ok := ev.Data.(slack.InteractionCallback)
+	if !ok || !a.firstTime("envelope:"+ev.Request.EnvelopeID) {
+		return
+	}
+	switch {
+	case cb.Type == slack.InteractionTypeShortcut && cb.CallbackID == holdModalID:
+		go a.openHoldModal(ctx, cb.TriggerID)
+		return
+	case cb.Type == slack.InteractionTypeViewSubmission && cb.View.CallbackID == holdModalID:
+		a.holdSubmitted(ctx, cb, handle)
+		return
+	case cb.Type != slack.InteractionTypeBlockActions:
+		return
+	}
+	// A click Slack redelivers (no ack seen in time) comes in a new
+	// envelope with the same trigger.
+	if cb.TriggerID != "" && !a.firstTime("trigger:"+cb.TriggerID) {
+		return
+	}
+	if cb.View.Type == slack.VTHomeTab {
+		a.homeClick(ctx, cb, handle)
+		return
+	}
+	for _, act := range cb.ActionCallback.BlockActions {
+		if act.Value == "" {
+			continue
+		}
+		// A click is the command its button stands for, typed by the
+		// clicking user; the answer goes to the clicked message's thread.
+		thread := cb.Message.ThreadTimestamp
+		if thread == "" {
+			thread = cb.Container.MessageTs
+		}
+		handle(ctx, bot.Incoming{ID: act.ActionTs, Channel: cb.Channel.ID, Thread: thread,
+			User: a.user(ctx, cb.User.ID, cb.User.Name), Text: act.Value, Direct: true})
 	}
 }
 

@@ -223,3 +223,32 @@ func (s *Server) ClickHome(user, userName, label string) error {
 	})
 	return err
 }
+
+// Shortcut is a user choosing the app's global shortcut callbackID.
+func (s *Server) Shortcut(user, userName, callbackID string) error {
+	_, err := s.push("interactive", map[string]any{
+		"type": "shortcut", "callback_id": callbackID, "trigger_id": "tr" + s.nextTS(), "action_ts": s.nextTS(),
+		"user": map[string]any{"id": user, "username": userName, "name": userName, "team_id": "T1"},
+		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1",
+	})
+	return err
+}
+
+// Submit sends the modal callbackID as user with the values given, by
+// block ID: a selected option's value, or an input's text.
+func (s *Server) Submit(user, userName, callbackID string, selected, typed map[string]string) error {
+	values := map[string]any{}
+	for block, v := range selected {
+		values[block] = map[string]any{block: map[string]any{"type": "static_select", "selected_option": map[string]any{"value": v, "text": map[string]any{"type": "plain_text", "text": v}}}}
+	}
+	for block, v := range typed {
+		values[block] = map[string]any{block: map[string]any{"type": "plain_text_input", "value": v}}
+	}
+	_, err := s.push("interactive", map[string]any{
+		"type": "view_submission", "trigger_id": "tr" + s.nextTS(),
+		"user": map[string]any{"id": user, "username": userName, "name": userName, "team_id": "T1"},
+		"team": map[string]any{"id": "T1", "domain": "fake"}, "api_app_id": "A1",
+		"view": map[string]any{"id": "V2", "type": "modal", "callback_id": callbackID, "hash": s.nextTS(), "state": map[string]any{"values": values}},
+	})
+	return err
+}

@@ -97,6 +97,7 @@ type Server struct {
 
 	mu           sync.Mutex
 	homes        map[string]Message // the App Home published for each user
+	modals       []map[string]any   // the modals opened, in order
 	messages     []*Message
 	calls        map[string]int
 	users        map[string]string
@@ -319,6 +320,19 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch method {
+	case "views.open":
+		var req struct {
+			TriggerID string         `json:"trigger_id"`
+			View      map[string]any `json:"view"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.TriggerID == "" || req.View["type"] != "modal" {
+			fail("invalid_arguments")
+			return
+		}
+		s.mu.Lock()
+		s.modals = append(s.modals, req.View)
+		s.mu.Unlock()
+		reply(map[string]any{"view": map[string]any{"id": "V2", "type": "modal"}})
 	case "views.publish":
 		var req struct {
 			UserID string `json:"user_id"`
@@ -485,4 +499,11 @@ func (s *Server) Home(user string) (Message, bool) {
 	defer s.mu.Unlock()
 	m, ok := s.homes[user]
 	return m, ok
+}
+
+// Modals are the modals the app opened (views.open), in order.
+func (s *Server) Modals() []map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]map[string]any(nil), s.modals...)
 }
