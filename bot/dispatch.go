@@ -23,6 +23,14 @@ func (b *Bot) Handle(ctx context.Context, in Incoming) {
 		b.log.Error("tick after command", "err", err)
 	}
 	b.poke()
+	b.homeChanged()
+}
+
+// homeChanged tells an adapter with home views that they may be stale.
+func (b *Bot) homeChanged() {
+	if h, ok := b.adapter.(HomeHost); ok {
+		h.HomeChanged()
+	}
 }
 
 // dispatchGuarded is dispatch for one event, with a panic turned into an

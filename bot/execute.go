@@ -348,6 +348,7 @@ func (u *updater) change(fn func(r *store.Run)) {
 	fn(&u.run)
 	u.dirty = true
 	u.mu.Unlock()
+	u.b.homeChanged()
 	select {
 	case u.notify <- struct{}{}:
 	default:

@@ -107,4 +107,7 @@ type Completer interface {
 // App Home): the bot gives them its Home when it starts them.
 type HomeHost interface {
 	SetHome(func(ctx context.Context, u store.User) Message)
+	// HomeChanged says that what the homes show may have changed; it
+	// returns at once (the adapter shows them again in its own time).
+	HomeChanged()
 }

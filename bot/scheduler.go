@@ -19,6 +19,7 @@ func (b *Bot) Tick(ctx context.Context) error {
 	ctx = context.WithoutCancel(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer b.homeChanged()
 	return b.tickLocked(ctx)
 }
 

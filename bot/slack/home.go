@@ -2,6 +2,7 @@ package slack
 
 import (
 	"context"
+	"time"
 
 	"github.com/slack-go/slack"
 
@@ -16,6 +17,37 @@ func (a *Adapter) SetHome(f func(ctx context.Context, u store.User) bot.Message)
 	a.mu.Unlock()
 }
 
+// homeEvery is how often homes are shown again at most while things change
+// (a run's progress changes many times a second).
+const homeEvery = 2 * time.Second
+
+// HomeChanged implements bot.HomeHost: every home opened since the start
+// is shown again, at most every two seconds.
+func (a *Adapter) HomeChanged() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.homePending || len(a.homeUsers) == 0 || a.runCtx == nil {
+		return
+	}
+	a.homePending = true
+	ctx := a.runCtx
+	time.AfterFunc(homeEvery, func() {
+		a.mu.Lock()
+		a.homePending = false
+		users := make([]store.User, 0, len(a.homeUsers))
+		for _, u := range a.homeUsers {
+			users = append(users, u)
+		}
+		a.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		for _, u := range users {
+			a.publishHome(ctx, u)
+		}
+	})
+}
+
 // publishHome shows a person their App Home: the bot's home view of them,
 // in Block Kit. It runs when they open the Home tab and after a click in
 // it, so that what they did shows at once.
@@ -26,6 +58,12 @@ func (a *Adapter) publishHome(ctx context.Context, u store.User) {
 	if home == nil {
 		return
 	}
+	a.mu.Lock()
+	if a.homeUsers == nil {
+		a.homeUsers = map[string]store.User{}
+	}
+	a.homeUsers[u.ID] = u
+	a.mu.Unlock()
 	m := home(ctx, u)
 	m.Buttons = append(m.Buttons, bot.Button{Label: "Hold a target…", Command: holdModalID})
 	a.mu.Lock()

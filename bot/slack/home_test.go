@@ -51,7 +51,11 @@ func TestHome_ShowsStateWithTheViewersButtons(t *testing.T) {
 		t.Errorf("bob's buttons: %v (want Approve 1, and no Release of alice's hold)", b)
 	}
 	must(t, e.fake.OpenHome("U1"))
-	home = e.waitHome("U1", "held by alice")
+	e.waitHome("U1", "held by alice")
+	// A change made elsewhere shows in an open home by itself.
+	_, err = e.fake.Say("U1", infra, "!stage hold demo 3h testing the login")
+	must(t, err)
+	home = e.waitHome("U1", "held by alice until 12:00 UTC")
 	if b := home.Buttons(); b["Release demo"] != "!stage release demo" || !strings.HasPrefix(b["Extend demo 2h"], "!stage hold demo 2h") || b["Approve 1"] != "" {
 		t.Errorf("alice's buttons: %v (want Release and Extend on her hold, no Approve of her own run)", b)
 	}

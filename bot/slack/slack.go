@@ -52,6 +52,9 @@ type Adapter struct {
 	// buttons act.
 	home        func(ctx context.Context, u store.User) bot.Message
 	homeChannel string
+	homeUsers   map[string]store.User // who opened their home since the start
+	homePending bool
+	runCtx      context.Context
 	complete    func(ctx context.Context, kind, typed string) []bot.Completion
 }
 
@@ -108,6 +111,9 @@ func (a *Adapter) Outbox() *bot.Outbox { return a.out }
 // Run connects and hands every command to handle until ctx ends. It fails
 // at once when Slack refuses the tokens.
 func (a *Adapter) Run(ctx context.Context, handle func(context.Context, bot.Incoming)) error {
+	a.mu.Lock()
+	a.runCtx = ctx
+	a.mu.Unlock()
 	a.out.Start(ctx)
 	defer a.out.Stop()
 	var auth *slack.AuthTestResponse
