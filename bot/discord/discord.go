@@ -54,6 +54,8 @@ type Adapter struct {
 	connected atomic.Bool
 	conns     []net.Conn // connections dialled during Open, closed to unblock it
 	complete  func(ctx context.Context, kind, typed string) []bot.Completion
+	// registered are the guilds /stage was registered in by this process.
+	registered map[string]bool
 }
 
 var (

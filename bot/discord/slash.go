@@ -57,8 +57,25 @@ func (a *Adapter) register(ctx context.Context, r *discordgo.Ready) {
 	}
 	cmds := []*discordgo.ApplicationCommand{slashCommand()}
 	for _, g := range r.Guilds {
+		// Once a process: a READY after a dropped session lists the same
+		// guilds, and Discord limits how often commands may be written.
+		a.mu.Lock()
+		done := a.registered[g.ID]
+		if !done {
+			if a.registered == nil {
+				a.registered = map[string]bool{}
+			}
+			a.registered[g.ID] = true
+		}
+		a.mu.Unlock()
+		if done {
+			continue
+		}
 		if _, err := a.s.ApplicationCommandBulkOverwrite(r.Application.ID, g.ID, cmds, discordgo.WithContext(ctx)); err != nil {
 			a.log.Warn("discord: register /stage in a guild: invite the bot with the applications.commands scope", "guild", g.ID, "err", err)
+			a.mu.Lock()
+			delete(a.registered, g.ID) // the next READY tries again
+			a.mu.Unlock()
 			continue
 		}
 		a.log.Info("discord: /stage registered", "guild", g.ID)

@@ -117,24 +117,25 @@ type Server struct {
 	messages  []*Message
 	callbacks []map[string]any
 	// commands are the application commands registered, by guild.
-	commands   map[string][]map[string]any
-	idSeq      int
-	seq        int
-	down       bool
-	noReady    bool
-	closeCode  int
-	limitNext  int
-	retryAfter float64
-	conns      map[*websocket.Conn]func(any) error
-	identifies int
-	resumes    int
-	intents    int
-	session    string
-	clicked    map[string]time.Time // interaction ID → when it was dispatched
-	answered   []time.Duration
-	lastEvent  [2]any // the last dispatched event's type and data
-	slowPosts  time.Duration
-	failNext   int
+	commands      map[string][]map[string]any
+	registrations int
+	idSeq         int
+	seq           int
+	down          bool
+	noReady       bool
+	closeCode     int
+	limitNext     int
+	retryAfter    float64
+	conns         map[*websocket.Conn]func(any) error
+	identifies    int
+	resumes       int
+	intents       int
+	session       string
+	clicked       map[string]time.Time // interaction ID → when it was dispatched
+	answered      []time.Duration
+	lastEvent     [2]any // the last dispatched event's type and data
+	slowPosts     time.Duration
+	failNext      int
 }
 
 // SlowPosts makes every message call take d before it answers.
@@ -551,6 +552,13 @@ var guildCommandsPath = regexp.MustCompile(`^/api/v9/applications/(\w+)/guilds/(
 // (PUT /applications/{app}/guilds/{guild}/commands), as Discord does: the
 // list replaces what was there, and comes back with IDs.
 func (s *Server) applications(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	down := s.down
+	s.mu.Unlock()
+	if down {
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	m := guildCommandsPath.FindStringSubmatch(r.URL.Path)
 	if m == nil || m[1] != AppID {
 		http.NotFound(w, r)
@@ -576,6 +584,7 @@ func (s *Server) applications(w http.ResponseWriter, r *http.Request) {
 		s.commands = map[string][]map[string]any{}
 	}
 	s.commands[m[2]] = cmds
+	s.registrations++
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(cmds)
@@ -642,4 +651,12 @@ func (s *Server) Callback(id string, timeout time.Duration) (map[string]any, err
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("interaction %s was not answered within %s", id, timeout)
+}
+
+// Registrations counts the bulk overwrites of guild commands that Discord
+// took.
+func (s *Server) Registrations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.registrations
 }
