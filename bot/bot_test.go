@@ -297,6 +297,36 @@ func TestFailure_ReportsStepAndReason(t *testing.T) {
 	}
 }
 
+func TestLog_StepsOutcomeAndWhereTheLogIs(t *testing.T) {
+	tg := fas2()
+	tg.Manual = bot.ApprovalRule{}
+	e := newEnv(t, tg)
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	// A run that succeeded: its steps, not its output, and how to see it.
+	out := e.say(alice, "!stage log 1")
+	wantText(t, out, "✅ Run 1 of fas2/default: succeeded after", "asked by", "✓ refresh", "`!stage log 1 full` shows the last of them here")
+	if strings.Contains(texts(out), "[refresh]") {
+		t.Fatalf("a succeeded run's log was posted without full:\n%s", texts(out))
+	}
+	wantText(t, e.say(alice, "!stage log 1 full"), "Log:", "[refresh] copying")
+
+	// A failed run: the last lines of its output, where the failure is.
+	tg.Pipelines["default"].Steps[1] = sh("upgrade_db", "for i in $(seq 1 40); do echo noise $i; done; echo 'column x missing' >&2; exit 2")
+	e.say(alice, "!stage resync fas2 now")
+	e.b.Wait()
+	out = e.say(alice, "!stage log 2")
+	wantText(t, out, "❌ Run 2 of fas2/default: failed", "The log's last lines:", "column x missing", "earlier lines left out")
+	if strings.Contains(texts(out), "noise 10\n") {
+		t.Fatalf("more than the last lines of a failed run's log:\n%s", texts(out))
+	}
+
+	// With the status page's address, a link to the run's page.
+	e.opts.PageURL = "https://stage.example.org"
+	e.b = bot.New(e.s, e.a, e.opts)
+	wantText(t, e.say(alice, "!stage log 1"), "The whole log (", "lines): https://stage.example.org/runs/1")
+}
+
 func TestWatchMentions(t *testing.T) {
 	e := newEnv(t)
 	wantText(t, e.sayIn("random", dave, "!stage watch fas2"), "You will be mentioned")

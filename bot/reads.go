@@ -46,7 +46,9 @@ func (b *Bot) historyLine(r *store.Run) string {
 	return line
 }
 
-// Log implements commands.Service.
+// Log implements commands.Service: in the channel, a run's steps and
+// their outcome, the last lines of a failed run's output, and where the
+// whole log is; with full, the log's last lines too.
 func (b *Bot) Log(ctx context.Context, c *commands.Call) error {
 	r, err := b.store.Run(ctx, c.Run)
 	if err != nil {
@@ -57,19 +59,79 @@ func (b *Bot) Log(ctx context.Context, c *commands.Call) error {
 		return err
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "Run %d of %s/%s: %s\n", r.ID, r.Target, r.Pipeline, r.State)
+	sb.WriteString(b.logHead(r) + "\n")
 	sb.WriteString(b.stepLines(r.Steps))
-	if len(text) > 0 {
-		const max = 3000
-		body := string(text)
-		if len(body) > max {
-			cut := strings.IndexByte(body[len(body)-max:], '\n')
-			body = "…(earlier lines left out)\n" + body[len(body)-max+cut+1:]
-		}
-		sb.WriteString("\nLog:\n```\n" + strings.TrimRight(body, "\n") + "\n```")
+	body := strings.TrimRight(string(text), "\n")
+	switch {
+	case body == "":
+	case c.Full:
+		sb.WriteString("\nLog:\n```\n" + lastLines(body, 3000, 0) + "\n```\n")
+	case r.State == store.RunFailed || r.State == store.RunAborted:
+		sb.WriteString("\nThe log's last lines:\n```\n" + lastLines(body, 1500, 12) + "\n```\n")
 	}
+	sb.WriteString(b.logWhere(r.ID, body, c.Full))
 	b.reply(ctx, callFrom(ctx).in, strings.TrimRight(sb.String(), "\n"))
 	return nil
+}
+
+// logHead is the first line of log's reply: the run, its outcome, how long
+// it took and who asked.
+func (b *Bot) logHead(r *store.Run) string {
+	head := fmt.Sprintf("%s Run %d of %s/%s: %s", stateMark(r.State), r.ID, r.Target, r.Pipeline, r.State)
+	switch {
+	case !r.StartedAt.IsZero() && !r.EndedAt.IsZero():
+		head += " after " + fmtDur(r.EndedAt.Sub(r.StartedAt))
+	case !r.StartedAt.IsZero():
+		head += ", started " + b.fmtTime(r.StartedAt)
+	case !r.State.Done():
+		head += ", starts " + b.fmtTime(r.StartAt)
+	}
+	return head + ", asked by " + r.Requester.Display()
+}
+
+// logWhere says where the rest of a run's log is: its page on the status
+// page when the page has an address, else the full form of the command.
+func (b *Bot) logWhere(id uint64, body string, full bool) string {
+	if body == "" {
+		return "No output was logged."
+	}
+	lines := strings.Count(body, "\n") + 1
+	if b.opts.PageURL != "" {
+		return fmt.Sprintf("The whole log (%s): %s/runs/%d", countOf(lines, "line"), b.opts.PageURL, id)
+	}
+	if full {
+		return ""
+	}
+	return fmt.Sprintf("Its log has %s: `%s log %d full` shows the last of them here.", countOf(lines, "line"), b.opts.Prefix, id)
+}
+
+// lastLines is the end of a log: at most max bytes and, when n > 0, n
+// lines, cut at a line's start, saying when earlier lines were left out.
+func lastLines(body string, max, n int) string {
+	cut := 0
+	if len(body) > max {
+		cut = len(body) - max
+		if i := strings.IndexByte(body[cut:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+	}
+	if n > 0 {
+		at := len(body)
+		for i := 0; i < n && at > cut; i++ {
+			at = strings.LastIndexByte(body[:at], '\n')
+			if at < 0 {
+				at = 0
+				break
+			}
+		}
+		if at > cut {
+			cut = at + 1
+		}
+	}
+	if cut == 0 {
+		return body
+	}
+	return "…(earlier lines left out)\n" + body[cut:]
 }
 
 // Status implements commands.Service.

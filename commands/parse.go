@@ -83,6 +83,8 @@ type Call struct {
 	Copy string
 	// ReasonCut says the reason was longer than MaxReason and was cut.
 	ReasonCut bool
+	// Full asks log for the run's log itself, not only its steps.
+	Full bool
 }
 
 // Mutates reports whether carrying out the call changes state: its verb
@@ -341,6 +343,22 @@ func parseRunOnly(p *argParser, c *Call) error {
 	}
 	c.Run = n
 	return p.done()
+}
+
+func parseLog(p *argParser, c *Call) error {
+	n, err := p.run()
+	if err != nil {
+		return err
+	}
+	c.Run = n
+	if strings.EqualFold(p.peek(), "full") {
+		p.next()
+		c.Full = true
+	}
+	if err := p.done(); err != nil {
+		return fmt.Errorf("%w: log takes a run and, to see its output here, full", err)
+	}
+	return nil
 }
 
 func parseRunReason(p *argParser, c *Call) error {

@@ -70,6 +70,8 @@ func TestParse_Commands(t *testing.T) {
 		{in: "!stage history 5", want: Call{Count: 5}},
 		{in: "!stage history fas2 20", want: Call{Target: "fas2", Count: 20}},
 		{in: "!stage log 3", want: Call{Run: 3}},
+		{in: "!stage log 3 full", want: Call{Run: 3, Full: true}},
+		{in: "!stage log #3 FULL", want: Call{Run: 3, Full: true}},
 		{in: "!stage rollback fas2", want: Call{Target: "fas2", Pipeline: "rollback"}},
 		{in: "!stage watch koji", want: Call{Target: "koji"}},
 		{in: "!stage unwatch koji", want: Call{Target: "koji"}},
@@ -123,6 +125,7 @@ func TestParse_Errors(t *testing.T) {
 		{in: "!stage history fas2 0", contains: []string{"from 1 to 100"}},
 		{in: "!stage help hodl", contains: []string{`did you mean "hold"`}},
 		{in: "!stage holds now", contains: []string{`Unexpected "now"`}},
+		{in: "!stage log 3 everything", contains: []string{`Unexpected "everything"`, "full"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

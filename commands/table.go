@@ -281,13 +281,14 @@ func init() {
 			Handler:     Service.History,
 		},
 		{
-			Name: "log", Args: "<run>",
-			Summary:     "one run's steps and output",
-			Description: "Shows each step of the run with its result and time, and the run's log.",
-			Examples:    []string{"log 42"},
-			RunArg:      true,
-			Scopes:      readScope,
-			parse:       parseRunOnly,
+			Name: "log", Args: "<run> [full]",
+			Summary: "one run's steps and their outcome",
+			Description: "Shows each step of the run with its result and time, the last lines of a failed run's output, and where the whole " +
+				"log is (the status page's run page, when the page has an address); full shows the log's last lines here.",
+			Examples: []string{"log 42", "log 42 full"},
+			RunArg:   true,
+			Scopes:   readScope,
+			parse:    parseLog,
 			Handler:     Service.Log,
 		},
 		{

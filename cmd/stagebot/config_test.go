@@ -310,7 +310,7 @@ targets:
 	}
 	// The state is in the store for the next start.
 	out.Reset()
-	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "bob"}, strings.NewReader("!stage log 1\n"), &out, &errOut); err != nil {
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "bob"}, strings.NewReader("!stage log 1 full\n"), &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "[copy] copied") {

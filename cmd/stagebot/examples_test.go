@@ -368,7 +368,7 @@ esac`)
 			t.Errorf("status message lacks %q:\n%s", step, status.Text)
 		}
 	}
-	e.say("wgrant", "!stage log 1")
+	e.say("wgrant", "!stage log 1 full")
 	e.expect("Applying patch-2210-02-0.sql")
 }
 
