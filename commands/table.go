@@ -289,7 +289,7 @@ func init() {
 			RunArg:   true,
 			Scopes:   readScope,
 			parse:    parseLog,
-			Handler:     Service.Log,
+			Handler:  Service.Log,
 		},
 		{
 			Name: "rollback", Args: "<target> [in <duration> | at <time> | now] [--dry-run]",
