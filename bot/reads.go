@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stagebot/stagebot/commands"
 	"github.com/stagebot/stagebot/store"
@@ -66,7 +67,7 @@ func (b *Bot) Log(ctx context.Context, c *commands.Call) error {
 	case body == "":
 	case c.Full:
 		sb.WriteString("\nLog:\n```\n" + lastLines(body, 3000, 0) + "\n```\n")
-	case r.State == store.RunFailed || r.State == store.RunAborted:
+	case r.State == store.RunFailed || r.State == store.RunAborted || r.State == store.RunInterrupted:
 		sb.WriteString("\nThe log's last lines:\n```\n" + lastLines(body, 1500, 12) + "\n```\n")
 	}
 	sb.WriteString(b.logWhere(r.ID, body, c.Full))
@@ -113,6 +114,9 @@ func lastLines(body string, max, n int) string {
 		cut = len(body) - max
 		if i := strings.IndexByte(body[cut:], '\n'); i >= 0 {
 			cut += i + 1
+		}
+		for cut < len(body) && !utf8.RuneStart(body[cut]) {
+			cut++ // one long line: never cut a character in two
 		}
 	}
 	if n > 0 {
