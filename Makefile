@@ -17,7 +17,7 @@ STRESS      ?= 3
 # and fails a clean run with "context deadline exceeded" on a busy machine.
 FUZZRUNS    ?= 100000
 
-.PHONY: help build dist demo test test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite
+.PHONY: help build dist demo test test-dist test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite shells
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,15 +25,20 @@ help: ## list the targets
 build: ## build bin/stagebot
 	$(GO) build -ldflags "-X main.Version=$(VERSION)" -o $(BIN)/stagebot ./cmd/stagebot
 
-dist: ## release files in dist/: binaries (linux amd64, arm64) in tarballs, .deb and .rpm packages, SHA256SUMS; the same commit gives the same bytes
+dist: ## release files in dist/: binaries (linux amd64, arm64) in tarballs, .deb and .rpm packages, SBOMs, SHA256SUMS; the same commit gives the same bytes
 	GO=$(GO) VERSION=$(VERSION) sh packaging/dist.sh
 
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint postgres chromium dendrite ## gofmt check, go vet, staticcheck, every test with -race, then 5,000 fuzzed scripts through the whole bot
+test: fmt-check vet lint postgres chromium dendrite shells ## gofmt check, go vet, staticcheck, every test with -race, then 5,000 fuzzed scripts through the whole bot
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime 5000x
+
+# Installs the .deb on this machine (dpkg -i), checks it and purges it:
+# needs root, and leaves the stagebot system user behind, as Debian does.
+test-dist: shells ## as root: install make dist's .deb with dpkg, verify its unit, user, paths and check, then purge it
+	$(GO) test -tags installtest -count=1 -run '^TestDist_InstallsAndPurges$$' ./cmd/stagebot
 
 # Two CPU hogs beside the slow packages, STRESS times in a row: a test that
 # waits for a proxy of its event, or on a fixed budget, fails here first.
@@ -70,6 +75,19 @@ postgres:
 # from the Go module proxy once per machine (about 2 minutes) and cached.
 dendrite:
 	@$(GO) run ./bot/matrix/dendritetest/build
+
+# The shell completions are tested in the shells they are for, and the man
+# page with groff and man: Debian's zsh, fish, groff-base and man-db.
+shells:
+	@missing=; for t in bash:bash zsh:zsh fish:fish groff:groff-base man:man-db; do \
+		command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing$$missing (Debian's packages) to test the completions and the man page…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "missing to test the completions and the man page:$$missing: run 'sudo apt-get install$$missing', then try again"; exit 1; \
+	fi
 
 # The status page is tested in a real browser: Debian's chromium package.
 chromium:

@@ -39,11 +39,33 @@ type subcommand struct {
 }
 
 func configFlag(fs *flag.FlagSet, in *invocation) {
-	fs.StringVar(&in.config, "c", "", "the config file (default $STAGEBOT_CONFIG, else "+defaultConfig+" if it exists)")
+	fs.StringVar(&in.config, "c", "", "the config file (default $STAGEBOT_CONFIG, else ./stagebot.yaml or "+defaultConfig+", the first that exists)")
 }
 
 func consoleFlags(fs *flag.FlagSet, in *invocation) {
 	fs.StringVar(&in.as, "as", os.Getenv("USER"), "console: the user you type as")
+}
+
+// generated are the commands that write what is generated from this
+// table: shell completion and the man page.
+var generated = []subcommand{
+	{name: "completion", args: "SHELL", maxArgs: 1, summary: "shell completion for bash, zsh or fish",
+		description: "Writes a completion script for the shell named: stagebot's commands, their flags with descriptions, and files after the flags that take a path. The packages install them for every shell.",
+		examples: []string{
+			"source <(stagebot completion bash)",
+			"stagebot completion zsh > \"${fpath[1]}/_stagebot\"",
+			"stagebot completion fish > ~/.config/fish/completions/stagebot.fish",
+		},
+		run: func(in *invocation) error {
+			if len(in.args) == 0 {
+				return usageError{fmt.Errorf("stagebot completion: name a shell: %s", strings.Join(shells, ", "))}
+			}
+			return writeCompletion(in.stdout, in.args[0])
+		}},
+	{name: "man", summary: "the manual page, stagebot(1), in roff",
+		description: "Writes the manual page: every command with its flags and examples, the files and the environment stagebot reads. The packages install it.",
+		examples:    []string{"stagebot man | man -l -", "stagebot man | gzip -9n > stagebot.1.gz"},
+		run:         func(in *invocation) error { writeManPage(in.stdout); return nil }},
 }
 
 var subcommands = []subcommand{
@@ -111,6 +133,7 @@ var subcommands = []subcommand{
 
 // help reads the table it is in, so it joins it once the table is made.
 func init() {
+	subcommands = append(subcommands, generated...)
 	subcommands = append(subcommands, subcommand{name: "help", args: "[COMMAND]", maxArgs: 1, summary: "this list, or one command's help",
 		run: func(in *invocation) error {
 			if len(in.args) == 0 {
@@ -129,6 +152,11 @@ func init() {
 // defaultConfig is where a packaged stagebot's config lives.
 const defaultConfig = "/etc/stagebot/config.yaml"
 
+// defaultConfigs are read, the first that exists, when neither -c nor
+// $STAGEBOT_CONFIG names a config: the working directory's, then the
+// package's.
+var defaultConfigs = []string{"stagebot.yaml", defaultConfig}
+
 // subcommandNamed is the command called name, or whose first word it is
 // (store: store copy).
 func subcommandNamed(name string) *subcommand {
@@ -146,7 +174,7 @@ func unknownCommand(name string) error {
 		names = append(names, strings.Fields(sc.name)[0])
 	}
 	msg := fmt.Sprintf("unknown command %q", name)
-	return errors.New(msg + commands.Suggest(name, names) + " (stagebot help lists them)")
+	return usageError{errors.New(msg + commands.Suggest(name, names) + " (stagebot help lists them)")}
 }
 
 // usageText lists the commands.
@@ -185,6 +213,9 @@ func (sc *subcommand) help(w io.Writer) {
 func versionLine() string {
 	s := "stagebot " + Version
 	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; Version == "dev" && v != "" && v != "(devel)" {
+			s = "stagebot " + v // go install …@v1.2.3
+		}
 		var rev, at, dirty string
 		for _, kv := range bi.Settings {
 			switch kv.Key {
@@ -218,20 +249,45 @@ func (sc *subcommand) parse(args []string, in *invocation) error {
 			sc.help(in.stdout)
 			return errHelpShown
 		}
-		return fmt.Errorf("stagebot %s: %v (stagebot %s --help lists its flags)", sc.name, err, sc.name)
+		return usageError{fmt.Errorf("stagebot %s: %v (stagebot %s --help lists its flags)", sc.name, err, sc.name)}
 	}
 	if fs.NArg() > sc.maxArgs {
 		extra := fs.Args()[sc.maxArgs:]
-		return fmt.Errorf("stagebot %s takes %s, not %q: flags go before arguments (stagebot %s --help)", sc.name, argsWord(sc), strings.Join(extra, " "), sc.name)
+		return usageError{fmt.Errorf("stagebot %s takes %s, not %q: flags go before arguments (stagebot %s --help)", sc.name, argsWord(sc), strings.Join(extra, " "), sc.name)}
 	}
 	in.args = fs.Args()
 	if in.config == "" && sc.flags != nil {
-		in.config = os.Getenv("STAGEBOT_CONFIG")
-		if _, err := os.Stat(defaultConfig); in.config == "" && err == nil {
-			in.config = defaultConfig
-		}
+		in.config = configDefault()
 	}
 	return nil
+}
+
+// configDefault is the config when -c is not given: $STAGEBOT_CONFIG, else
+// the first of defaultConfigs that exists.
+func configDefault() string {
+	if env := os.Getenv("STAGEBOT_CONFIG"); env != "" {
+		return env
+	}
+	for _, p := range defaultConfigs {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// usageError is a command line stagebot cannot act on: it exits 2, while
+// a command that ran and failed exits 1.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func exitCode(err error) int {
+	var u usageError
+	if errors.Is(err, flag.ErrHelp) || errors.As(err, &u) {
+		return 2
+	}
+	return 1
 }
 
 func argsWord(sc *subcommand) string {

@@ -82,7 +82,7 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "stagebot:", err)
 		}
-		os.Exit(2)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -100,7 +100,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		name = "help"
 	case "store":
 		if len(rest) == 0 || rest[0] != "copy" {
-			return errors.New("stagebot store: the only subcommand is copy (stagebot store copy --from FILE --to DSN)")
+			return usageError{errors.New("stagebot store: the only subcommand is copy (stagebot store copy --from FILE --to DSN)")}
 		}
 		name, rest = "store copy", rest[1:]
 	}
@@ -142,7 +142,7 @@ func consoleHasInput(cfg *Config, stdin io.Reader) error {
 
 func loadFlagConfig(path string) (*Config, error) {
 	if path == "" {
-		return nil, errors.New("give the config file with -c FILE, or in $STAGEBOT_CONFIG, or at " + defaultConfig + " (config.example.yaml documents every field)")
+		return nil, errors.New("give the config file with -c FILE, or in $STAGEBOT_CONFIG, or at ./stagebot.yaml or " + defaultConfig + " (config.example.yaml documents every field)")
 	}
 	return LoadConfig(path)
 }
