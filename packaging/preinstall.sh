@@ -7,5 +7,5 @@ if ! getent group stagebot >/dev/null 2>&1; then
 fi
 if ! getent passwd stagebot >/dev/null 2>&1; then
 	useradd --system --gid stagebot --home-dir /var/lib/stagebot --no-create-home \
-		--shell /usr/sbin/nologin --comment "stagebot: staging refreshes from chat" stagebot
+		--shell /usr/sbin/nologin --comment "stagebot, staging refreshes from chat" stagebot
 fi
