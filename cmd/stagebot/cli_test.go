@@ -53,9 +53,18 @@ func TestCLI_HelpFlagsAndArguments(t *testing.T) {
 		{[]string{"store", "move"}, "the only subcommand is copy"},
 	} {
 		var out, errOut bytes.Buffer
-		if err := Main(ctx, tt.args, nil, &out, &errOut); err == nil || !strings.Contains(err.Error(), tt.want) {
+		err := Main(ctx, tt.args, nil, &out, &errOut)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v: error = %v, want %q", tt.args, err, tt.want)
+		} else if exitCode(err) != 2 {
+			t.Errorf("%v: a command line stagebot cannot act on exits %d, not 2", tt.args, exitCode(err))
 		}
+	}
+	// A command that ran and failed exits 1.
+	var out, errOut bytes.Buffer
+	err := Main(ctx, []string{"check", "-c", filepath.Join(t.TempDir(), "missing.yaml")}, nil, &out, &errOut)
+	if err == nil || exitCode(err) != 1 {
+		t.Errorf("check of a missing config: %v, exit %d, want 1", err, exitCode(err))
 	}
 }
 
