@@ -18,9 +18,21 @@ import (
 // column of production gets a rule (or the default), and the keyed
 // functions use the key in the environment variable key_env.
 type MaskingConfig struct {
-	KeyEnv  string              `yaml:"key_env"`
-	Default MaskSpec            `yaml:"default"`
-	Rules   map[string]MaskSpec `yaml:"rules"`
+	// KeyEnv names the environment variable holding the key of the keyed
+	// functions (hash, email, name, phone, uuid): 16 characters or more,
+	// the same every refresh so joins and unique keys survive; a new key
+	// changes every keyed value. Its value is redacted like every secret.
+	KeyEnv string `yaml:"key_env"`
+	// Default is the function for the columns no rule covers, such as keep.
+	// None: such a column stops the refresh before anything is copied,
+	// naming the rule to add.
+	Default MaskSpec `yaml:"default"`
+	// Rules map schema.table.column patterns (* matches any run of
+	// characters) to a masking function: keep, null, 'fixed: VALUE', hash,
+	// email, name, phone, uuid, 'text: keep_length', 'date: shift N' (days),
+	// 'number: noise P%' or 'sql: EXPR'; and schema.table to
+	// truncate. The most specific pattern wins.
+	Rules map[string]MaskSpec `yaml:"rules"`
 
 	parsed *postgres.Masking // once validated
 }
