@@ -45,6 +45,7 @@ for ARCH in ${ARCHS:-amd64 arm64}; do
 	mkdir -p "$BUILD/$name/completions"
 	cp "$BUILD/stagebot" "$BUILD/stagebot.service" "$TOOLS/share/stagebot.1.gz" LICENSE README.md config.example.yaml "$BUILD/$name/"
 	cp "$TOOLS/share/stagebot.bash" "$TOOLS/share/_stagebot" "$TOOLS/share/stagebot.fish" "$BUILD/$name/completions/"
+	cp -R docs "$BUILD/$name/docs"
 	tar --sort=name --mtime="@$EPOCH" --owner=0 --group=0 --numeric-owner -C "$BUILD" -cf - "$name" | gzip -n -9 >"$DIST/$name.tar.gz"
 	sed -e "s#\${ARCH}#$ARCH#g" -e "s#\${BUILD}#$BUILD#g" -e "s#\${PKG_VERSION}#$PKG_VERSION#g" -e "s#\${SOURCE_DATE}#$SOURCE_DATE#g" \
 		packaging/nfpm.yaml >"$BUILD/nfpm.yaml"

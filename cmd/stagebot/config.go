@@ -132,11 +132,11 @@ type ChatConfig struct {
 	// its channel or room IDs.
 	// Default: `console`.
 	Platform string `yaml:"platform"`
-	// Slack is for platform slack (Socket Mode; README, "Run it in Slack").
+	// Slack is for platform slack (Socket Mode; README, "Slack").
 	Slack SlackConfig `yaml:"slack"`
-	// Discord is for platform discord (README, "Run it in Discord").
+	// Discord is for platform discord (README, "Discord").
 	Discord DiscordConfig `yaml:"discord"`
-	// Matrix is for platform matrix (README, "Run it in Matrix").
+	// Matrix is for platform matrix (README, "Matrix").
 	Matrix MatrixConfig `yaml:"matrix"`
 }
 

@@ -267,7 +267,7 @@ func TestCheck_PrintsNextRunsAndAnnouncements(t *testing.T) {
 	for _, want := range []string{
 		"Config is valid: 1 target, times in Europe/Berlin.",
 		"Note: chat.platform is console, for trying stagebot in a terminal; as a service, set it to slack, discord or matrix.",
-		"fas2: pipelines default (6 steps, 2 finally), from-backup (2 steps, 0 finally), rollback (2 steps, 2 finally), wipe (1 step, 0 finally); default default",
+		"fas2: pipelines default (6 steps, 2 finally), from-backup (2 steps), rollback (2 steps, 2 finally), wipe (1 step); a request that names none runs default",
 		`schedule "CRON_TZ=UTC 10 0 * * 1" runs default`,
 		"next run Mon 2026-11-23 01:10 CET (default), announced Sun 01:10, Mon 00:10, Mon 00:55",
 		"next run Mon 2026-11-30 01:10 CET (default)",

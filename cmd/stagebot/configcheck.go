@@ -207,7 +207,7 @@ func (c *Config) validateMatrix(v *validation) {
 		v.bad("chat.matrix.homeserver", "give the homeserver's client API URL, e.g. homeserver: https://matrix.example.org (not the server name, not a room)")
 	}
 	if strings.TrimSpace(mc.AccessToken) == "" {
-		v.bad("chat.matrix.access_token", "give the bot account's access token from the environment, e.g. access_token: ${MATRIX_TOKEN} (README: Run it in Matrix)")
+		v.bad("chat.matrix.access_token", "give the bot account's access token from the environment, e.g. access_token: ${MATRIX_TOKEN} (README: Matrix)")
 	}
 	for i, r := range mc.Rooms {
 		if !matrixRoomRe.MatchString(r) {

@@ -34,7 +34,7 @@ func TestDist_PackagesInstallWhatTheServiceNeeds(t *testing.T) {
 		"./lib/systemd/system/stagebot.service",
 		"-rw-r----- root/stagebot", "./etc/stagebot/config.yaml", "./etc/stagebot/env",
 		"drwxr-x--- stagebot/stagebot", "./var/lib/stagebot/",
-		"./usr/share/doc/stagebot/LICENSE", "./usr/share/doc/stagebot/sbom.cdx.json",
+		"./usr/share/doc/stagebot/LICENSE", "./usr/share/doc/stagebot/sbom.cdx.json", "./usr/share/doc/stagebot/docs/configuration.md",
 		"./usr/share/man/man1/stagebot.1.gz",
 		"./usr/share/bash-completion/completions/stagebot",
 		"./usr/share/zsh/vendor-completions/_stagebot",

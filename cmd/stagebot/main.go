@@ -165,9 +165,13 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 	for _, t := range o.Targets {
 		var ps []string
 		for _, p := range slices.Sorted(maps.Keys(t.Pipelines)) {
-			ps = append(ps, fmt.Sprintf("%s (%s, %d finally)", p, count(len(t.Pipelines[p].Steps), "step"), len(t.Pipelines[p].Finally)))
+			steps := count(len(t.Pipelines[p].Steps), "step")
+			if n := len(t.Pipelines[p].Finally); n > 0 {
+				steps += fmt.Sprintf(", %d finally", n)
+			}
+			ps = append(ps, fmt.Sprintf("%s (%s)", p, steps))
 		}
-		fmt.Fprintf(w, "\n%s: pipelines %s; default %s\n", t.Name, strings.Join(ps, ", "), t.DefaultPipeline)
+		fmt.Fprintf(w, "\n%s: pipelines %s; a request that names none runs %s\n", t.Name, strings.Join(ps, ", "), t.DefaultPipeline)
 		if tc := cfg.Targets[t.Name]; tc != nil && tc.Database != nil && tc.Database.KeepBase {
 			db, _ := (&postgres.Target{StagingDSN: tc.Database.Staging}).StagingDB()
 			fmt.Fprintf(w, "  keep_base: staging's server keeps one more full copy of %s (%s%s) for `reset`: count its size twice (three times with keep_previous)\n", db, db, postgres.BaseSuffix)
