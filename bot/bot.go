@@ -96,8 +96,11 @@ type Options struct {
 	// PageURL is where people open the status page (no trailing slash),
 	// for links in replies; "" when there is none.
 	PageURL string
-	Clock   Clock
-	Logger  *slog.Logger
+	// RunLinkKey, when set, is the key a link to run id's page carries
+	// (the pages need a token, which a browser opened from chat lacks).
+	RunLinkKey func(id uint64) string
+	Clock      Clock
+	Logger     *slog.Logger
 	// Redact removes secrets from every text the bot sends or logs.
 	Redact func(string) string
 	// Observer, when set, hears of every run that ends (metrics).

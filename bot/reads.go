@@ -98,12 +98,22 @@ func (b *Bot) logWhere(id uint64, body string, full bool) string {
 	}
 	lines := strings.Count(body, "\n") + 1
 	if b.opts.PageURL != "" {
-		return fmt.Sprintf("The whole log (%s): %s/runs/%d", countOf(lines, "line"), b.opts.PageURL, id)
+		return fmt.Sprintf("The whole log (%s): %s", countOf(lines, "line"), b.runLink(id))
 	}
 	if full {
 		return ""
 	}
 	return fmt.Sprintf("Its log has %s: `%s log %d full` shows the last of them here.", countOf(lines, "line"), b.opts.Prefix, id)
+}
+
+// runLink is the address of run id's page, with its key when the pages
+// need a token.
+func (b *Bot) runLink(id uint64) string {
+	link := fmt.Sprintf("%s/runs/%d", b.opts.PageURL, id)
+	if b.opts.RunLinkKey != nil {
+		link += "?key=" + b.opts.RunLinkKey(id)
+	}
+	return link
 }
 
 // lastLines is the end of a log: at most max bytes and, when n > 0, n

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/stagebot/stagebot/bot/bottest"
 	"github.com/stagebot/stagebot/bot/web"
 	"github.com/stagebot/stagebot/internal/patience"
 	"github.com/stagebot/stagebot/runner"
@@ -147,4 +148,49 @@ func TestBrowser_StatusPageFollowsARun(t *testing.T) {
 	}
 	screenshot(bctx, "phone.png")
 	t.Logf("screenshots in %s", shots)
+}
+
+// TestBrowser_ARunPageOpenedFromChatFollowsWithItsKey: with a token on the
+// pages, a browser opened from a chat link has only the run's key; the
+// page follows the run to its end with it.
+func TestBrowser_ARunPageOpenedFromChatFollowsWithItsKey(t *testing.T) {
+	exe := chromium(t)
+	a, metrics, sc := pageBot(t, "fas2", "Fedora accounts staging",
+		[]runner.Step{&runner.Exec{StepName: "copy production", Shell: "echo copying; sleep 3"}},
+		[]runner.Step{&runner.Exec{StepName: "start httpd", Shell: "echo starting"}})
+	const token = "s3cret-token"
+	base := serve(t, sc, metrics, web.Options{Token: token})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	bctx, cancelTimeout := context.WithTimeout(bctx, patience.D(90*time.Second))
+	defer cancelTimeout()
+
+	a.Type(ctx, "infra", bob, "!stage resync fas2 now")
+	bottest.Eventually(t, "run 1 under way", func() bool {
+		sc.Clock.Advance(time.Minute)
+		r, err := sc.Store.Run(ctx, 1)
+		return err == nil && r.State == store.RunRunning
+	})
+	if err := chromedp.Do(bctx, chromedp.Navigate(base+"/runs/1?key="+web.RunKey(token, 1))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(patience.D(30 * time.Second))
+	for {
+		text, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#run")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(text, "✓ succeeded") && strings.Contains(text, "✓ start httpd") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the run's page, opened with its key, never followed the run to its end:\n%s", text)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

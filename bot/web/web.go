@@ -60,7 +60,7 @@ func New(o Options, b *bot.Bot, st store.Store, metrics *Metrics) *Server {
 	s := &Server{o: o, b: b, st: st, metrics: metrics}
 	mux := http.NewServeMux()
 	mux.Handle("GET /", s.guard(http.HandlerFunc(s.status)))
-	mux.Handle("GET /runs/", s.guard(http.HandlerFunc(s.run)))
+	mux.Handle("GET /runs/", s.runGuard(http.HandlerFunc(s.run)))
 	mux.Handle("GET /calendar.ics", s.calendarGuard(http.HandlerFunc(s.calendar)))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("GET /readyz", s.guard(http.HandlerFunc(s.readyz)))

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -61,7 +62,10 @@ func demo(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, as str
 	}
 	cfg.Store.Path = filepath.Join(stg.Dir, "stagebot.db")
 	cfg.Log.Level = "warn"
-	cfg.HTTP.Listen = "127.0.0.1:0"
+	// A free port, known before the bot starts, so that its replies link
+	// to the run pages (!stage log).
+	cfg.HTTP.Listen = freeAddr()
+	cfg.HTTP.URL = "http://" + cfg.HTTP.Listen
 	httpAddr = func(addr string) {
 		fmt.Fprintf(stdout, "Status page: http://%s/ · health and metrics: /healthz, /metrics\n\n", addr)
 	}
@@ -98,4 +102,15 @@ func seedDemo(ctx context.Context, prod *pgtest.Server) error {
 		}
 	}
 	return nil
+}
+
+// freeAddr is a loopback address with a port nothing listens on now
+// (127.0.0.1:0, letting the server pick, when none can be found).
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

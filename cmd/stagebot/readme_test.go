@@ -53,6 +53,8 @@ func TestReadme_TryBlockWorksAsWritten(t *testing.T) {
 		"✅ Run 4 of demo/default succeeded",
 		"✅ Run 5 of demo/rollback succeeded",
 		"Run 3 of demo/broken: failed",
+		// The demo serves the status page, and the log links to the run's.
+		"/runs/3",
 		"(you are now bob)",
 		"No holds.",
 	} {

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/stagebot/stagebot/bot"
+	"github.com/stagebot/stagebot/bot/web"
 	"github.com/stagebot/stagebot/commands"
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/postgres"
@@ -94,6 +95,7 @@ func (c *Config) botOptions(dp deps) bot.Options {
 		},
 		EditInterval: c.Defaults.EditInterval.D(),
 		PageURL:      strings.TrimSuffix(c.HTTP.URL, "/"),
+		RunLinkKey:   runLinkKey(c.HTTP.Token),
 		Redact:       newRedactor(c.secrets),
 		StopGrace:    c.Defaults.StopGrace.D(),
 		Hurry:        dp.hurry,
@@ -343,4 +345,13 @@ func newLogger(c *Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// runLinkKey makes the keys of links to run pages when the pages need a
+// token (nil when they do not).
+func runLinkKey(token string) func(uint64) string {
+	if token == "" {
+		return nil
+	}
+	return func(id uint64) string { return web.RunKey(token, id) }
 }
