@@ -421,7 +421,9 @@ type StepConfig struct {
 	Dir string `yaml:"dir"`
 	// Hosts runs an exec step once per host, {host} replaced by each, in
 	// order: it stops at the first host that fails, except in finally,
-	// where every host is tried.
+	// where every host is tried. stagebot check warns of a step that stops
+	// something (a command with the word stop) on a host where no finally
+	// step runs the same command with start or restart.
 	Hosts []string `yaml:"hosts"`
 
 	refresh refreshConfig

@@ -162,6 +162,9 @@ func check(w io.Writer, cfg *Config, now time.Time) error {
 	if cfg.Chat.Platform == "" || cfg.Chat.Platform == "console" {
 		fmt.Fprintln(w, "Note: chat.platform is console, for trying stagebot in a terminal; as a service, set it to slack, discord or matrix.")
 	}
+	for _, warning := range unstartedHosts(cfg) {
+		fmt.Fprintln(w, "⚠ "+warning)
+	}
 	for _, t := range o.Targets {
 		var ps []string
 		for _, p := range slices.Sorted(maps.Keys(t.Pipelines)) {
