@@ -630,3 +630,13 @@ func TestConfig_UnsetVariableInADSNIsOneProblem(t *testing.T) {
 		t.Errorf("error = %v, want the one problem of each unset variable", err)
 	}
 }
+
+// TestConfig_ProblemsNameTheirLine: a problem found after decoding (a cron
+// hour of 25) names its field, what the field of the cron line is, and the
+// config's line.
+func TestConfig_ProblemsNameTheirLine(t *testing.T) {
+	_, err := ParseConfig([]byte("targets:\n  app:\n    schedule: \"0 25 * * *\"\n    pipelines:\n      default:\n        steps: [{exec: echo}]\n"), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), `targets.app.schedule: "25" is not a valid hour (the second field)`) || !strings.Contains(err.Error(), "(line 3)") {
+		t.Errorf("error = %v, want the field, the cron field and line 3", err)
+	}
+}

@@ -69,6 +69,24 @@ var yamlFields = func() map[string][]string {
 	return m
 }()
 
+// withLines adds the config's line to each problem that names a field
+// written in it: "targets.app.schedule: … (line 3)".
+func withLines(problems []string, data []byte) {
+	lines := map[string]int{}
+	for pos, path := range fieldsAt(data) {
+		n, err := strconv.Atoi(strings.SplitN(pos, ":", 2)[0])
+		if err == nil && (lines[path] == 0 || n < lines[path]) {
+			lines[path] = n
+		}
+	}
+	for i, p := range problems {
+		field, _, ok := strings.Cut(p, ": ")
+		if n := lines[field]; ok && n > 0 {
+			problems[i] = fmt.Sprintf("%s (line %d)", p, n)
+		}
+	}
+}
+
 // linePos finds the position yaml puts at the head of an error.
 var linePos = regexp.MustCompile(`^line (\d+)(?: column (\d+))?: `)
 
@@ -136,9 +154,9 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 					case indent != "":
 						return "unknown field " + sm[1] + indent
 					case hint != "":
-						return "unknown field " + sm[1] + hint + " (config.example.yaml lists every field)"
+						return "unknown field " + sm[1] + hint + " (docs/configuration.md lists every field)"
 					}
-					return "unknown field " + sm[1] + " (check its spelling; config.example.yaml lists every field)"
+					return "unknown field " + sm[1] + " (check its spelling; docs/configuration.md lists every field)"
 				}))
 			}
 		} else {
@@ -146,8 +164,10 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 			return nil, errs
 		}
 	}
+	decoded := len(errs.Problems)
 	cfg.expandEnv(errs)
 	cfg.validate(errs)
+	withLines(errs.Problems[decoded:], data)
 	if len(errs.Problems) > 0 {
 		return nil, errs
 	}
