@@ -25,11 +25,16 @@ var maskedSQL = []string{
 	`create table accounts (login text primary key, user_email text not null references users(email), balance numeric(12,2))`,
 	`create table tokens (token text primary key, user_id bigint references users(id))`,
 	`create table audit (at timestamptz default now(), what text)`,
+	// No primary key: 200 rows told apart by their unmasked user_id, and
+	// 100 in pairs that share it.
+	`create table logins (user_id bigint, email text)`,
 	`insert into users select g, 'person' || g || '@corp-secret.example', 'Real Person ' || g, '+44 20 7946 ' || lpad(g::text, 4, '0'),
 		date '1980-01-01' + g, 'hunter' || g || '-pw', timestamptz '2026-01-01 12:00:00+00' + g * interval '1 hour', 'kept-marker-' || g from generate_series(1, 3000) g`,
 	`insert into accounts select 'login' || g, 'person' || g || '@corp-secret.example', g * 1.25 from generate_series(1, 3000) g`,
 	`insert into tokens select 'tok-secret-' || g, g from generate_series(1, 500) g`,
 	`insert into audit (what) select 'person' || g || '@corp-secret.example logged in' from generate_series(1, 100) g`,
+	`insert into logins select g, 'login' || g || '@corp-secret.example' from generate_series(1, 200) g
+		union all select 1000 + g % 50, 'paired' || g || '@corp-secret.example' from generate_series(1, 100) g`,
 	`analyze`,
 }
 
@@ -51,6 +56,8 @@ func maskRules(t *testing.T) []mask.Rule {
 		"public.tokens.token":     "hash",
 		"public.tokens.user_id":   "keep",
 		"public.audit":            "truncate",
+		"public.logins.user_id":   "keep",
+		"public.logins.email":     "email",
 	} {
 		f, err := mask.Parse(spec)
 		if err != nil {
@@ -111,12 +118,12 @@ func TestMasking_InFlight(t *testing.T) {
 	if err != nil {
 		t.Fatalf("masked refresh: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "masking: masked 9 columns in 3 tables; 0 production values found in 6,000 sampled rows (not compared, for want of an unmasked primary key: public.tokens.token)") {
+	if !strings.Contains(out, "masking: masked 10 columns in 4 tables; 0 production values found in 6,700 sampled rows") {
 		t.Errorf("the log does not say what masking proved:\n%s", out)
 	}
 	stg := f.stg.DSN("people")
 	pgtest.Exec(t, f.stg.DSN("postgres"), "checkpoint")
-	secrets := []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in"}
+	secrets := []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in", "login17@corp", "paired17@corp"}
 	found := filesHolding(t, filepath.Join(f.stg.Dir, "data"), append(secrets, "kept-marker-17")...)
 	for _, s := range secrets {
 		if len(found[s]) > 0 {
@@ -223,8 +230,12 @@ func TestMasking_ProofCatchesABypass(t *testing.T) {
 	tg := f.target("k")
 	tg.BypassMasking()
 	out, err := run(t, refreshSteps(tg), nil)
-	if err == nil || !strings.Contains(err.Error(), "masking proof failed: ") || !strings.Contains(err.Error(), "public.users.email (3000)") {
-		t.Fatalf("a refresh whose masking was bypassed: %v\n%s", err, out)
+	// By the primary key, by the unmasked columns where the key is masked
+	// (tokens) or there is none (logins: the 200 rows told apart).
+	for _, want := range []string{"masking proof failed: ", "public.users.email (3000)", "public.tokens.token (500)", "public.logins.email (200)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("a refresh whose masking was bypassed: %v, want %q\n%s", err, want, out)
+		}
 	}
 	if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Error("staging changed after the failed proof")
@@ -245,7 +256,7 @@ func TestMasking_Report(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Tables != 4 || r.Masked != 9 || r.Kept != 4 || len(r.Truncated) != 1 {
+	if r.Tables != 5 || r.Masked != 10 || r.Kept != 5 || len(r.Truncated) != 1 {
 		t.Errorf("report = %+v", r)
 	}
 	if len(r.Findings) != 1 || r.Findings[0].Column != "public.users.kept" || r.Findings[0].What != "email addresses" {
@@ -263,7 +274,7 @@ func TestMasking_Report(t *testing.T) {
 	}
 	// Without rules: a proposal for every column.
 	tg.Masking = nil
-	if r, err = tg.MaskReport(context.Background()); err != nil || len(r.Proposals) != 17 || !r.ProposalsComplete {
+	if r, err = tg.MaskReport(context.Background()); err != nil || len(r.Proposals) != 19 || !r.ProposalsComplete {
 		t.Errorf("with no masking: %d proposals, %v", len(r.Proposals), err)
 	}
 }
@@ -383,5 +394,34 @@ func everyType(t *testing.T, prod, stg *pgtest.Server, format string) {
 		if nulls != "1" {
 			t.Errorf("%s (%s, %s): NULL did not stay NULL", c.name, c.typ, c.fn)
 		}
+	}
+}
+
+// TestMasking_ProofNamesWhatItCannotCompare: a masked table with nothing
+// unmasked to tell its rows apart (every column masked, or unmasked
+// columns every row shares) is named in the proof's line as not
+// compared, never counted as proved.
+func TestMasking_ProofNamesWhatItCannotCompare(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	pgtest.Exec(t, tg.ProductionDSN,
+		"create table only_masked (email text)",
+		"insert into only_masked select 'om' || g || '@corp-secret.example' from generate_series(1, 50) g",
+		"create table shared (kind text, email text)",
+		"insert into shared select 'same', 'sh' || g || '@corp-secret.example' from generate_series(1, 50) g",
+		"analyze")
+	for pattern, spec := range map[string]string{"public.only_masked.email": "email", "public.shared.kind": "keep", "public.shared.email": "email"} {
+		fn, err := mask.Parse(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.Masking.Rules = append(tg.Masking.Rules, mask.Rule{Pattern: pattern, Func: fn})
+	}
+	out, err := run(t, refreshSteps(tg), nil)
+	if err != nil {
+		t.Fatalf("masked refresh: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "0 production values found in 6,700 sampled rows (not compared, as no row is told apart by an unmasked primary key or by its unmasked columns: public.only_masked.email, public.shared.email)") {
+		t.Errorf("the proof's line does not name the tables it could not compare:\n%s", out)
 	}
 }

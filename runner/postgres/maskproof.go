@@ -31,7 +31,8 @@ func (p proof) String() string {
 		p.columns, plural(p.columns, "column", "columns"), p.tables, plural(p.tables, "table", "tables"),
 		p.found, plural(int(p.found), "value", "values"), thousands(p.sampled))
 	if len(p.unchecked) > 0 {
-		s += fmt.Sprintf(" (not compared, for want of an unmasked primary key: %s)", strings.Join(p.unchecked, ", "))
+		slices.Sort(p.unchecked)
+		s += fmt.Sprintf(" (not compared, as no row is told apart by an unmasked primary key or by its unmasked columns: %s)", strings.Join(p.unchecked, ", "))
 	}
 	return s
 }
@@ -89,64 +90,43 @@ func (tm *tableMask) compared() []int {
 	return out
 }
 
-// proveTable samples tb's rows on production, reads the same rows on the
-// shadow by the primary key, and counts masked columns that hold
-// production's value where masking would have changed it.
+// proveTable samples tb's rows on production, finds the same rows on
+// the shadow, and counts masked columns that hold production's value
+// where masking would have changed it. Rows are found by the primary key
+// when masking leaves it as it is, else by the unmasked columns
+// together: a row whose unmasked columns no other row shares is the same
+// row on both sides.
 func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, cols []int, p *proof) error {
 	tm := tb.mask
-	if len(tm.keys) == 0 {
-		for _, i := range cols {
-			p.unchecked = append(p.unchecked, tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name))
-		}
-		return nil
-	}
-	var list []string
-	for _, k := range tm.keys {
-		list = append(list, k+"::text")
-	}
+	var masked []string
 	for _, i := range cols {
-		list = append(list, quoteIdent(tm.plan.Table.Columns[i].Name)+"::text")
+		masked = append(masked, quoteIdent(tm.plan.Table.Columns[i].Name)+"::text")
 	}
 	pct := 100.0
 	if tb.tuples > proofRows {
 		pct = min(100, 200*float64(proofRows)/float64(tb.tuples))
 	}
-	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
-	// reads the whole table to pick rows.
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
-	if err != nil || len(sample) == 0 {
-		return err
+	var pairs []rowPair
+	sampled, err := 1, error(nil)
+	switch kept := tm.keptColumns(); {
+	case len(tm.keys) > 0:
+		pairs, sampled, err = pairsByKey(ctx, prod, shadow, tb, masked, pct)
+	case len(kept) > 0:
+		pairs, sampled, err = pairsByColumns(ctx, prod, shadow, tb, kept, masked, pct)
 	}
-	byKey := map[string][][]byte{}
-	keyArrays := make([][]string, len(tm.keys))
-	for _, row := range sample {
-		byKey[rowKey(row[:len(tm.keys)])] = row
-		for k := range tm.keys {
-			keyArrays[k] = append(keyArrays[k], string(row[k]))
+	if err != nil || sampled == 0 {
+		return err // an empty table holds nothing to compare
+	}
+	if len(pairs) == 0 {
+		for _, i := range cols {
+			p.unchecked = append(p.unchecked, tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name))
 		}
-	}
-	var keyCols, params []string
-	args := make([]any, len(tm.keys))
-	for k, name := range tm.keys {
-		// Typed, so that the shadow's primary key index finds the rows.
-		keyCols = append(keyCols, name)
-		params = append(params, fmt.Sprintf("$%d::text[]::%s[]", k+1, tm.keyTypes[k]))
-		args[k] = keyArrays[k]
-	}
-	got, err := textRows(ctx, shadow, fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", strings.Join(list, ", "), tb.name, strings.Join(keyCols, ", "), strings.Join(params, ", ")), args...)
-	if err != nil {
-		return err
+		return nil
 	}
 	leaks := map[string]int64{}
-	compared := 0
-	for _, row := range got {
-		orig := byKey[rowKey(row[:len(tm.keys)])]
-		if orig == nil {
-			continue
-		}
-		compared++
+	for _, pr := range pairs {
 		for j, i := range cols {
-			v, was := row[len(tm.keys)+j], orig[len(tm.keys)+j]
+			v, was := pr.shadow[j], pr.prod[j]
 			if was != nil && bytes.Equal(v, was) && !bytes.Equal(tm.rows.Value(i, was), was) {
 				leaks[tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name)]++
 			}
@@ -156,13 +136,119 @@ func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *s
 		p.found += leaks[where]
 		p.leaks = append(p.leaks, fmt.Sprintf("%s (%d)", where, leaks[where]))
 	}
-	// Only rows compared count; a sampled row the shadow lacks is a copy
-	// that is not whole, and nothing the proof may pass over.
-	p.sampled += int64(compared)
-	if compared < len(sample) {
-		return fmt.Errorf("%d of %d sampled rows are not in the shadow by their primary key, so they could not be compared", len(sample)-compared, len(sample))
-	}
+	p.sampled += int64(len(pairs))
 	return nil
+}
+
+// rowPair is one row's masked columns as text, on production and on the
+// shadow.
+type rowPair struct{ prod, shadow [][]byte }
+
+// keptColumns are the columns masking leaves as they are (quoted): what
+// tells a row apart when no unmasked primary key does.
+func (tm *tableMask) keptColumns() []string {
+	var out []string
+	for i, f := range tm.plan.Funcs {
+		if f.Kind == mask.Keep {
+			out = append(out, quoteIdent(tm.plan.Table.Columns[i].Name))
+		}
+	}
+	return out
+}
+
+// pairsByKey samples rows on production and reads the same rows on the
+// shadow by the primary key. A sampled row the shadow lacks is a copy
+// that is not whole, and nothing the proof may pass over.
+func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, masked []string, pct float64) ([]rowPair, int, error) {
+	tm := tb.mask
+	var list []string
+	for _, k := range tm.keys {
+		list = append(list, k+"::text")
+	}
+	list = append(list, masked...)
+	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
+	// reads the whole table to pick rows.
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
+	if err != nil || len(sample) == 0 {
+		return nil, 0, err
+	}
+	byKey := map[string][][]byte{}
+	keyArrays := make([][]string, len(tm.keys))
+	for _, row := range sample {
+		byKey[rowKey(row[:len(tm.keys)])] = row
+		for k := range tm.keys {
+			keyArrays[k] = append(keyArrays[k], string(row[k]))
+		}
+	}
+	var params []string
+	args := make([]any, len(tm.keys))
+	for k := range tm.keys {
+		// Typed, so that the shadow's primary key index finds the rows.
+		params = append(params, fmt.Sprintf("$%d::text[]::%s[]", k+1, tm.keyTypes[k]))
+		args[k] = keyArrays[k]
+	}
+	got, err := textRows(ctx, shadow, fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", strings.Join(list, ", "), tb.name, strings.Join(tm.keys, ", "), strings.Join(params, ", ")), args...)
+	if err != nil {
+		return nil, 0, err
+	}
+	var pairs []rowPair
+	for _, row := range got {
+		if orig := byKey[rowKey(row[:len(tm.keys)])]; orig != nil {
+			pairs = append(pairs, rowPair{prod: orig[len(tm.keys):], shadow: row[len(tm.keys):]})
+		}
+	}
+	if len(pairs) < len(sample) {
+		return nil, 0, fmt.Errorf("%d of %d sampled rows are not in the shadow by their primary key, so they could not be compared", len(sample)-len(pairs), len(sample))
+	}
+	return pairs, len(sample), nil
+}
+
+// pairsByColumns samples rows on production and finds them on the shadow
+// by their unmasked columns together (as one row value's text, which
+// tells NULL from empty). Only rows whose unmasked columns no other row
+// of the table shares are paired: for those the pairing is exact. A
+// sampled row whose unmasked columns the shadow lacks is a copy that is
+// not whole.
+func pairsByColumns(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, kept, masked []string, pct float64) ([]rowPair, int, error) {
+	fp := "row(" + strings.Join(kept, ", ") + ")::text"
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s, %s from only %s tablesample system (%g) limit %d", fp, strings.Join(masked, ", "), tb.name, pct, proofRows))
+	if err != nil || len(sample) == 0 {
+		return nil, 0, err
+	}
+	byPrint, count := map[string][][]byte{}, map[string]int{}
+	var prints []string
+	for _, row := range sample {
+		k := string(row[0])
+		if count[k]++; count[k] == 1 {
+			prints = append(prints, k)
+		}
+		byPrint[k] = row[1:]
+	}
+	aggs := make([]string, len(masked))
+	for j := range masked {
+		aggs[j] = fmt.Sprintf("min(m%d)", j)
+	}
+	var inner []string
+	for j, m := range masked {
+		inner = append(inner, fmt.Sprintf("%s as m%d", m, j))
+	}
+	got, err := textRows(ctx, shadow, fmt.Sprintf("select fp, count(*)::text, %s from (select %s as fp, %s from only %s where %s = any($1::text[])) s group by fp",
+		strings.Join(aggs, ", "), fp, strings.Join(inner, ", "), tb.name, fp), prints)
+	if err != nil {
+		return nil, 0, err
+	}
+	var pairs []rowPair
+	for _, row := range got {
+		k := string(row[0])
+		if string(row[1]) == "1" && count[k] == 1 {
+			pairs = append(pairs, rowPair{prod: byPrint[k], shadow: row[2:]})
+		}
+		delete(count, k)
+	}
+	if len(count) > 0 {
+		return nil, 0, fmt.Errorf("%d of %d sampled rows are not in the shadow by their unmasked columns, so they could not be compared", len(count), len(prints))
+	}
+	return pairs, len(sample), nil
 }
 
 // shownIdent is a column's name as a message shows it: quoted only when
