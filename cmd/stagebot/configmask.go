@@ -28,10 +28,11 @@ type MaskingConfig struct {
 	// naming the rule to add.
 	Default MaskSpec `yaml:"default"`
 	// Rules map schema.table.column patterns (* matches any run of
-	// characters) to a masking function: keep, null, 'fixed: VALUE', hash,
-	// email, name, phone, uuid, 'text: keep_length', 'date: shift N' (days),
-	// 'number: noise P%' or 'sql: EXPR'; and schema.table to
-	// truncate. The most specific pattern wins.
+	// characters) to a masking function: keep (or 'keep: reviewed' for a
+	// column whose values look personal, kept on purpose), null, 'fixed:
+	// VALUE', hash, email, name, phone, uuid, 'text: keep_length', 'date:
+	// shift N' (days), 'number: noise P%' or 'sql: EXPR'; and schema.table
+	// to truncate. The most specific pattern wins.
 	Rules map[string]MaskSpec `yaml:"rules"`
 
 	parsed *postgres.Masking // once validated

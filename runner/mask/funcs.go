@@ -55,7 +55,14 @@ func Parse(spec string) (Func, error) {
 	name, arg = strings.TrimSpace(name), strings.TrimSpace(arg)
 	f := Func{Kind: Kind(name)}
 	switch f.Kind {
-	case Keep, Null, Hash, Email, Name, Phone, UUID, Truncate:
+	case Keep:
+		// keep: reviewed keeps a column whose values look personal, on
+		// purpose: the proof does not look into it.
+		if arg != "" && arg != Reviewed {
+			return Func{}, fmt.Errorf("keep takes no argument, or reviewed (keep: reviewed: its values look personal and are kept on purpose; got %q)", arg)
+		}
+		f.Value = arg
+	case Null, Hash, Email, Name, Phone, UUID, Truncate:
 		if arg != "" {
 			return Func{}, fmt.Errorf("%s takes no argument (got %q)", name, arg)
 		}
@@ -96,8 +103,16 @@ func parseArg(arg, word, unit string) (float64, error) {
 	return strconv.ParseFloat(arg, 64)
 }
 
+// Reviewed is keep's argument for a column kept on purpose although its
+// values look personal.
+const Reviewed = "reviewed"
+
 func (f Func) String() string {
 	switch f.Kind {
+	case Keep:
+		if f.Value != "" {
+			return "keep: " + f.Value
+		}
 	case Fixed, SQL:
 		return string(f.Kind) + ": " + f.Value
 	case Text:

@@ -21,6 +21,7 @@ func TestParse(t *testing.T) {
 	for spec, want := range map[string]Func{
 		"email":             {Kind: Email},
 		" keep ":            {Kind: Keep},
+		"keep: reviewed":    {Kind: Keep, Value: Reviewed},
 		"fixed: nobody":     {Kind: Fixed, Value: "nobody"},
 		"fixed:":            {Kind: Fixed},
 		"text: keep_length": {Kind: Text},
@@ -47,6 +48,7 @@ func TestParse(t *testing.T) {
 		"sql:":              "sql needs an expression",
 		"hash: sha1":        "hash takes no argument",
 		"text: shuffle":     "text takes keep_length",
+		"keep: forever":     "keep takes no argument, or reviewed",
 	} {
 		if _, err := Parse(spec); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Parse(%q) = %v, want an error with %q", spec, err, want)

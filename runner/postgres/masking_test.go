@@ -425,3 +425,32 @@ func TestMasking_ProofNamesWhatItCannotCompare(t *testing.T) {
 		t.Errorf("the proof's line does not name the tables it could not compare:\n%s", out)
 	}
 }
+
+// TestMasking_ProofFailsOnAKeptColumnThatLooksPersonal: a kept column
+// whose values came to look personal (emails in it since the rule was
+// written) fails the proof, naming it, and staging stays as it was;
+// keep: reviewed keeps it on purpose.
+func TestMasking_ProofFailsOnAKeptColumnThatLooksPersonal(t *testing.T) {
+	f := newMaskFixture(t)
+	if out, err := run(t, refreshSteps(f.target("k")), nil); err != nil {
+		t.Fatalf("first refresh: %v\n%s", err, out)
+	}
+	before := fingerprint(t, f.stg.DSN("people"))
+	tg := f.target("k")
+	pgtest.Exec(t, tg.ProductionDSN, "update users set kept = 'someone' || id || '@mail.example'")
+	out, err := run(t, refreshSteps(tg), nil)
+	if err == nil || !strings.Contains(err.Error(), "kept columns hold values that look personal (public.users.kept: ") || !strings.Contains(err.Error(), "look like email addresses") {
+		t.Fatalf("a kept column of emails: %v\n%s", err, out)
+	}
+	if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Error("staging changed after the failed proof")
+	}
+	for i, r := range tg.Masking.Rules {
+		if r.Pattern == "public.users.kept" {
+			tg.Masking.Rules[i].Func = mask.Func{Kind: mask.Keep, Value: mask.Reviewed}
+		}
+	}
+	if out, err := run(t, refreshSteps(tg), nil); err != nil {
+		t.Fatalf("with keep: reviewed: %v\n%s", err, out)
+	}
+}

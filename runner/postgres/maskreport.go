@@ -37,7 +37,7 @@ func (t *Target) MaskReport(ctx context.Context) (mask.Report, error) {
 	for _, tb := range tables {
 		ci := cols[tb.oid]
 		list = append(list, ci.table)
-		if err := scanTable(ctx, c, tb, ci.table, found); err != nil {
+		if err := scanTable(ctx, c, tb, ci.table, found, "bernoulli"); err != nil {
 			return mask.Report{}, fmt.Errorf("production: sample %s: %w", tb.name, err)
 		}
 	}
@@ -50,8 +50,10 @@ func (t *Target) MaskReport(ctx context.Context) (mask.Report, error) {
 }
 
 // scanTable samples the textual columns of one table and notes those
-// whose values look personal.
-func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Table, found map[string]mask.Finding) error {
+// whose values look personal. The sampling is bernoulli (rows from every
+// page: the whole table is read) or system (whole pages: only those are
+// read, for the proof, which must not cost a refresh much).
+func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Table, found map[string]mask.Finding, sampling string) error {
 	var idx []int
 	var list []string
 	for i, col := range table.Columns {
@@ -69,7 +71,7 @@ func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Tab
 	if tb.tuples > scanRows {
 		pct = min(100, 400*float64(scanRows)/float64(tb.tuples))
 	}
-	rows, err := textRows(ctx, c, fmt.Sprintf("select * from (select %s from only %s tablesample bernoulli (%g)) s order by random() limit %d", strings.Join(list, ", "), tb.name, pct, scanRows))
+	rows, err := textRows(ctx, c, fmt.Sprintf("select * from (select %s from only %s tablesample %s (%g)) s order by random() limit %d", strings.Join(list, ", "), tb.name, sampling, pct, scanRows))
 	if err != nil {
 		return err
 	}
