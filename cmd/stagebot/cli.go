@@ -23,6 +23,7 @@ type invocation struct {
 	config         string // -c, or the default config
 	as, channel    string // run and demo: the console's user and channel
 	from, to       string // store copy
+	connect        bool   // check: connect to the databases
 	args           []string
 }
 
@@ -87,10 +88,13 @@ var subcommands = []subcommand{
 			}
 			return run(in.ctx, cfg, in.stdin, in.stdout, in.stderr, in.as, in.channel)
 		}},
-	{name: "check", synopsis: "-c FILE", summary: "validate the config; print the next runs and announcements",
-		description: "Reads and validates the config (every problem at once, by field), prints each target's pipelines, next runs and their announcements, and logs in to Matrix to check its rooms. Nothing is changed.",
-		examples:    []string{"stagebot check -c config.yaml"},
-		flags:       configFlag,
+	{name: "check", synopsis: "-c FILE [--connect]", summary: "validate the config; print the next runs and announcements",
+		description: "Reads and validates the config (every problem at once, by field), prints each target's pipelines, next runs and their announcements, and logs in to Matrix to check its rooms. With --connect it also connects to each target's production database (read-only) and staging's server and says what would stop the next refresh before anything is copied: a server that does not answer, missing roles, masking's unclassified columns and stale rules. Nothing is changed.",
+		examples:    []string{"stagebot check -c config.yaml", "stagebot check -c config.yaml --connect"},
+		flags: func(fs *flag.FlagSet, in *invocation) {
+			configFlag(fs, in)
+			fs.BoolVar(&in.connect, "connect", false, "connect to production (read-only) and staging's server, and check what the next refresh needs")
+		},
 		run: func(in *invocation) error {
 			cfg, err := loadFlagConfig(in.config)
 			if err != nil {
@@ -98,6 +102,11 @@ var subcommands = []subcommand{
 			}
 			if err := check(in.stdout, cfg, time.Now()); err != nil {
 				return err
+			}
+			if in.connect {
+				if err := checkConnect(in.ctx, in.stdout, cfg); err != nil {
+					return err
+				}
 			}
 			return checkChat(in.ctx, in.stdout, cfg)
 		}},

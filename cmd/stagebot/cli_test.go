@@ -18,7 +18,7 @@ func TestCLI_HelpFlagsAndArguments(t *testing.T) {
 		args      []string
 		want, not []string
 	}{
-		{[]string{"check", "--help"}, []string{"stagebot check -c FILE: validate the config", "-c string", "Examples:\n  stagebot check -c config.yaml"}, []string{"-as", "-channel", "-from"}},
+		{[]string{"check", "--help"}, []string{"stagebot check -c FILE [--connect]: validate the config", "-c string", "Examples:\n  stagebot check -c config.yaml"}, []string{"-as", "-channel", "-from"}},
 		{[]string{"help", "store"}, []string{"stagebot store copy --from FILE|DSN --to DSN|FILE: move the state"}, nil},
 		{[]string{"store", "copy", "-h"}, []string{"-from string", "-to string"}, []string{"-as", "-c string"}},
 		{[]string{"run", "--help"}, []string{"-as string", "-channel string", "SIGHUP reloads the config"}, []string{"-from"}},

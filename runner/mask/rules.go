@@ -263,7 +263,8 @@ func NewReport(rules []Rule, def *Func, tables []Table, found map[string]Finding
 			case uncovered[where]:
 			case p.Funcs[i].Kind == Keep:
 				r.Kept++
-				if f, ok := found[where]; ok {
+				// keep: reviewed is kept on purpose, looks aside.
+				if f, ok := found[where]; ok && p.Funcs[i].Value != Reviewed {
 					r.Findings = append(r.Findings, f)
 				}
 			default:
