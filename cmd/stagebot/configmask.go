@@ -120,8 +120,22 @@ func badGlob(part string) bool {
 	return err != nil
 }
 
-// checkMaskedSources: only the streaming method masks rows in flight.
+// checkMaskedSources: backups and method: dump are masked by stagebot,
+// which cannot compute sql: rules (production's server does, for the
+// streaming method).
 func (c *Config) checkMaskedSources(f string, t *TargetConfig, v *validation) {
+	var computed []string
+	for _, pattern := range slices.Sorted(maps.Keys(t.Database.Masking.Rules)) {
+		if strings.HasPrefix(strings.TrimSpace(string(t.Database.Masking.Rules[pattern])), "sql:") {
+			computed = append(computed, pattern)
+		}
+	}
+	if strings.HasPrefix(strings.TrimSpace(string(t.Database.Masking.Default)), "sql:") {
+		computed = append(computed, "the default")
+	}
+	if len(computed) == 0 {
+		return
+	}
 	for _, pn := range slices.Sorted(maps.Keys(t.Pipelines)) {
 		p := t.Pipelines[pn]
 		if p == nil {
@@ -133,7 +147,7 @@ func (c *Config) checkMaskedSources(f string, t *TargetConfig, v *validation) {
 			}
 			if r := s.refresh; r.Method == postgres.MethodDump || r.FromFile != "" || r.FromDir != "" {
 				v.bad(fmt.Sprintf("%s.pipelines.%s.steps[%d].pg_refresh", f, pn, i),
-					"the target is masked, and only the streaming method masks rows on their way in: method: dump and backup files would write production's values to staging")
+					"the target is masked with sql: rules (%s), which production's server computes as the streaming method reads it; a backup or method: dump is masked by stagebot, which cannot: give them another function, or copy with the streaming method", strings.Join(computed, ", "))
 			}
 		}
 	}

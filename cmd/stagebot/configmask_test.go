@@ -70,8 +70,6 @@ func TestConfig_MaskingErrors(t *testing.T) {
 		{"a-key-of-enough-length", "public.people.*: keep", "public.people.[a-z: keep", `masking.rules["public.people.[a-z"]: not a pattern: close its [ ]`},
 		{"short", "", "", "masking.key_env: $FAS_MASK_KEY holds 5 characters: give a key of 16 or more"},
 		{"", "key_env: FAS_MASK_KEY", "key_env: ''", "masking.key_env: the keyed functions (hash, email"},
-		{"a-key-of-enough-length", "- pg_refresh: {}", "- pg_refresh: {method: dump}", "targets.fas.pipelines.default.steps[0].pg_refresh: the target is masked, and only the streaming method masks rows"},
-		{"a-key-of-enough-length", "- pg_refresh: {}", "- pg_refresh: {from_dir: /backups}", "only the streaming method masks rows"},
 	} {
 		t.Setenv("FAS_MASK_KEY", tt.env)
 		_, err := ParseConfig([]byte(strings.Replace(maskedTarget, tt.from, tt.to, 1)), "c.yaml")
@@ -105,5 +103,22 @@ func TestConfig_MaskingKeyNotSetHere(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "⚠ $FAS_MASK_KEY (the masking key) is not set here: a refresh of fas refuses to start until it is") {
 		t.Errorf("check does not warn of the missing key:\n%s", out.String())
+	}
+}
+
+// TestConfig_MaskedBackupsAndDumps: a masked target may refresh from a
+// backup or with method: dump (stagebot masks the rows on their way in),
+// but not with sql: rules, which only production's server computes.
+func TestConfig_MaskedBackupsAndDumps(t *testing.T) {
+	t.Setenv("FAS_MASK_KEY", "a-key-of-enough-length")
+	for _, source := range []string{"{method: dump}", "{from_dir: /backups}", "{from_file: /backups/fas.dump}"} {
+		cfg := strings.Replace(maskedTarget, "- pg_refresh: {}", "- pg_refresh: "+source, 1)
+		if _, err := ParseConfig([]byte(cfg), "c.yaml"); err != nil {
+			t.Errorf("a masked target refreshing from %s: %v", source, err)
+		}
+		withSQL := strings.Replace(cfg, "public.people.email: email", "public.people.email: 'sql: lower(email)'", 1)
+		if _, err := ParseConfig([]byte(withSQL), "c.yaml"); err == nil || !strings.Contains(err.Error(), `targets.fas.pipelines.default.steps[0].pg_refresh: the target is masked with sql: rules (public.people.email), which production's server computes`) {
+			t.Errorf("sql: rules with %s: %v", source, err)
+		}
 	}
 }

@@ -38,11 +38,25 @@ func (m *Masking) NeedsKey() bool {
 	return m.Default != nil && m.Default.Keyed()
 }
 
-// maskedSource refuses, for a masked target, the sources that would
-// write production's values to staging: all but the streaming method.
+// maskedSource refuses, for a masked target, a source masking cannot
+// serve: backups and pg_dump copies are masked by the bot, which cannot
+// compute sql: rules (production's server does, for the stream).
 func (r *Refresh) maskedSource() error {
-	if r.Target.Masking != nil && (!r.live() || r.Method == MethodDump) {
-		return fmt.Errorf("refused: %s is masked, and only the streaming method masks rows on their way in; method: dump and backup files would write production's values to staging: use the streaming method (from production)", r.Target.Name)
+	m := r.Target.Masking
+	if m == nil || (r.live() && r.Method != MethodDump) {
+		return nil
+	}
+	var computed []string
+	for _, rule := range m.Rules {
+		if rule.Func.Kind == mask.SQL {
+			computed = append(computed, rule.Pattern)
+		}
+	}
+	if m.Default != nil && m.Default.Kind == mask.SQL {
+		computed = append(computed, "the default")
+	}
+	if len(computed) > 0 {
+		return fmt.Errorf("refused: %s is masked with sql: rules (%s), which production's server computes as the streaming method reads it; a backup or method: dump is masked by stagebot, which cannot: give them another function, or use the streaming method", r.Target.Name, strings.Join(computed, ", "))
 	}
 	return nil
 }

@@ -281,7 +281,10 @@ func (r *Refresh) copyData(ctx context.Context, env *runner.Env, tl tools, next,
 	if err != nil {
 		return err
 	}
-	return t.analyze(ctx, env, next)
+	if err := t.analyze(ctx, env, next); err != nil {
+		return err
+	}
+	return t.scanMaskedShadow(ctx, env, next)
 }
 
 // pendingProps are the database-level properties being read beside the
@@ -416,6 +419,9 @@ func (r *Refresh) restoreArgs(conn string) []string {
 // directory and pg_restore -j from it.
 func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, next string) error {
 	t := r.Target
+	if t.Masking != nil {
+		return r.maskedRestore(ctx, env, tl, next, r.dumpSource(env, tl))
+	}
 	dir, err := os.MkdirTemp(t.WorkDir, "stagebot-dump-")
 	if err != nil {
 		return fmt.Errorf("make dump directory: %w", err)
@@ -450,6 +456,10 @@ func (r *Refresh) restoreFile(ctx context.Context, env *runner.Env, tl tools, pa
 	format, err := sniff(path)
 	if err != nil {
 		return err
+	}
+	if r.Target.Masking != nil {
+		fmt.Fprintf(env.Log, "restoring %s (%s) into %s, masked on its way in\n", path, format, next)
+		return r.maskedRestore(ctx, env, tl, next, r.fileSource(env, tl, path, format, prog))
 	}
 	sconn, senv, releaseStg, err := libpq(r.Target.StagingDSN, next)
 	if err != nil {

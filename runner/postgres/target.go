@@ -83,7 +83,8 @@ type Target struct {
 	StoreDSN string
 
 	// Masking, when set, masks production's rows on their way into the
-	// shadow (the streaming method only; the others are refused).
+	// shadow: in the stream, or, for a backup or pg_dump's copy, as plain
+	// SQL passing through the bot (maskfile.go).
 	Masking *Masking
 
 	// Servers remembers the production servers seen, to tell them from

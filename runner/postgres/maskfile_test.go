@@ -1,0 +1,81 @@
+package postgres_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stagebot/stagebot/internal/pgtest"
+	"github.com/stagebot/stagebot/runner"
+	"github.com/stagebot/stagebot/runner/postgres"
+)
+
+// TestMasking_InFlightFromEverySource: a masked target refreshed with
+// method: dump or from a backup in every format (plain, compressed, made
+// with -C, custom, compressed custom, directory) has its rows masked in the
+// bot on their way in: staging's data files and WAL hold no production
+// value afterwards, the masked columns hold masked values, and what the
+// rules keep is there.
+func TestMasking_InFlightFromEverySource(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	dsn := tg.ProductionDSN
+	dir := t.TempDir()
+	plain := pgDump(t, dsn, "-Fp")
+	custom := pgDump(t, dsn, "-Fc")
+	files := map[string][]byte{
+		"plain.sql":       plain,
+		"plain.sql.xz":    compress(t, plain, "xz"),
+		"create.sql.gz":   compress(t, pgDump(t, dsn, "-Fp", "-C"), "gzip"),
+		"custom.dump":     custom,
+		"custom.dump.zst": compress(t, custom, "zstd"),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pgDump(t, dsn, "-Fd", "-f", filepath.Join(dir, "directory"))
+	sources := map[string][]runner.Step{"method dump": {&postgres.Refresh{StepName: "refresh", Target: tg, Method: postgres.MethodDump}, &postgres.Swap{StepName: "swap", Target: tg}}}
+	for name := range files {
+		sources[name] = fileSteps(tg, filepath.Join(dir, name))
+	}
+	sources["directory"] = fileSteps(tg, filepath.Join(dir, "directory"))
+	secrets := []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in", "login17@corp"}
+	stg := f.stg.DSN("people")
+	for name, steps := range sources {
+		t.Run(name, func(t *testing.T) {
+			out, err := run(t, steps, nil)
+			if err != nil {
+				t.Fatalf("masked refresh: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "masking: 4 tables masked on the way in, 1 truncated") {
+				t.Errorf("the log does not say what was masked:\n%s", out)
+			}
+			// Each source's run is searched for right after it: earlier
+			// runs were searched already.
+			pgtest.Exec(t, f.stg.DSN("postgres"), "checkpoint")
+			found := filesHolding(t, filepath.Join(f.stg.Dir, "data"), append(secrets, "kept-marker-17")...)
+			for _, s := range secrets {
+				if len(found[s]) > 0 {
+					t.Errorf("production's %q is in staging's files: %v", s, found[s])
+				}
+			}
+			if len(found["kept-marker-17"]) == 0 {
+				t.Fatal("the search found not even a kept value in staging's files: it proves nothing")
+			}
+			for q, want := range map[string]string{
+				"select count(*) from users where email like 'u%@example.invalid'":       "3000",
+				"select count(*) from accounts a join users u on u.email = a.user_email": "3000",
+				"select count(*) from users where kept = 'kept-marker-' || id":           "3000",
+				"select count(*) from audit":                                             "0",
+				"select count(*) from logins where email like '%@example.invalid'":       "300",
+			} {
+				if got := pgtest.Value(t, stg, q); got != want {
+					t.Errorf("%s = %s, want %s", q, got, want)
+				}
+			}
+		})
+	}
+}
