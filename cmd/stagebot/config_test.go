@@ -640,3 +640,20 @@ func TestConfig_ProblemsNameTheirLine(t *testing.T) {
 		t.Errorf("error = %v, want the field, the cron field and line 3", err)
 	}
 }
+
+// TestConfig_YAMLSyntaxErrorsNameTheRealLine: yaml.v3 counts its parser's
+// lines from 0 and names a missing '-' at the item before; the error says
+// the line a person would look at.
+func TestConfig_YAMLSyntaxErrorsNameTheRealLine(t *testing.T) {
+	for doc, want := range map[string]string{
+		"timezone: UTC\nstore:\n  path: a\n type: bolt\n": "line 4: did not find expected key",
+		"timezone: UTC\nstore: {path: /tmp/a{}b}\n":       "line 2: did not find expected ',' or '}'",
+		"access:\n  everyone:\n    - stage\n    x: 1\n":   "line 4: did not find expected '-' indicator after the list item on line 3",
+		"timezone: UTC\nstore:\n\tpath: a\n":              "line 3: found character that cannot start any token (line 3 is indented with a tab",
+	} {
+		_, err := ParseConfig([]byte(doc), "c.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error = %v, want %q", doc, err, want)
+		}
+	}
+}

@@ -160,7 +160,8 @@ func ParseConfig(data []byte, name string) (*Config, error) {
 				}))
 			}
 		} else {
-			errs.Problems = append(errs.Problems, strings.TrimPrefix(err.Error(), "yaml: ")+layoutHint(data, err.Error()))
+			msg := realLine(data, strings.TrimPrefix(err.Error(), "yaml: "))
+			errs.Problems = append(errs.Problems, msg+layoutHint(data, msg))
 			return nil, errs
 		}
 	}
@@ -322,6 +323,33 @@ func strictDecode(n *yaml.Node, out any) error {
 		return err
 	}
 	return nil
+}
+
+// parserError is a syntax error of yaml's parser (its scanner's errors
+// are worded otherwise): yaml counts their lines from 0.
+var parserError = regexp.MustCompile(`^line (\d+): (did not find expected (key|node content|'-' indicator|',' or '\]'|',' or '\}'|<document start>))`)
+
+// realLine gives a parser error the line a person counts: yaml.v3 names
+// the line before (its scanner's errors it counts right). A missing '-'
+// it names at the list item before the line that broke the list: that
+// line is the next one written.
+func realLine(data []byte, msg string) string {
+	m := parserError.FindStringSubmatchIndex(msg)
+	if m == nil {
+		return msg
+	}
+	n, _ := strconv.Atoi(msg[m[2]:m[3]])
+	what := msg[m[4]:]
+	if !strings.HasPrefix(what, "did not find expected '-' indicator") {
+		return fmt.Sprintf("line %d: %s", n+1, what)
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := n + 1; i < len(lines); i++ {
+		if t := strings.TrimSpace(lines[i]); t != "" && !strings.HasPrefix(t, "#") {
+			return fmt.Sprintf("line %d: %s after the list item on line %d", i+1, what, n+1)
+		}
+	}
+	return fmt.Sprintf("line %d: %s", n+1, what)
 }
 
 // errLine is the line a YAML error names, or 0.
