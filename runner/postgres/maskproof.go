@@ -14,8 +14,34 @@ import (
 	"github.com/stagebot/stagebot/runner/mask"
 )
 
-// proofRows is how many rows of each masked table the proof samples.
-const proofRows = 10000
+// The proof samples at most proofRows rows of a masked table, and
+// proofBudget rows in all, shared out by the tables' sizes with at least
+// proofMinRows each: a copy of many masked tables (48 partitions, say)
+// must not spend more on its proof than on its copy. A bypassed rule
+// shows in every sampled row, so a few hundred rows find it.
+const (
+	proofRows    = 10000
+	proofBudget  = 20000
+	proofMinRows = 200
+)
+
+// proofShares is how many rows the proof samples of each table, by name.
+func proofShares(tables []*streamTable) map[string]int {
+	var total int64
+	for _, tb := range tables {
+		if len(tb.mask.compared()) > 0 {
+			total += max(tb.tuples, 1)
+		}
+	}
+	out := map[string]int{}
+	for _, tb := range tables {
+		if len(tb.mask.compared()) > 0 {
+			share := int(float64(proofBudget) * float64(max(tb.tuples, 1)) / float64(total))
+			out[tb.name] = min(proofRows, max(proofMinRows, share))
+		}
+	}
+	return out
+}
 
 // proof is what proveMasked found.
 type proof struct {
@@ -56,6 +82,7 @@ func (s *streamer) proveMasked(ctx context.Context) error {
 		return fmt.Errorf("shadow: %w", err)
 	}
 	var p proof
+	shares := proofShares(s.all)
 	for _, tb := range s.all {
 		if err := scanKept(ctx, shadow, tb, &p); err != nil {
 			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
@@ -66,7 +93,7 @@ func (s *streamer) proveMasked(ctx context.Context) error {
 		}
 		p.tables++
 		p.columns += len(cols)
-		if err := s.proveTable(ctx, prod, shadow, tb, cols, &p); err != nil {
+		if err := s.proveTable(ctx, prod, shadow, tb, cols, shares[tb.name], &p); err != nil {
 			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
 		}
 	}
@@ -128,23 +155,23 @@ func (tm *tableMask) compared() []int {
 // when masking leaves it as it is, else by the unmasked columns
 // together: a row whose unmasked columns no other row shares is the same
 // row on both sides.
-func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, cols []int, p *proof) error {
+func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, cols []int, want int, p *proof) error {
 	tm := tb.mask
 	var masked []string
 	for _, i := range cols {
 		masked = append(masked, quoteIdent(tm.plan.Table.Columns[i].Name)+"::text")
 	}
 	pct := 100.0
-	if tb.tuples > proofRows {
-		pct = min(100, 200*float64(proofRows)/float64(tb.tuples))
+	if tb.tuples > int64(want) {
+		pct = min(100, 200*float64(want)/float64(tb.tuples))
 	}
 	var pairs []rowPair
 	sampled, err := 1, error(nil)
 	switch kept := tm.keptColumns(); {
 	case len(tm.keys) > 0:
-		pairs, sampled, err = pairsByKey(ctx, prod, shadow, tb, masked, pct)
+		pairs, sampled, err = pairsByKey(ctx, prod, shadow, tb, masked, pct, want)
 	case len(kept) > 0:
-		pairs, sampled, err = pairsByColumns(ctx, prod, shadow, tb, kept, masked, pct)
+		pairs, sampled, err = pairsByColumns(ctx, prod, shadow, tb, kept, masked, pct, want)
 	}
 	if err != nil || sampled == 0 {
 		return err // an empty table holds nothing to compare
@@ -191,7 +218,7 @@ func (tm *tableMask) keptColumns() []string {
 // pairsByKey samples rows on production and reads the same rows on the
 // shadow by the primary key. A sampled row the shadow lacks is a copy
 // that is not whole, and nothing the proof may pass over.
-func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, masked []string, pct float64) ([]rowPair, int, error) {
+func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, masked []string, pct float64, want int) ([]rowPair, int, error) {
 	tm := tb.mask
 	var list []string
 	for _, k := range tm.keys {
@@ -200,7 +227,7 @@ func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, ma
 	list = append(list, masked...)
 	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
 	// reads the whole table to pick rows.
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, proofRows))
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, want))
 	if err != nil || len(sample) == 0 {
 		return nil, 0, err
 	}
@@ -241,9 +268,9 @@ func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, ma
 // of the table shares are paired: for those the pairing is exact. A
 // sampled row whose unmasked columns the shadow lacks is a copy that is
 // not whole.
-func pairsByColumns(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, kept, masked []string, pct float64) ([]rowPair, int, error) {
+func pairsByColumns(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, kept, masked []string, pct float64, want int) ([]rowPair, int, error) {
 	fp := "row(" + strings.Join(kept, ", ") + ")::text"
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s, %s from only %s tablesample system (%g) limit %d", fp, strings.Join(masked, ", "), tb.name, pct, proofRows))
+	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s, %s from only %s tablesample system (%g) limit %d", fp, strings.Join(masked, ", "), tb.name, pct, want))
 	if err != nil || len(sample) == 0 {
 		return nil, 0, err
 	}
