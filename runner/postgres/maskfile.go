@@ -227,8 +227,5 @@ func (t *Target) scanMaskedShadow(ctx context.Context, env *runner.Env, next str
 		}
 	}
 	fmt.Fprintf(env.Log, "masking: kept columns of %d %s sampled: %d look personal\n", len(tables), plural(len(tables), "table", "tables"), len(p.personal))
-	if len(p.personal) > 0 {
-		return fmt.Errorf("masking proof failed: kept columns hold values that look personal (%s): give each a masking rule, or write keep: reviewed for one kept on purpose; staging stays as it was", strings.Join(p.personal, "; "))
-	}
-	return nil
+	return p.personalErr()
 }
