@@ -35,12 +35,16 @@ func (r *Refresh) maskedRestore(ctx context.Context, env *runner.Env, tl tools, 
 	if err != nil {
 		return err
 	}
+	// How the program reading the source ended comes first: a pg_restore
+	// that failed on a damaged archive leaves the shadow without its
+	// schema, and what failed after that (the gate finding no tables) is
+	// only its echo.
 	finish := func(err error) error {
 		if wait == nil {
 			return err
 		}
-		if werr := wait(); err == nil && werr != nil {
-			return werr
+		if werr := wait(); werr != nil {
+			return fmt.Errorf("the backup is unreadable: %w", werr)
 		}
 		return err
 	}

@@ -1,6 +1,8 @@
 package postgres_test
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,5 +79,40 @@ func TestMasking_InFlightFromEverySource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMasking_DamagedBackupsFailAndStagingStays: a masked refresh from a
+// backup cut short (a plain file mid-COPY, a custom archive half-written,
+// a compressed file whose end is missing) fails saying the backup is
+// unreadable or incomplete, not with what followed from it, and staging
+// stays as it was.
+func TestMasking_DamagedBackupsFailAndStagingStays(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	if out, err := run(t, refreshSteps(tg), nil); err != nil {
+		t.Fatalf("first refresh: %v\n%s", err, out)
+	}
+	before := fingerprint(t, f.stg.DSN("people"))
+	plain := pgDump(t, tg.ProductionDSN, "-Fp")
+	custom := pgDump(t, tg.ProductionDSN, "-Fc")
+	cut := bytes.Index(plain, []byte("COPY public.users")) + 2000
+	dir := t.TempDir()
+	for name, data := range map[string][]byte{
+		"plain-cut.sql":    plain[:cut],
+		"custom-cut.dump":  custom[:len(custom)/2],
+		"plain-cut.sql.xz": compress(t, plain, "xz")[:len(compress(t, plain, "xz"))*2/3],
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, fileSteps(tg, path), nil)
+		if err == nil || !(strings.Contains(err.Error(), "unreadable") || strings.Contains(err.Error(), "incomplete")) {
+			t.Errorf("%s: %v, want the backup named unreadable or incomplete\n%s", name, err, out)
+		}
+		if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("%s: staging changed", name)
+		}
 	}
 }

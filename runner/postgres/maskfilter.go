@@ -51,7 +51,7 @@ func (m *maskFilter) schema(w io.Writer) error {
 			return flush(bw)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("the backup is unreadable: %w", err)
 		}
 	}
 }
@@ -100,7 +100,7 @@ func (m *maskFilter) data(w io.Writer) error {
 			return flush(bw)
 		}
 		if rest != nil {
-			return rest
+			return fmt.Errorf("the backup is unreadable: %w", rest)
 		}
 		line, rest = m.br.ReadString('\n')
 	}
@@ -109,6 +109,9 @@ func (m *maskFilter) data(w io.Writer) error {
 // dataLine is what one line of the data part becomes.
 func (m *maskFilter) dataLine(line string, rows **mask.Rows, drop *bool, dst []byte) ([]byte, error) {
 	if m.sql.inCopy {
+		if !strings.HasSuffix(line, "\n") {
+			return dst, errors.New("the backup is incomplete: it ends in the middle of a row")
+		}
 		if line == "\\.\n" {
 			m.sql.inCopy = false
 			return append(dst, line...), nil
