@@ -25,10 +25,7 @@ func checkConnect(ctx context.Context, w io.Writer, cfg *Config) error {
 		if d == nil || d.Production == "" {
 			continue
 		}
-		pg := &postgres.Target{Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging, NoOwner: d.NoOwner, NoACL: d.NoACL, BinDir: cfg.PGBinDir}
-		if d.Masking != nil {
-			pg.Masking = d.Masking.parsed
-		}
+		pg := lookTarget(cfg, name)
 		fmt.Fprintf(w, "\n%s, connected (production read-only):\n", name)
 		if problems := connectTarget(ctx, w, pg); len(problems) > 0 {
 			for _, p := range problems {

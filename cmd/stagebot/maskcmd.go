@@ -25,11 +25,10 @@ func maskRules(ctx context.Context, w io.Writer, cfg *Config, name string) error
 	case tc.Database == nil || tc.Database.Production == "":
 		return fmt.Errorf("target %s has no production database to look at", name)
 	}
-	pg := &postgres.Target{Name: name, ProductionDSN: tc.Database.Production, StagingDSN: tc.Database.Staging, BinDir: cfg.PGBinDir}
+	pg := lookTarget(cfg, name)
 	keyEnv := "STAGEBOT_MASK_KEY_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 	var existing map[string]MaskSpec
 	if m := tc.Database.Masking; m != nil {
-		pg.Masking = m.parsed
 		existing = m.Rules
 		if m.KeyEnv != "" {
 			keyEnv = m.KeyEnv
@@ -48,6 +47,17 @@ func maskRules(ctx context.Context, w io.Writer, cfg *Config, name string) error
 		fmt.Fprintf(w, "    %s\n", p.YAML())
 	}
 	return nil
+}
+
+// lookTarget is target name's databases for a look that changes nothing
+// (mask-rules, check --connect): no registry, no lease, no store.
+func lookTarget(cfg *Config, name string) *postgres.Target {
+	d := cfg.Targets[name].Database
+	pg := &postgres.Target{Name: name, ProductionDSN: d.Production, StagingDSN: d.Staging, NoOwner: d.NoOwner, NoACL: d.NoACL, BinDir: cfg.PGBinDir}
+	if d.Masking != nil {
+		pg.Masking = d.Masking.parsed
+	}
+	return pg
 }
 
 // writeMaskReport is the report's summary, as YAML comments.
