@@ -86,6 +86,29 @@ func newMaskFixture(t *testing.T) *maskFixture {
 	}}
 }
 
+// fixtureSecrets are production values of maskedSQL that masking changes
+// or leaves behind; fixtureKept is one it keeps.
+var fixtureSecrets = []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in", "login17@corp", "paired17@corp"}
+
+const fixtureKept = "kept-marker-17"
+
+// noSecretsOnStaging searches staging's data files and WAL, after a
+// checkpoint, for production's values: none may be there, and the kept
+// one must be, or the search proves nothing.
+func (f *maskFixture) noSecretsOnStaging(t *testing.T) {
+	t.Helper()
+	pgtest.Exec(t, f.stg.DSN("postgres"), "checkpoint")
+	found := filesHolding(t, filepath.Join(f.stg.Dir, "data"), append(fixtureSecrets, fixtureKept)...)
+	for _, s := range fixtureSecrets {
+		if len(found[s]) > 0 {
+			t.Errorf("production's %q is in staging's files: %v", s, found[s])
+		}
+	}
+	if len(found[fixtureKept]) == 0 {
+		t.Fatal("the search found not even a kept value in staging's files: it proves nothing")
+	}
+}
+
 // filesHolding lists the files under dir that contain s.
 func filesHolding(t *testing.T, dir string, s ...string) map[string][]string {
 	t.Helper()
@@ -122,17 +145,7 @@ func TestMasking_InFlight(t *testing.T) {
 		t.Errorf("the log does not say what masking proved:\n%s", out)
 	}
 	stg := f.stg.DSN("people")
-	pgtest.Exec(t, f.stg.DSN("postgres"), "checkpoint")
-	secrets := []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in", "login17@corp", "paired17@corp"}
-	found := filesHolding(t, filepath.Join(f.stg.Dir, "data"), append(secrets, "kept-marker-17")...)
-	for _, s := range secrets {
-		if len(found[s]) > 0 {
-			t.Errorf("production's %q is in staging's files: %v", s, found[s])
-		}
-	}
-	if len(found["kept-marker-17"]) == 0 {
-		t.Fatal("the search found not even a kept value in staging's files: it proves nothing")
-	}
+	f.noSecretsOnStaging(t)
 	// The values are of their kind, unique where they must be, and joins
 	// over masked keys still hold.
 	for q, want := range map[string]string{
