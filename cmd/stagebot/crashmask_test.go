@@ -13,7 +13,8 @@ import (
 )
 
 // TestCrash_KilledHalfwayThroughAMaskedRefresh: the bot killed while a
-// masked refresh copies (in the stream, and through pg_dump) leaves
+// masked refresh copies (in the stream, through pg_dump, and from a
+// custom-format backup) leaves
 // staging as it was, the next start repairs what it left, and staging's
 // server holds no production value in its files or WAL, not even from the
 // copy cut short.
@@ -21,7 +22,7 @@ func TestCrash_KilledHalfwayThroughAMaskedRefresh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL servers and kills processes; run without -short")
 	}
-	for name, source := range map[string]string{"stream": "{}", "dump": "{method: dump}"} {
+	for _, name := range []string{"stream", "dump", "backup"} {
 		t.Run(name, func(t *testing.T) {
 			prod, stg := pgtest.New(t), pgtest.New(t)
 			pgtest.Exec(t, prod.DSN("postgres"), "create database app")
@@ -30,6 +31,10 @@ func TestCrash_KilledHalfwayThroughAMaskedRefresh(t *testing.T) {
 				"insert into people select g, 'p' || g || '@real-secret.example', 'note ' || g from generate_series(1, 400000) g",
 				"create table marks (version int)", "insert into marks values (1)", "analyze")
 			dir := t.TempDir()
+			source := map[string]string{"stream": "{}", "dump": "{method: dump}", "backup": "{from_file: " + filepath.Join(dir, "app.dump") + "}"}[name]
+			if name == "backup" {
+				pgDump(t, prod, "app", filepath.Join(dir, "app.dump"))
+			}
 			cfg := filepath.Join(dir, "stagebot.yaml")
 			os.WriteFile(cfg, []byte(fmt.Sprintf(`
 store: {path: %s}
@@ -56,6 +61,9 @@ targets:
 				t.Fatalf("first refresh:\n%s", out)
 			}
 			pgtest.Exec(t, prod.DSN("app"), "update marks set version = 2")
+			if name == "backup" {
+				pgDump(t, prod, "app", filepath.Join(dir, "app.dump"))
+			}
 			before := pgtest.Value(t, stg.DSN("app"), "select count(*) || ':' || sum(hashtext(p::text)::bigint) || '/' || (select version from marks) from people p")
 			bot = startBot(t, cfg, key)
 			bot.say(t, "!stage resync app now")
