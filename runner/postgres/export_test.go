@@ -14,6 +14,13 @@ func SetSplitSize(n int64) (restore func()) {
 	return func() { splitSize, splitAlways = old, false }
 }
 
+// SetProofBatch makes the masking proof send n tables' queries a batch.
+func SetProofBatch(n int) (restore func()) {
+	old := proofBatch
+	proofBatch = n
+	return func() { proofBatch = old }
+}
+
 // SetProgressEvery changes how often the streaming method reports progress.
 func SetProgressEvery(d time.Duration) (restore func()) {
 	old := progressEvery

@@ -225,10 +225,8 @@ func (t *Target) scanMaskedShadow(ctx context.Context, env *runner.Env, next str
 		return err
 	}
 	var p proof
-	for _, tb := range tables {
-		if err := scanKept(ctx, c, tb, &p); err != nil {
-			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
-		}
+	if err := scanKept(ctx, c, tables, &p); err != nil {
+		return err
 	}
 	fmt.Fprintf(env.Log, "masking: kept columns of %d %s sampled: %d look personal\n", len(tables), plural(len(tables), "table", "tables"), len(p.personal))
 	return p.personalErr()

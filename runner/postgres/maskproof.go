@@ -16,28 +16,42 @@ import (
 
 // The proof samples at most proofRows rows of a masked table, and
 // proofBudget rows in all, shared out by the tables' sizes with at least
-// proofMinRows each: a copy of many masked tables (48 partitions, say)
-// must not spend more on its proof than on its copy. A bypassed rule
-// shows in every sampled row, so a few hundred rows find it.
+// proofMinRows each, or, when there are too many tables for that, an even
+// share of the budget but never less than proofLeastRows: a copy of many
+// masked tables (48 partitions, 2,000 small tables) must not spend more on
+// its proof than on its copy. A bypassed rule shows in every sampled row,
+// so a few dozen rows find it. Its queries go in batches of proofBatch
+// tables: one round trip each, and only one batch's rows held at a time.
 const (
-	proofRows    = 10000
-	proofBudget  = 20000
-	proofMinRows = 200
+	proofRows      = 10000
+	proofBudget    = 20000
+	proofMinRows   = 200
+	proofLeastRows = 25
 )
+
+// proofBatch is how many tables' queries go in one batch (a test makes it
+// small, to cross batches with a few tables).
+var proofBatch = 200
 
 // proofShares is how many rows the proof samples of each table, by name.
 func proofShares(tables []*streamTable) map[string]int {
 	var total int64
+	n := 0
 	for _, tb := range tables {
 		if len(tb.mask.compared()) > 0 {
 			total += max(tb.tuples, 1)
+			n++
 		}
+	}
+	least := proofMinRows
+	if n*proofMinRows > proofBudget {
+		least = max(proofLeastRows, proofBudget/n)
 	}
 	out := map[string]int{}
 	for _, tb := range tables {
 		if len(tb.mask.compared()) > 0 {
 			share := int(float64(proofBudget) * float64(max(tb.tuples, 1)) / float64(total))
-			out[tb.name] = min(proofRows, max(proofMinRows, share))
+			out[tb.name] = min(proofRows, max(least, share))
 		}
 	}
 	return out
@@ -67,7 +81,9 @@ func (p proof) String() string {
 // proveMasked checks the shadow before it may be swapped in: for a sample
 // of each masked table's rows, no masked column holds production's value
 // for the same row (where masking would have changed it). Found values
-// fail the refresh, and staging stays as it was.
+// fail the refresh, and staging stays as it was. Its queries go in
+// batches (proofBatch): the kept columns' samples on the shadow,
+// production's samples, and the same rows on the shadow.
 func (s *streamer) proveMasked(ctx context.Context) error {
 	if s.r.Target.Masking == nil {
 		return nil
@@ -82,19 +98,13 @@ func (s *streamer) proveMasked(ctx context.Context) error {
 		return fmt.Errorf("shadow: %w", err)
 	}
 	var p proof
-	shares := proofShares(s.all)
-	for _, tb := range s.all {
-		if err := scanKept(ctx, shadow, tb, &p); err != nil {
-			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
-		}
-		cols := tb.mask.compared()
-		if len(cols) == 0 {
-			continue
-		}
-		p.tables++
-		p.columns += len(cols)
-		if err := s.proveTable(ctx, prod, shadow, tb, cols, shares[tb.name], &p); err != nil {
-			return fmt.Errorf("masking proof, %s: %w", tb.name, err)
+	if err := scanKept(ctx, shadow, s.all, &p); err != nil {
+		return err
+	}
+	checks := tableChecks(s.all, &p)
+	for i := 0; i < len(checks); i += proofBatch {
+		if err := compareRows(ctx, prod, shadow, checks[i:min(i+proofBatch, len(checks))], &p); err != nil {
+			return err
 		}
 	}
 	s.maskNote = p.String()
@@ -113,24 +123,43 @@ func (p proof) personalErr() error {
 	return fmt.Errorf("masking proof failed: kept columns hold values that look personal (%s): give each a masking rule, or write keep: reviewed for one kept on purpose; staging stays as it was", strings.Join(p.personal, "; "))
 }
 
-// scanKept samples the shadow's kept textual columns of tb (a rule's keep
-// or the default's, not keep: reviewed) and notes those whose values look
+// scanKept samples the shadow's kept textual columns (a rule's keep or
+// the default's, not keep: reviewed) and notes those whose values look
 // personal: a column kept by a default, or decided before it held such
 // values, that masking would copy in clear.
-func scanKept(ctx context.Context, shadow *pgx.Conn, tb *streamTable, p *proof) error {
-	tm := tb.mask
-	if tm == nil || tm.plan.Truncate {
-		return nil
+func scanKept(ctx context.Context, shadow *pgx.Conn, tables []*streamTable, p *proof) error {
+	type scan struct {
+		kept mask.Table
+		idx  []int
 	}
-	kept := mask.Table{Schema: tm.plan.Table.Schema, Name: tm.plan.Table.Name}
-	for i, f := range tm.plan.Funcs {
-		if f.Kind == mask.Keep && f.Value != mask.Reviewed {
-			kept.Columns = append(kept.Columns, tm.plan.Table.Columns[i])
+	var scans []scan
+	var qs []batchQuery
+	for _, tb := range tables {
+		tm := tb.mask
+		if tm == nil || tm.plan.Truncate {
+			continue
+		}
+		kept := mask.Table{Schema: tm.plan.Table.Schema, Name: tm.plan.Table.Name}
+		for i, f := range tm.plan.Funcs {
+			if f.Kind == mask.Keep && f.Value != mask.Reviewed {
+				kept.Columns = append(kept.Columns, tm.plan.Table.Columns[i])
+			}
+		}
+		if sql, idx := scanQuery(tb, kept, "system"); sql != "" {
+			scans = append(scans, scan{kept, idx})
+			qs = append(qs, batchQuery{what: "masking proof, " + tb.name, sql: sql})
 		}
 	}
 	found := map[string]mask.Finding{}
-	if err := scanTable(ctx, shadow, tb, kept, found, "system"); err != nil {
-		return err
+	for i := 0; i < len(qs); i += proofBatch {
+		end := min(i+proofBatch, len(qs))
+		results, err := textBatch(ctx, shadow, qs[i:end])
+		if err != nil {
+			return err
+		}
+		for j, sc := range scans[i:end] {
+			noteFound(sc.kept, sc.idx, results[j], found)
+		}
 	}
 	for _, where := range slices.Sorted(maps.Keys(found)) {
 		p.personal = append(p.personal, found[where].String())
@@ -154,45 +183,125 @@ func (tm *tableMask) compared() []int {
 	return out
 }
 
-// proveTable samples tb's rows on production, finds the same rows on
-// the shadow, and counts masked columns that hold production's value
-// where masking would have changed it. Rows are found by the primary key
-// when masking leaves it as it is, else by the unmasked columns
-// together: a row whose unmasked columns no other row shares is the same
-// row on both sides.
-func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, cols []int, want int, p *proof) error {
-	tm := tb.mask
-	var masked []string
-	for _, i := range cols {
-		masked = append(masked, quoteIdent(tm.plan.Table.Columns[i].Name)+"::text")
-	}
-	pct := 100.0
-	if tb.tuples > int64(want) {
-		pct = min(100, 200*float64(want)/float64(tb.tuples))
-	}
-	var pairs []rowPair
-	sampled, err := 1, error(nil)
-	switch kept := tm.keptColumns(); {
-	case len(tm.keys) > 0:
-		pairs, sampled, err = pairsByKey(ctx, prod, shadow, tb, masked, pct, want)
-	case len(kept) > 0:
-		pairs, sampled, err = pairsByColumns(ctx, prod, shadow, tb, kept, masked, pct, want)
-	}
-	if err != nil || sampled == 0 {
-		return err // an empty table holds nothing to compare
-	}
-	if len(pairs) == 0 {
-		for _, i := range cols {
-			p.unchecked = append(p.unchecked, tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name))
+// tableCheck is the proof's look at one masked table: it samples the
+// table's rows on production, finds the same rows on the shadow, and
+// counts masked columns that hold production's value where masking would
+// have changed it. Rows are found by the primary key when masking leaves
+// it as it is (byKey), else by the unmasked columns together (byColumns):
+// a row whose unmasked columns no other row shares is the same row on
+// both sides. A table with neither is named as not compared.
+type tableCheck struct {
+	tb     *streamTable
+	cols   []int    // the masked columns, by position
+	masked []string // the same, as text
+	pct    float64  // of the table's pages sampled
+	want   int      // rows sampled at most
+	by     pairing
+	sample [][][]byte // production's sampled rows
+}
+
+// pairing finds a table's sampled production rows on the shadow.
+type pairing interface {
+	// sample is the query that samples production.
+	sample(c *tableCheck) string
+	// lookup is the query that reads the sampled rows on the shadow.
+	lookup(c *tableCheck) (string, []any)
+	// pairs matches the sampled rows with the shadow's; a sampled row the
+	// shadow lacks is a copy that is not whole, and nothing the proof may
+	// pass over.
+	pairs(c *tableCheck, got [][][]byte) ([]rowPair, error)
+}
+
+// tableChecks are the checks of the tables with masked columns, counted
+// in p.
+func tableChecks(tables []*streamTable, p *proof) []*tableCheck {
+	shares := proofShares(tables)
+	var out []*tableCheck
+	for _, tb := range tables {
+		cols := tb.mask.compared()
+		if len(cols) == 0 {
+			continue
 		}
-		return nil
+		p.tables++
+		p.columns += len(cols)
+		c := &tableCheck{tb: tb, cols: cols, want: shares[tb.name], pct: 100}
+		for _, i := range cols {
+			c.masked = append(c.masked, quoteIdent(tb.mask.plan.Table.Columns[i].Name)+"::text")
+		}
+		if tb.tuples > int64(c.want) {
+			c.pct = min(100, 200*float64(c.want)/float64(tb.tuples))
+		}
+		switch kept := tb.mask.keptColumns(); {
+		case len(tb.mask.keys) > 0:
+			c.by = byKey{}
+		case len(kept) > 0:
+			c.by = &byColumns{print: "row(" + strings.Join(kept, ", ") + ")::text"}
+		default:
+			p.unchecked = append(p.unchecked, c.columnNames()...)
+			continue
+		}
+		out = append(out, c)
 	}
+	return out
+}
+
+func (c *tableCheck) columnNames() []string {
+	var out []string
+	for _, i := range c.cols {
+		out = append(out, c.tb.name+"."+shownIdent(c.tb.mask.plan.Table.Columns[i].Name))
+	}
+	return out
+}
+
+// compareRows samples every check's table on production in one batch,
+// reads the same rows on the shadow in another, and counts what it finds
+// in p.
+func compareRows(ctx context.Context, prod, shadow *pgx.Conn, checks []*tableCheck, p *proof) error {
+	var qs []batchQuery
+	for _, c := range checks {
+		qs = append(qs, batchQuery{what: "masking proof, " + c.tb.name, sql: c.by.sample(c)})
+	}
+	samples, err := textBatch(ctx, prod, qs)
+	if err != nil {
+		return err
+	}
+	qs = qs[:0]
+	var sampled []*tableCheck
+	for i, c := range checks {
+		// An empty table holds nothing to compare.
+		if c.sample = samples[i]; len(c.sample) > 0 {
+			sql, args := c.by.lookup(c)
+			qs = append(qs, batchQuery{what: "masking proof, " + c.tb.name, sql: sql, args: args})
+			sampled = append(sampled, c)
+		}
+	}
+	got, err := textBatch(ctx, shadow, qs)
+	if err != nil {
+		return err
+	}
+	for i, c := range sampled {
+		pairs, err := c.by.pairs(c, got[i])
+		if err != nil {
+			return fmt.Errorf("masking proof, %s: %w", c.tb.name, err)
+		}
+		c.tally(pairs, p)
+	}
+	return nil
+}
+
+// tally counts the masked values of pairs that are production's.
+func (c *tableCheck) tally(pairs []rowPair, p *proof) {
+	if len(pairs) == 0 {
+		p.unchecked = append(p.unchecked, c.columnNames()...)
+		return
+	}
+	tm := c.tb.mask
 	leaks := map[string]int64{}
 	for _, pr := range pairs {
-		for j, i := range cols {
+		for j, i := range c.cols {
 			v, was := pr.shadow[j], pr.prod[j]
 			if was != nil && bytes.Equal(v, was) && !bytes.Equal(tm.rows.Value(i, was), was) {
-				leaks[tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name)]++
+				leaks[c.tb.name+"."+shownIdent(tm.plan.Table.Columns[i].Name)]++
 			}
 		}
 	}
@@ -201,7 +310,6 @@ func (s *streamer) proveTable(ctx context.Context, prod, shadow *pgx.Conn, tb *s
 		p.leaks = append(p.leaks, fmt.Sprintf("%s (%d)", where, leaks[where]))
 	}
 	p.sampled += int64(len(pairs))
-	return nil
 }
 
 // rowPair is one row's masked columns as text, on production and on the
@@ -220,99 +328,104 @@ func (tm *tableMask) keptColumns() []string {
 	return out
 }
 
-// pairsByKey samples rows on production and reads the same rows on the
-// shadow by the primary key. A sampled row the shadow lacks is a copy
-// that is not whole, and nothing the proof may pass over.
-func pairsByKey(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, masked []string, pct float64, want int) ([]rowPair, int, error) {
-	tm := tb.mask
+// byKey pairs rows by the primary key.
+type byKey struct{}
+
+func (byKey) list(c *tableCheck) string {
 	var list []string
-	for _, k := range tm.keys {
+	for _, k := range c.tb.mask.keys {
 		list = append(list, k+"::text")
 	}
-	list = append(list, masked...)
-	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
-	// reads the whole table to pick rows.
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", strings.Join(list, ", "), tb.name, pct, want))
-	if err != nil || len(sample) == 0 {
-		return nil, 0, err
-	}
-	byKey := map[string][][]byte{}
-	keyArrays := make([][]string, len(tm.keys))
-	for _, row := range sample {
-		byKey[rowKey(row[:len(tm.keys)])] = row
-		for k := range tm.keys {
-			keyArrays[k] = append(keyArrays[k], string(row[k]))
-		}
-	}
-	var params []string
-	args := make([]any, len(tm.keys))
-	for k := range tm.keys {
-		// Typed, so that the shadow's primary key index finds the rows.
-		params = append(params, fmt.Sprintf("$%d::text[]::%s[]", k+1, tm.keyTypes[k]))
-		args[k] = keyArrays[k]
-	}
-	got, err := textRows(ctx, shadow, fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", strings.Join(list, ", "), tb.name, strings.Join(tm.keys, ", "), strings.Join(params, ", ")), args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	var pairs []rowPair
-	for _, row := range got {
-		if orig := byKey[rowKey(row[:len(tm.keys)])]; orig != nil {
-			pairs = append(pairs, rowPair{prod: orig[len(tm.keys):], shadow: row[len(tm.keys):]})
-		}
-	}
-	if len(pairs) < len(sample) {
-		return nil, 0, fmt.Errorf("%d of %d sampled rows are not in the shadow by their primary key, so they could not be compared", len(sample)-len(pairs), len(sample))
-	}
-	return pairs, len(sample), nil
+	return strings.Join(append(list, c.masked...), ", ")
 }
 
-// pairsByColumns samples rows on production and finds them on the shadow
-// by their unmasked columns together (as one row value's text, which
-// tells NULL from empty). Only rows whose unmasked columns no other row
-// of the table shares are paired: for those the pairing is exact. A
-// sampled row whose unmasked columns the shadow lacks is a copy that is
-// not whole.
-func pairsByColumns(ctx context.Context, prod, shadow *pgx.Conn, tb *streamTable, kept, masked []string, pct float64, want int) ([]rowPair, int, error) {
-	fp := "row(" + strings.Join(kept, ", ") + ")::text"
-	sample, err := textRows(ctx, prod, fmt.Sprintf("select %s, %s from only %s tablesample system (%g) limit %d", fp, strings.Join(masked, ", "), tb.name, pct, want))
-	if err != nil || len(sample) == 0 {
-		return nil, 0, err
-	}
-	byPrint, count := map[string][][]byte{}, map[string]int{}
-	var prints []string
-	for _, row := range sample {
-		k := string(row[0])
-		if count[k]++; count[k] == 1 {
-			prints = append(prints, k)
+func (k byKey) sample(c *tableCheck) string {
+	// SYSTEM samples whole pages: it reads only those, where BERNOULLI
+	// reads the whole table to pick rows.
+	return fmt.Sprintf("select %s from only %s tablesample system (%g) limit %d", k.list(c), c.tb.name, c.pct, c.want)
+}
+
+func (k byKey) lookup(c *tableCheck) (string, []any) {
+	tm := c.tb.mask
+	var params []string
+	args := make([]any, len(tm.keys))
+	for i := range tm.keys {
+		var values []string
+		for _, row := range c.sample {
+			values = append(values, string(row[i]))
 		}
-		byPrint[k] = row[1:]
+		// Typed, so that the shadow's primary key index finds the rows.
+		params = append(params, fmt.Sprintf("$%d::text[]::%s[]", i+1, tm.keyTypes[i]))
+		args[i] = values
 	}
-	aggs := make([]string, len(masked))
-	for j := range masked {
-		aggs[j] = fmt.Sprintf("min(m%d)", j)
-	}
-	var inner []string
-	for j, m := range masked {
-		inner = append(inner, fmt.Sprintf("%s as m%d", m, j))
-	}
-	got, err := textRows(ctx, shadow, fmt.Sprintf("select fp, count(*)::text, %s from (select %s as fp, %s from only %s where %s = any($1::text[])) s group by fp",
-		strings.Join(aggs, ", "), fp, strings.Join(inner, ", "), tb.name, fp), prints)
-	if err != nil {
-		return nil, 0, err
+	return fmt.Sprintf("select %s from only %s where (%s) in (select * from unnest(%s))", k.list(c), c.tb.name, strings.Join(tm.keys, ", "), strings.Join(params, ", ")), args
+}
+
+func (byKey) pairs(c *tableCheck, got [][][]byte) ([]rowPair, error) {
+	n := len(c.tb.mask.keys)
+	byKey := map[string][][]byte{}
+	for _, row := range c.sample {
+		byKey[rowKey(row[:n])] = row
 	}
 	var pairs []rowPair
 	for _, row := range got {
-		k := string(row[0])
-		if string(row[1]) == "1" && count[k] == 1 {
-			pairs = append(pairs, rowPair{prod: byPrint[k], shadow: row[2:]})
+		if orig := byKey[rowKey(row[:n])]; orig != nil {
+			pairs = append(pairs, rowPair{prod: orig[n:], shadow: row[n:]})
 		}
-		delete(count, k)
 	}
-	if len(count) > 0 {
-		return nil, 0, fmt.Errorf("%d of %d sampled rows are not in the shadow by their unmasked columns, so they could not be compared", len(count), len(prints))
+	if len(pairs) < len(c.sample) {
+		return nil, fmt.Errorf("%d of %d sampled rows are not in the shadow by their primary key, so they could not be compared", len(c.sample)-len(pairs), len(c.sample))
 	}
-	return pairs, len(sample), nil
+	return pairs, nil
+}
+
+// byColumns pairs rows by their unmasked columns together (as one row
+// value's text, which tells NULL from empty). Only rows whose unmasked
+// columns no other row of the table shares are paired: for those the
+// pairing is exact.
+type byColumns struct {
+	print  string // the unmasked columns' row value as text
+	rows   map[string][][]byte
+	count  map[string]int
+	prints []string
+}
+
+func (b *byColumns) sample(c *tableCheck) string {
+	return fmt.Sprintf("select %s, %s from only %s tablesample system (%g) limit %d", b.print, strings.Join(c.masked, ", "), c.tb.name, c.pct, c.want)
+}
+
+func (b *byColumns) lookup(c *tableCheck) (string, []any) {
+	b.rows, b.count, b.prints = map[string][][]byte{}, map[string]int{}, nil
+	for _, row := range c.sample {
+		k := string(row[0])
+		if b.count[k]++; b.count[k] == 1 {
+			b.prints = append(b.prints, k)
+		}
+		b.rows[k] = row[1:]
+	}
+	aggs := make([]string, len(c.masked))
+	inner := make([]string, len(c.masked))
+	for j, m := range c.masked {
+		aggs[j] = fmt.Sprintf("min(m%d)", j)
+		inner[j] = fmt.Sprintf("%s as m%d", m, j)
+	}
+	return fmt.Sprintf("select fp, count(*)::text, %s from (select %s as fp, %s from only %s where %s = any($1::text[])) s group by fp",
+		strings.Join(aggs, ", "), b.print, strings.Join(inner, ", "), c.tb.name, b.print), []any{b.prints}
+}
+
+func (b *byColumns) pairs(c *tableCheck, got [][][]byte) ([]rowPair, error) {
+	var pairs []rowPair
+	for _, row := range got {
+		k := string(row[0])
+		if string(row[1]) == "1" && b.count[k] == 1 {
+			pairs = append(pairs, rowPair{prod: b.rows[k], shadow: row[2:]})
+		}
+		delete(b.count, k)
+	}
+	if len(b.count) > 0 {
+		return nil, fmt.Errorf("%d of %d sampled rows are not in the shadow by their unmasked columns, so they could not be compared", len(b.count), len(b.prints))
+	}
+	return pairs, nil
 }
 
 // shownIdent is a column's name as a message shows it: quoted only when
@@ -353,6 +466,11 @@ func textRows(ctx context.Context, c *pgx.Conn, sql string, args ...any) ([][][]
 	if err != nil {
 		return nil, err
 	}
+	return readText(rows)
+}
+
+// readText reads rows as text (nil: NULL) and closes them.
+func readText(rows pgx.Rows) ([][][]byte, error) {
 	defer rows.Close()
 	var out [][][]byte
 	for rows.Next() {
@@ -366,4 +484,36 @@ func textRows(ctx context.Context, c *pgx.Conn, sql string, args ...any) ([][][]
 		out = append(out, row)
 	}
 	return out, rows.Err()
+}
+
+// batchQuery is one query of a batch, and what it is about (for errors).
+type batchQuery struct {
+	what string
+	sql  string
+	args []any
+}
+
+// textBatch sends queries to c in one round trip and reads each one's rows
+// as text (nil: NULL).
+func textBatch(ctx context.Context, c *pgx.Conn, qs []batchQuery) ([][][][]byte, error) {
+	if len(qs) == 0 {
+		return nil, nil
+	}
+	b := &pgx.Batch{}
+	for _, q := range qs {
+		b.Queue(q.sql, q.args...)
+	}
+	br := c.SendBatch(ctx, b)
+	out := make([][][][]byte, len(qs))
+	for i, q := range qs {
+		rows, err := br.Query()
+		if err == nil {
+			out[i], err = readText(rows)
+		}
+		if err != nil {
+			br.Close()
+			return nil, fmt.Errorf("%s: %w", q.what, err)
+		}
+	}
+	return out, br.Close()
 }

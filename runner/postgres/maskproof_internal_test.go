@@ -28,6 +28,20 @@ func TestProofShares(t *testing.T) {
 	if total > proofBudget || shares["p0"] < proofMinRows || shares["kept"] != 0 {
 		t.Errorf("48 partitions: %d rows in all, %d for one, %d for a kept table", total, shares["p0"], shares["kept"])
 	}
+	// 2,000 small tables: an even share of the budget, not 2,000 times
+	// the minimum.
+	var many []*streamTable
+	for i := range 2000 {
+		many = append(many, masked(fmt.Sprintf("t%d", i), 5000))
+	}
+	shares = proofShares(many)
+	total = 0
+	for _, n := range shares {
+		total += n
+	}
+	if total > 2000*proofLeastRows || shares["t0"] != proofLeastRows {
+		t.Errorf("2,000 tables: %d rows in all, %d for one", total, shares["t0"])
+	}
 	// One big and one small table: the big one is capped, the small one
 	// gets its minimum, a never-analyzed one (-1) too.
 	shares = proofShares([]*streamTable{masked("big", 5e6), masked("small", 10), masked("new", -1)})

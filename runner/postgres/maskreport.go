@@ -54,6 +54,21 @@ func (t *Target) MaskReport(ctx context.Context) (mask.Report, error) {
 // page: the whole table is read) or system (whole pages: only those are
 // read, for the proof, which must not cost a refresh much).
 func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Table, found map[string]mask.Finding, sampling string) error {
+	sql, idx := scanQuery(tb, table, sampling)
+	if sql == "" {
+		return nil
+	}
+	rows, err := textRows(ctx, c, sql)
+	if err != nil {
+		return err
+	}
+	noteFound(table, idx, rows, found)
+	return nil
+}
+
+// scanQuery is the query that samples table's textual columns, and their
+// positions ("" when it has none).
+func scanQuery(tb *streamTable, table mask.Table, sampling string) (string, []int) {
 	var idx []int
 	var list []string
 	for i, col := range table.Columns {
@@ -63,7 +78,7 @@ func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Tab
 		}
 	}
 	if len(idx) == 0 {
-		return nil
+		return "", nil
 	}
 	// A sample of about four times the rows wanted, in random order: the
 	// rows first on disk are not all alike (updated rows move to the end).
@@ -71,10 +86,12 @@ func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Tab
 	if tb.tuples > scanRows {
 		pct = min(100, 400*float64(scanRows)/float64(tb.tuples))
 	}
-	rows, err := textRows(ctx, c, fmt.Sprintf("select * from (select %s from only %s tablesample %s (%g)) s order by random() limit %d", strings.Join(list, ", "), tb.name, sampling, pct, scanRows))
-	if err != nil {
-		return err
-	}
+	return fmt.Sprintf("select * from (select %s from only %s tablesample %s (%g)) s order by random() limit %d", strings.Join(list, ", "), tb.name, sampling, pct, scanRows), idx
+}
+
+// noteFound notes the columns (at idx) of the sampled rows whose values
+// look personal.
+func noteFound(table mask.Table, idx []int, rows [][][]byte, found map[string]mask.Finding) {
 	for j, i := range idx {
 		var values []string
 		for _, r := range rows {
@@ -87,5 +104,4 @@ func scanTable(ctx context.Context, c *pgx.Conn, tb *streamTable, table mask.Tab
 			found[where] = f
 		}
 	}
-	return nil
 }
