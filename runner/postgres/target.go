@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/stagebot/stagebot/internal/pgbin"
 )
@@ -132,6 +135,9 @@ func (t *Target) logger() *slog.Logger {
 
 // connect opens a connection to dsn with its database replaced by db ("" to
 // keep it). Production connections are read-only.
+// readBuffer is how much a connection reads from its socket at once.
+const readBuffer = 256 << 10
+
 func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
@@ -147,6 +153,12 @@ func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, err
 	// connection's state) is noticed in about a minute, not the kernel's two
 	// hours.
 	cfg.DialFunc = (&net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 10 * time.Second, Count: 3}}).DialContext
+	// A COPY from production arrives as one message a row: read from the
+	// socket in big pieces, not pgx's 8 kB, so that a gigabyte costs the
+	// bot thousands of reads and not a hundred thousand.
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBuffer), w)
+	}
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
