@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stagebot/stagebot/runner"
 	"github.com/stagebot/stagebot/runner/mask"
 )
@@ -48,7 +50,7 @@ func (r *Refresh) maskedRestore(ctx context.Context, env *runner.Env, tl tools, 
 		}
 		return err
 	}
-	mf := &maskFilter{sql: &sqlFilter{db: next, noOwner: t.NoOwner, noACL: t.NoACL}, br: bufio.NewReaderSize(plain, 1<<20), largeObjectsKept: t.Masking.Default != nil}
+	mf := &maskFilter{sql: &sqlFilter{db: next, noOwner: t.NoOwner, noACL: t.NoACL}, br: bufio.NewReaderSize(plain, 1<<20), largeObjectsKept: t.Masking.Default != nil, bypass: t.rt.bypassMask}
 	fmt.Fprintf(env.Log, "masking: the schema first, then the plan from the shadow's catalog, then the rows through the masker\n")
 	if err := t.psqlFeed(ctx, env, tl, next, mf.schema); err != nil {
 		return finish(fmt.Errorf("the schema: %w", err))
@@ -165,15 +167,53 @@ func (r *Refresh) fileSource(env *runner.Env, tl tools, path string, format form
 	}
 }
 
-// dumpSource reads production through pg_dump's plain output.
-func (r *Refresh) dumpSource(env *runner.Env, tl tools) plainSource {
+// dumpSource reads production through pg_dump's plain output, at the
+// snapshot held (the proof reads production at the same one).
+func (r *Refresh) dumpSource(env *runner.Env, tl tools, held *heldSnapshot) plainSource {
 	return func(ctx context.Context) (io.Reader, func() error, error) {
 		pconn, penv, release, err := libpq(r.Target.ProductionDSN, "", readOnly)
 		if err != nil {
 			return nil, nil, err
 		}
 		fmt.Fprintf(env.Log, "pg_dump from %s, masked on its way in\n", Describe(r.Target.ProductionDSN))
-		return producer(ctx, tool(ctx, env, penv, tl.dump, "--no-password", "-d", pconn), nil, func() error { release(); return nil })
+		return producer(ctx, tool(ctx, env, penv, tl.dump, "--no-password", "--snapshot="+held.id, "-d", pconn), nil, func() error { release(); return nil })
+	}
+}
+
+// heldSnapshot is a production session that exported its snapshot and
+// holds it: pg_dump reads at it, and the masking proof compares the shadow
+// with production as it was then, not as it is by the time the copy is in.
+type heldSnapshot struct {
+	c  *pgx.Conn
+	id string
+}
+
+// holdSnapshot opens a read-only session on production and exports its
+// snapshot.
+func (t *Target) holdSnapshot(ctx context.Context) (*heldSnapshot, error) {
+	c, err := t.production(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h := &heldSnapshot{c: c}
+	if _, err := c.Exec(ctx, "begin isolation level repeatable read read only"); err != nil {
+		closeConn(ctx, c)
+		return nil, fmt.Errorf("production: %w", err)
+	}
+	if err := c.QueryRow(ctx, "select pg_export_snapshot()").Scan(&h.id); err != nil {
+		closeConn(ctx, c)
+		return nil, fmt.Errorf("production: export a snapshot: %w", err)
+	}
+	if err := c.PgConn().Exec(ctx, "set local row_security = off; "+textOutput("local")).Close(); err != nil {
+		closeConn(ctx, c)
+		return nil, fmt.Errorf("production: %w", err)
+	}
+	return h, nil
+}
+
+func (h *heldSnapshot) close(ctx context.Context) {
+	if h != nil {
+		closeConn(ctx, h.c)
 	}
 }
 
@@ -205,10 +245,12 @@ func producer(ctx context.Context, cmd *exec.Cmd, stdin io.Reader, closeAfter fu
 }
 
 // scanMaskedShadow is the proof of a copy masked from a backup or
-// pg_dump: nothing of production is at hand to compare with, so the
-// shadow's kept text columns are sampled, and values that look personal
-// fail the refresh.
-func (t *Target) scanMaskedShadow(ctx context.Context, env *runner.Env, next string) error {
+// pg_dump. The shadow's kept text columns are sampled, and values that
+// look personal fail the refresh. After pg_dump, production at the dump's
+// snapshot (held) is at hand too, and a sample of each masked table is
+// compared with it as the stream's proof does; a backup has nothing of
+// production to compare with.
+func (t *Target) scanMaskedShadow(ctx context.Context, env *runner.Env, next string, held *heldSnapshot) error {
 	if t.Masking == nil {
 		return nil
 	}
@@ -228,6 +270,17 @@ func (t *Target) scanMaskedShadow(ctx context.Context, env *runner.Env, next str
 	if err := scanKept(ctx, c, tables, &p); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Log, "masking: kept columns of %d %s sampled: %d look personal\n", len(tables), plural(len(tables), "table", "tables"), len(p.personal))
-	return p.personalErr()
+	if held == nil {
+		fmt.Fprintf(env.Log, "masking: kept columns of %d %s sampled: %d look personal\n", len(tables), plural(len(tables), "table", "tables"), len(p.personal))
+		return p.personalErr()
+	}
+	// Both sessions write values alike, whatever their servers' settings.
+	if _, err := c.Exec(ctx, textOutput("session")); err != nil {
+		return fmt.Errorf("shadow: %w", err)
+	}
+	if err := compareRows(ctx, held.c, c, tableChecks(tables, &p), &p); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Log, "masking: %s\n", p)
+	return p.err()
 }

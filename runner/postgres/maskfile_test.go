@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stagebot/stagebot/internal/pgtest"
 	"github.com/stagebot/stagebot/runner"
@@ -104,5 +105,39 @@ func TestMasking_DamagedBackupsFailAndStagingStays(t *testing.T) {
 		if after := fingerprint(t, f.stg.DSN("people")); fmt.Sprint(after) != fmt.Sprint(before) {
 			t.Errorf("%s: staging changed", name)
 		}
+	}
+}
+
+// TestMasking_DumpProofReadsAtTheDumpsSnapshot: production changing while
+// a masked pg_dump copy is made (every token replaced once the shadow
+// exists) does not fail the proof: it compares the shadow with production
+// at the dump's snapshot. Compared with production as it is by then, no
+// sampled token would be in the shadow.
+func TestMasking_DumpProofReadsAtTheDumpsSnapshot(t *testing.T) {
+	f := newMaskFixture(t)
+	tg := f.target("k")
+	changed := make(chan bool, 1)
+	go func() {
+		done := false
+		defer func() { changed <- done }() // also when Exec fails the test
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if has(databases(t, f.stg), "people"+postgres.NextSuffix) {
+				pgtest.Exec(t, tg.ProductionDSN, "delete from tokens", "insert into tokens select 'tok-new-' || g, g from generate_series(501, 1000) g")
+				done = true
+				return
+			}
+		}
+	}()
+	steps := refreshSteps(tg)
+	steps[0].(*postgres.Refresh).Method = postgres.MethodDump
+	out, err := run(t, steps, nil)
+	if !<-changed {
+		t.Fatal("the shadow never appeared, so production was not changed during the copy")
+	}
+	if err != nil {
+		t.Fatalf("a masked pg_dump copy while production changed: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "0 production values found in") || strings.Contains(out, "tokens.token") {
+		t.Errorf("the proof did not compare tokens:\n%s", out)
 	}
 }

@@ -27,6 +27,7 @@ type maskFilter struct {
 	// objects through as they are.
 	largeObjectsKept  bool
 	masked, truncated int
+	bypass            bool // tests only: rows pass unmasked, for the proof to catch
 }
 
 // schema writes the stream up to its first COPY block.
@@ -134,7 +135,7 @@ func (m *maskFilter) dataLine(line string, rows **mask.Rows, drop *bool, dst []b
 			return dst, err
 		}
 		*rows, *drop = nil, tm.plan.Truncate
-		if !tm.plan.Truncate {
+		if !tm.plan.Truncate && !m.bypass {
 			*rows = tm.plan.Rows(tm.key, tm.salt)
 			m.masked++
 		} else {

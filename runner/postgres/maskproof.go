@@ -101,14 +101,17 @@ func (s *streamer) proveMasked(ctx context.Context) error {
 	if err := scanKept(ctx, shadow, s.all, &p); err != nil {
 		return err
 	}
-	checks := tableChecks(s.all, &p)
-	for i := 0; i < len(checks); i += proofBatch {
-		if err := compareRows(ctx, prod, shadow, checks[i:min(i+proofBatch, len(checks))], &p); err != nil {
-			return err
-		}
+	if err := compareRows(ctx, prod, shadow, tableChecks(s.all, &p), &p); err != nil {
+		return err
 	}
 	s.maskNote = p.String()
 	fmt.Fprintf(s.env.Log, "masking: %s\n", p)
+	return p.err()
+}
+
+// err fails the proof for production values found, then for kept columns
+// that look personal.
+func (p proof) err() error {
 	if p.found > 0 {
 		return fmt.Errorf("masking proof failed: %d production %s found in the shadow (%s); staging stays as it was", p.found, plural(int(p.found), "value", "values"), strings.Join(p.leaks, ", "))
 	}
@@ -253,10 +256,20 @@ func (c *tableCheck) columnNames() []string {
 	return out
 }
 
-// compareRows samples every check's table on production in one batch,
+// compareRows runs the checks proofBatch tables at a time.
+func compareRows(ctx context.Context, prod, shadow *pgx.Conn, checks []*tableCheck, p *proof) error {
+	for i := 0; i < len(checks); i += proofBatch {
+		if err := compareBatch(ctx, prod, shadow, checks[i:min(i+proofBatch, len(checks))], p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compareBatch samples every check's table on production in one batch,
 // reads the same rows on the shadow in another, and counts what it finds
 // in p.
-func compareRows(ctx context.Context, prod, shadow *pgx.Conn, checks []*tableCheck, p *proof) error {
+func compareBatch(ctx context.Context, prod, shadow *pgx.Conn, checks []*tableCheck, p *proof) error {
 	var qs []batchQuery
 	for _, c := range checks {
 		qs = append(qs, batchQuery{what: "masking proof, " + c.tb.name, sql: c.by.sample(c)})

@@ -269,12 +269,21 @@ func (r *Refresh) copyData(ctx context.Context, env *runner.Env, tl tools, next,
 	if r.live() && r.Method != MethodDump {
 		return r.stream(ctx, env, tl, next)
 	}
+	// A masked pg_dump reads at a snapshot held for the proof.
+	var held *heldSnapshot
+	if r.live() && t.Masking != nil {
+		var err error
+		if held, err = t.holdSnapshot(ctx); err != nil {
+			return err
+		}
+		defer held.close(ctx)
+	}
 	if err := t.createShadow(ctx, env); err != nil {
 		return err
 	}
 	var err error
 	if r.live() {
-		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next) })
+		err = prog.around(ctx, true, func() error { return r.dumpRestore(ctx, env, tl, next, held) })
 	} else {
 		err = prog.around(ctx, false, func() error { return r.restoreFile(ctx, env, tl, file, next, prog) })
 	}
@@ -284,7 +293,7 @@ func (r *Refresh) copyData(ctx context.Context, env *runner.Env, tl tools, next,
 	if err := t.analyze(ctx, env, next); err != nil {
 		return err
 	}
-	return t.scanMaskedShadow(ctx, env, next)
+	return t.scanMaskedShadow(ctx, env, next, held)
 }
 
 // pendingProps are the database-level properties being read beside the
@@ -417,10 +426,10 @@ func (r *Refresh) restoreArgs(conn string) []string {
 
 // dumpRestore copies production with pg_dump -Fd -j into a temporary
 // directory and pg_restore -j from it.
-func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, next string) error {
+func (r *Refresh) dumpRestore(ctx context.Context, env *runner.Env, tl tools, next string, held *heldSnapshot) error {
 	t := r.Target
 	if t.Masking != nil {
-		return r.maskedRestore(ctx, env, tl, next, r.dumpSource(env, tl))
+		return r.maskedRestore(ctx, env, tl, next, r.dumpSource(env, tl, held))
 	}
 	dir, err := os.MkdirTemp(t.WorkDir, "stagebot-dump-")
 	if err != nil {
