@@ -81,10 +81,7 @@ func TestMasking_InFlightFromEverySource(t *testing.T) {
 func TestMasking_DamagedBackupsFailAndStagingStays(t *testing.T) {
 	f := newMaskFixture(t)
 	tg := f.target("k")
-	if out, err := run(t, refreshSteps(tg), nil); err != nil {
-		t.Fatalf("first refresh: %v\n%s", err, out)
-	}
-	before := fingerprint(t, f.stg.DSN("people"))
+	before := f.refreshed(t)
 	plain := pgDump(t, tg.ProductionDSN, "-Fp")
 	custom := pgDump(t, tg.ProductionDSN, "-Fc")
 	cut := bytes.Index(plain, []byte("COPY public.users")) + 2000

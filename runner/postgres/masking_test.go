@@ -86,6 +86,16 @@ func newMaskFixture(t *testing.T) *maskFixture {
 	}}
 }
 
+// refreshed makes a first masked copy on staging and returns staging's
+// fingerprint: what a failed refresh after it must leave as it is.
+func (f *maskFixture) refreshed(t *testing.T) map[string]string {
+	t.Helper()
+	if out, err := run(t, refreshSteps(f.target("k")), nil); err != nil {
+		t.Fatalf("first refresh: %v\n%s", err, out)
+	}
+	return fingerprint(t, f.stg.DSN("people"))
+}
+
 // fixtureSecrets are production values of maskedSQL that masking changes
 // or leaves behind; fixtureKept is one it keeps.
 var fixtureSecrets = []string{"person17@corp-secret.example", "Real Person 17", "+44 20 7946 0017", "hunter17-pw", "tok-secret-17", "logged in", "login17@corp", "paired17@corp"}
@@ -191,10 +201,7 @@ func TestMasking_InFlight(t *testing.T) {
 func TestMasking_GateFailsClosed(t *testing.T) {
 	f := newMaskFixture(t)
 	tg := f.target("k")
-	if out, err := run(t, refreshSteps(tg), nil); err != nil {
-		t.Fatalf("first refresh: %v\n%s", err, out)
-	}
-	before := fingerprint(t, f.stg.DSN("people"))
+	before := f.refreshed(t)
 	pgtest.Exec(t, tg.ProductionDSN, "alter table users add column ssn text", "alter table tokens drop column user_id")
 	out, err := run(t, refreshSteps(f.target("k")), nil)
 	if err == nil {
@@ -245,10 +252,7 @@ func TestMasking_GateFailsClosed(t *testing.T) {
 // snapshot).
 func TestMasking_ProofCatchesABypass(t *testing.T) {
 	f := newMaskFixture(t)
-	if out, err := run(t, refreshSteps(f.target("k")), nil); err != nil {
-		t.Fatalf("first refresh: %v\n%s", err, out)
-	}
-	before := fingerprint(t, f.stg.DSN("people"))
+	before := f.refreshed(t)
 	// Two tables a batch: the proof's batches end between the masked
 	// tables, and each table's rows stay its own.
 	defer postgres.SetProofBatch(2)()
@@ -462,10 +466,7 @@ func TestMasking_ProofNamesWhatItCannotCompare(t *testing.T) {
 // keep: reviewed keeps it on purpose.
 func TestMasking_ProofFailsOnAKeptColumnThatLooksPersonal(t *testing.T) {
 	f := newMaskFixture(t)
-	if out, err := run(t, refreshSteps(f.target("k")), nil); err != nil {
-		t.Fatalf("first refresh: %v\n%s", err, out)
-	}
-	before := fingerprint(t, f.stg.DSN("people"))
+	before := f.refreshed(t)
 	tg := f.target("k")
 	pgtest.Exec(t, tg.ProductionDSN, "update users set kept = 'someone' || id || '@mail.example'")
 	out, err := run(t, refreshSteps(tg), nil)
