@@ -136,7 +136,8 @@ func TestMasking_DumpProofReadsAtTheDumpsSnapshot(t *testing.T) {
 		}()
 		steps := refreshSteps(tg)
 		steps[0].(*postgres.Refresh).Method = postgres.MethodDump
-		out, err := run(t, steps, nil)
+		rep := &progressLog{}
+		out, err := run(t, steps, rep)
 		close(stop)
 		if !<-changed {
 			if attempt == 5 {
@@ -149,6 +150,16 @@ func TestMasking_DumpProofReadsAtTheDumpsSnapshot(t *testing.T) {
 		}
 		if !strings.Contains(out, "0 production values found in") || strings.Contains(out, "tokens.token") {
 			t.Errorf("the proof did not compare tokens:\n%s", out)
+		}
+		// Its line is the step's last report, for the run's thread.
+		last := ""
+		for i, pr := range rep.ps {
+			if rep.steps[i] == 0 {
+				last = pr.Items
+			}
+		}
+		if !strings.Contains(last, "masked ") || !strings.Contains(last, "0 production values found in") {
+			t.Errorf("the step's last report is %q, not the proof's line", last)
 		}
 		return
 	}
