@@ -31,6 +31,7 @@ func TestMask_RulesThenAMaskedRefresh(t *testing.T) {
 	t.Setenv("PEOPLE_MASK_KEY", key)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "c.yaml")
+	refresh := "{}"
 	write := func(rules string) {
 		os.WriteFile(cfgPath, []byte(`
 store: {path: `+filepath.Join(dir, "s.db")+`}
@@ -47,7 +48,7 @@ targets:
     pipelines:
       default:
         steps:
-          - {name: copy production, pg_refresh: {}}
+          - {name: copy production, pg_refresh: `+refresh+`}
 `), 0o600)
 	}
 	write(`          public.users.id: keep`)
@@ -107,7 +108,21 @@ targets:
 			t.Errorf("the run's messages lack %q:\n%s", want, out.String())
 		}
 	}
-	if strings.Contains(out.String()+errOut.String(), key) {
+	// The same through pg_dump: its proof compares with production too,
+	// and its line is in the run's thread.
+	refresh = "{method: dump}"
+	write(strings.ReplaceAll(rules, "    ", "          ") + `          public.users.phone: phone`)
+	shown := out.String()
+	out.Reset()
+	if err := Main(ctx, []string{"run", "-c", cfgPath, "--as", "alice"}, strings.NewReader("!stage resync people now\n"), &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"✅ Run 3 of people/default succeeded", "masked 3 columns in 1 table; 0 production values found in 500 sampled rows"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the pg_dump run's messages lack %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(shown+out.String()+errOut.String(), key) {
 		t.Error("the masking key was shown")
 	}
 	if n := pgtest.Value(t, stg.DSN("people"), "select count(*) from users where email like '%@real.example' or full_name like 'Real Name%'"); n != "0" {
