@@ -74,7 +74,8 @@ type env struct {
 
 const db = "bench"
 
-// verbose shows stagebot's chat and run log (STAGEBENCH_VERBOSE=1).
+// verbose shows stagebot's chat and its whole run log, every build timed
+// (STAGEBENCH_VERBOSE=1).
 var verbose = os.Getenv("STAGEBENCH_VERBOSE") != ""
 
 // serverSettings make the throwaway servers behave like real ones: durable

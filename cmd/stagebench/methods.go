@@ -209,7 +209,7 @@ targets:
 	res.peakRSS = vmHWM(cmd.Process.Pid)
 	if verbose {
 		fmt.Fprintf(b.log, "  stagebot used %s of CPU\n", cpuTime(cmd.Process.Pid))
-		io.WriteString(stdin, "!stage log 1\n")
+		io.WriteString(stdin, "!stage log 1 full\n")
 		for quiet := time.After(2 * time.Second); ; {
 			select {
 			case l := <-lines:
