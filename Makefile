@@ -10,6 +10,7 @@ SIZE        ?=
 RUNS        ?= 3
 SHAPE       ?= pgbench
 METHODS     ?=
+PROFILE     ?=
 CHAOS       ?= 10m
 
 STRESS      ?= 3
@@ -47,12 +48,16 @@ test-stress: postgres chromium dendrite ## the slow packages STRESS times (defau
 	@yes >/dev/null & h1=$$!; yes >/dev/null & h2=$$!; trap 'kill $$h1 $$h2' EXIT; \
 	$(GO) test -race -count=$(STRESS) -timeout 90m ./cmd/stagebot ./bot/... ./runner/... ./store/...
 
-bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb, with a timeline of each (SCALE=50: 1.5 GB; SCALE=dominant=16 per shape; SIZE=1GB every shape at about 1 GB; SHAPE=all: every shape; METHODS=stream,pgcopydb: only those)
+bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb, with a timeline of each (SCALE=50: 1.5 GB; SCALE=dominant=16 per shape; SIZE=1GB every shape at about 1 GB; SHAPE=all: every shape; METHODS=stream,pgcopydb: only those; PROFILE=1: each method once more under perf, and where the CPU went)
 	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing pgcopydb (Debian's package) to compare against…"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
 	fi
-	$(GO) run ./cmd/stagebench -scale $(SCALE) -size '$(SIZE)' -runs $(RUNS) -shape $(SHAPE) -methods '$(METHODS)' -stagebot $(BIN)/stagebot
+	@if [ -n "$(PROFILE)" ] && ! command -v perf >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing perf (Debian's linux-perf) for PROFILE=…"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null 2>&1 || echo "perf could not be installed: PROFILE= will fail"; \
+	fi
+	$(GO) run ./cmd/stagebench -scale $(SCALE) -size '$(SIZE)' -runs $(RUNS) -shape $(SHAPE) -methods '$(METHODS)' $(if $(PROFILE),-profile) -stagebot $(BIN)/stagebot
 
 chaos: postgres ## three bots on one PostgreSQL store, the leader killed or paused again and again, for CHAOS (default 10m)
 	$(GO) test ./cmd/stagebot -run '^TestChaos$$' -chaos $(CHAOS) -timeout 0 -v -count=1

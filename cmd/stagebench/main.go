@@ -41,6 +41,7 @@ func main() {
 	against := flag.String("against", "", "another stagebot binary, timed in the same rounds (a row of its own) to compare a change with")
 	runs := flag.Int("runs", 1, "times to run each method (the table shows the median wall time)")
 	only := flag.String("methods", "", "comma-separated methods to run (default: all): "+strings.Join(methodNames(), ","))
+	prof := flag.Bool("profile", false, "after the timed rounds, run each method once more under perf (every CPU, call stacks) and print where the machine's CPU went")
 	shape := flag.String("shape", "pgbench", "the shape of the production database: "+strings.Join(shapeNames(), ", ")+", or all (each in turn)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,7 +54,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(2)
 	}
-	o := options{scale: sc, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, against: *against, methods: *only, out: os.Stdout, log: os.Stderr}
+	o := options{scale: sc, jobs: *jobs, runs: *runs, shape: *shape, stagebot: *bin, against: *against, methods: *only, profile: *prof, out: os.Stdout, log: os.Stderr}
 	if err := bench(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "stagebench:", err)
 		os.Exit(1)
@@ -100,6 +101,7 @@ type options struct {
 	stagebot   string // the binary
 	against    string // another binary to compare with, or ""
 	methods    string // comma-separated keys; empty: all
+	profile    bool   // each method once more under perf
 	out, log   io.Writer
 }
 
@@ -114,6 +116,11 @@ func bench(ctx context.Context, o options) error {
 		return fmt.Errorf("-runs %d: give 1 or more", runs)
 	case o.shape == "":
 		o.shape = "pgbench"
+	}
+	if o.profile {
+		if err := perfTools(); err != nil {
+			return err
+		}
 	}
 	if o.shape != "all" && !slices.Contains(shapeNames(), o.shape) {
 		return fmt.Errorf("-shape: no shape %q; pick from %s, or all", o.shape, strings.Join(shapeNames(), ", "))
@@ -229,6 +236,7 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 		res  result // the median run's; memory: the worst run's
 		err  error
 		same string
+		prof *profile // -profile's run, or nil
 	}
 	var rows []*row
 	for _, m := range methods {
@@ -295,6 +303,23 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 			}
 			fmt.Fprintf(b.log, "%s: %s, staging unavailable %s, data %s\n", m.name, dur(res.wall), dur(res.unavailable), r.same)
 			r.runs = append(r.runs, res)
+		}
+	}
+	if o.profile {
+		for _, r := range rows {
+			if r.err != nil || len(r.runs) == 0 {
+				continue
+			}
+			if err := b.settle(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintf(b.log, "%s, under perf (not timed)…\n", r.name)
+			p, err := b.profiled(ctx, methodNamed(r.name))
+			if err != nil {
+				fmt.Fprintf(b.log, "%s: profile: %v\n", r.name, err)
+				continue
+			}
+			r.prof = p
 		}
 	}
 	// Round by round, against stagebot's streaming refresh in the same
@@ -374,6 +399,11 @@ func (b *env) benchShape(ctx context.Context, o options, sh shape, selected map[
 	for _, r := range rows {
 		if r.err == nil && len(r.runs) > 0 {
 			r.res.timeline.print(o.out, r.name)
+		}
+	}
+	for _, r := range rows {
+		if r.prof != nil {
+			r.prof.print(o.out, r.name)
 		}
 	}
 	if failed {

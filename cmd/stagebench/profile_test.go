@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// perf script's output for seven samples: an index build growing its file,
+// a COPY into staging, a COPY out of production, a parallel worker of a
+// build, the bot, an idle core and
+// a process whose name has a space; a blank line ends each.
+const perfSamples = `postgres  4120 
+	          2b87d0 copy_folio_from_iter_atomic
+	          2b8b5f mdextend
+	          2b8d2d smgrextend
+	          29f062 btbuild
+	          29f0aa index_build
+
+postgres  4121 
+	          5b5048 pg_mbstrlen_with_len
+	          5b506b bpcharrecv
+	          38367e NextCopyFrom
+	          383700 CopyFrom
+	          383800 DoCopy
+
+postgres  4122 
+	          111111 [unknown]
+	          222222 DoCopyTo
+	          333333 DoCopy
+
+postgres  4123 
+	          777777 [unknown]
+	          888888 _bt_parallel_build_main
+	          999999 ParallelWorkerMain
+
+stagebot  9000 
+	          444444 runtime.memmove
+
+swapper     0 
+	          555555 pv_native_safe_halt
+
+Web Content  77 
+	          666666 [unknown]
+`
+
+func TestProfile_SortsSamplesByWork(t *testing.T) {
+	p, err := readPerfScript(strings.NewReader(perfSamples))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"index builds": 2, "COPY into staging": 1, "COPY out of production": 1, "the bot": 1, "idle": 1, "other processes": 1}
+	if p.samples != 7 || len(p.by) != len(want) {
+		t.Fatalf("%d samples in %v; want 7 in %v", p.samples, p.by, want)
+	}
+	for k, n := range want {
+		if p.by[k] != n {
+			t.Errorf("%s: %d samples, want %d (all: %v)", k, p.by[k], n, p.by)
+		}
+	}
+	if p.grow != 1 {
+		t.Errorf("%d samples growing a file, want 1 (the index build's mdextend)", p.grow)
+	}
+	var out bytes.Buffer
+	p.print(&out, "stagebot stream")
+	for _, s := range []string{"CPU of stagebot stream", "index builds 0.00s (28.6%)", "growing PostgreSQL's files (tables, indexes, sort files) a page at a time: 0.00s (14.3%)"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("the profile does not say %q:\n%s", s, out.String())
+		}
+	}
+}
+
+// A run perf saw nothing of is an error, not a profile of nothing.
+func TestProfile_NoSamplesIsAnError(t *testing.T) {
+	if _, err := readPerfScript(strings.NewReader("\n\n")); err == nil {
+		t.Fatal("an empty perf script read as a profile")
+	}
+}
