@@ -133,11 +133,11 @@ func (t *Target) logger() *slog.Logger {
 	return t.Logger
 }
 
-// connect opens a connection to dsn with its database replaced by db ("" to
-// keep it). Production connections are read-only.
 // readBuffer is how much a connection reads from its socket at once.
 const readBuffer = 256 << 10
 
+// connect opens a connection to dsn with its database replaced by db ("" to
+// keep it). Production connections are read-only.
 func connect(ctx context.Context, dsn, db string, readOnly bool) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
