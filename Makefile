@@ -19,7 +19,7 @@ STRESS      ?= 3
 # and fails a clean run with "context deadline exceeded" on a busy machine.
 FUZZRUNS    ?= 100000
 
-.PHONY: help build dist demo test test-dist test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite shells
+.PHONY: help build dist demo test test-dist test-stress bench bench-bot chaos fmt-check vet lint fuzz clean postgres chromium dendrite shells perf
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ dist: ## release files in dist/: binaries (linux amd64, arm64) in tarballs, .deb
 demo: build postgres ## the console, with two throwaway PostgreSQL servers
 	$(BIN)/stagebot demo
 
-test: fmt-check vet lint postgres chromium dendrite shells ## gofmt check, go vet, staticcheck, every test with -race, then 5,000 fuzzed scripts through the whole bot
+test: fmt-check vet lint postgres chromium dendrite shells perf ## gofmt check, go vet, staticcheck, every test with -race, then 5,000 fuzzed scripts through the whole bot
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test ./bot -run '^$$' -fuzz '^FuzzBot$$' -fuzztime 5000x
 
@@ -48,14 +48,10 @@ test-stress: postgres chromium dendrite ## the slow packages STRESS times (defau
 	@yes >/dev/null & h1=$$!; yes >/dev/null & h2=$$!; trap 'kill $$h1 $$h2' EXIT; \
 	$(GO) test -race -count=$(STRESS) -timeout 90m ./cmd/stagebot ./bot/... ./runner/... ./store/...
 
-bench: build postgres ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb, with a timeline of each (SCALE=50: 1.5 GB; SCALE=dominant=16 per shape; SIZE=1GB every shape at about 1 GB; SHAPE=all: every shape; METHODS=stream,pgcopydb: only those; PROFILE=1: each method once more under perf, and where the CPU went)
+bench: build postgres $(if $(PROFILE),perf) ## time stagebot's refresh against pg_dump, pg_restore -j, xz and pgcopydb, with a timeline of each (SCALE=50: 1.5 GB; SCALE=dominant=16 per shape; SIZE=1GB every shape at about 1 GB; SHAPE=all: every shape; METHODS=stream,pgcopydb: only those; PROFILE=1: each method once more under perf, and where the CPU went)
 	@if ! command -v pgcopydb >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 		echo "installing pgcopydb (Debian's package) to compare against…"; \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgcopydb >/dev/null 2>&1 || echo "pgcopydb could not be installed: it is left out"; \
-	fi
-	@if [ -n "$(PROFILE)" ] && ! command -v perf >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		echo "installing perf (Debian's linux-perf) for PROFILE=…"; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null 2>&1 || echo "perf could not be installed: PROFILE= will fail"; \
 	fi
 	$(GO) run ./cmd/stagebench -scale $(SCALE) -size '$(SIZE)' -runs $(RUNS) -shape $(SHAPE) -methods '$(METHODS)' $(if $(PROFILE),-profile) -stagebot $(BIN)/stagebot
 
@@ -93,6 +89,17 @@ shells:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
 		echo "missing to test the completions and the man page:$$missing: run 'sudo apt-get install$$missing', then try again"; exit 1; \
+	fi
+
+# The bench's profiler (make bench PROFILE=1) reads perf; its test samples
+# a real server with it: Debian's linux-perf package.
+perf:
+	@if command -v perf >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing perf (Debian's linux-perf package) for the bench's profiler…"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; \
+	else \
+		echo "perf is missing (the bench's profiler is tested with it): run 'sudo apt-get install linux-perf', then try again"; exit 1; \
 	fi
 
 # The status page is tested in a real browser: Debian's chromium package.

@@ -117,11 +117,6 @@ func bench(ctx context.Context, o options) error {
 	case o.shape == "":
 		o.shape = "pgbench"
 	}
-	if o.profile {
-		if err := perfTools(); err != nil {
-			return err
-		}
-	}
 	if o.shape != "all" && !slices.Contains(shapeNames(), o.shape) {
 		return fmt.Errorf("-shape: no shape %q; pick from %s, or all", o.shape, strings.Join(shapeNames(), ", "))
 	}
@@ -162,6 +157,11 @@ func bench(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
+	if o.profile {
+		if err := perfTools(ctx, dir); err != nil {
+			return err
+		}
+	}
 	b := &env{binDir: binDir, stagebot: stagebot, against: o.against, jobs: jobs, dir: dir, log: o.log}
 	fmt.Fprintf(b.log, "starting production and staging servers…\n")
 	if b.prod, err = pgtest.Start(ctx, pgtest.Options{Settings: serverSettings}); err != nil {

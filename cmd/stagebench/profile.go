@@ -56,38 +56,62 @@ const perfHz = 499
 // growFns are where PostgreSQL writes a page past a file's end.
 var growFns = []string{"mdextend", "mdzeroextend", "BufFileWrite"}
 
-// perfTools says what a run under perf needs, or why it cannot run.
-func perfTools() error {
+// perfTools says what a run under perf needs, or why it cannot run:
+// perf itself, and leave to sample every CPU (root, or
+// kernel.perf_event_paranoid at -1). Checked before anything starts.
+func perfTools(ctx context.Context, dir string) error {
 	if _, err := exec.LookPath("perf"); err != nil {
-		return errors.New("-profile needs perf: install Debian's linux-perf package")
+		return errors.New("-profile needs perf: install Debian's linux-perf package (make perf does, as root)")
+	}
+	data := filepath.Join(dir, "perf-probe.data")
+	defer os.Remove(data)
+	out, err := exec.CommandContext(ctx, "perf", "record", "-a", "-e", "cpu-clock", "-o", data, "--", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("perf cannot sample every CPU here: run as root, or set kernel.perf_event_paranoid to -1 (sudo sysctl kernel.perf_event_paranoid=-1)\n%s", out)
 	}
 	return nil
 }
 
-// profiled runs one method under perf record (every CPU, call stacks)
-// and reads the samples back.
-func (b *env) profiled(ctx context.Context, m method) (*profile, error) {
-	data := filepath.Join(b.dir, "perf.data")
-	defer os.Remove(data)
+// recording is perf record sampling every CPU until stopped.
+type recording struct {
+	cmd    *exec.Cmd
+	data   string
+	stderr strings.Builder
+	done   chan error
+}
+
+// record starts perf record on every CPU with call stacks, writing to
+// data. The cpu-clock event ticks at the same rate on an idle core as on
+// a busy one, so every sample is 1/perfHz of a CPU-second and idle is
+// counted, with or without a hardware PMU.
+func record(ctx context.Context, data string) (*recording, error) {
 	// Without a command to run, perf record samples until interrupted.
-	rec := exec.CommandContext(ctx, "perf", "record", "-a", "-g", "-F", fmt.Sprint(perfHz), "-o", data)
-	var stderr strings.Builder
-	rec.Stderr = &stderr
-	if err := rec.Start(); err != nil {
+	r := &recording{data: data, done: make(chan error, 1)}
+	r.cmd = exec.CommandContext(ctx, "perf", "record", "-a", "-g", "-e", "cpu-clock", "-F", fmt.Sprint(perfHz), "-o", data)
+	r.cmd.Stderr = &r.stderr
+	if err := r.cmd.Start(); err != nil {
 		return nil, err
 	}
-	time.Sleep(300 * time.Millisecond) // perf opens its events before the run starts
-	_, runErr := m.run(b, ctx)
-	rec.Process.Signal(syscall.SIGINT) // perf writes its file and exits
-	if err := rec.Wait(); err != nil {
-		if st, serr := os.Stat(data); serr != nil || st.Size() == 0 {
-			return nil, fmt.Errorf("perf record: %w\n%s", err, stderr.String())
+	go func() { r.done <- r.cmd.Wait() }()
+	// perf opens its events before the work starts; one that exits
+	// meanwhile could not.
+	select {
+	case err := <-r.done:
+		return nil, fmt.Errorf("perf record stopped before the run: %v\n%s", err, r.stderr.String())
+	case <-time.After(300 * time.Millisecond):
+	}
+	return r, nil
+}
+
+// stop ends the recording and reads its samples.
+func (r *recording) stop(ctx context.Context) (*profile, error) {
+	r.cmd.Process.Signal(syscall.SIGINT) // perf writes its file and exits
+	if err := <-r.done; err != nil {
+		if st, serr := os.Stat(r.data); serr != nil || st.Size() == 0 {
+			return nil, fmt.Errorf("perf record: %w\n%s", err, r.stderr.String())
 		}
 	}
-	if runErr != nil {
-		return nil, runErr
-	}
-	script := exec.CommandContext(ctx, "perf", "script", "-i", data, "-F", "comm,pid,ip,sym")
+	script := exec.CommandContext(ctx, "perf", "script", "-i", r.data, "-F", "comm,pid,ip,sym")
 	out, err := script.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -101,6 +125,22 @@ func (b *env) profiled(ctx context.Context, m method) (*profile, error) {
 		perr = fmt.Errorf("perf script: %w", err)
 	}
 	return p, perr
+}
+
+// profiled runs one method under perf and says where the CPU went.
+func (b *env) profiled(ctx context.Context, m method) (*profile, error) {
+	data := filepath.Join(b.dir, "perf.data")
+	defer os.Remove(data)
+	rec, err := record(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	_, runErr := m.run(b, ctx)
+	p, err := rec.stop(ctx)
+	if runErr != nil {
+		return nil, runErr
+	}
+	return p, err
 }
 
 // readPerfScript reads perf script's output (-F comm,pid,ip,sym): a line

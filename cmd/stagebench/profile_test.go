@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stagebot/stagebot/internal/pgtest"
 )
 
 // perf script's output for seven samples: an index build growing its file,
@@ -74,5 +79,53 @@ func TestProfile_SortsSamplesByWork(t *testing.T) {
 func TestProfile_NoSamplesIsAnError(t *testing.T) {
 	if _, err := readPerfScript(strings.NewReader("\n\n")); err == nil {
 		t.Fatal("an empty perf script read as a profile")
+	}
+}
+
+// perf itself, sampling a real server: a COPY into a table and an index
+// built on it are named as such, from the functions on PostgreSQL's
+// stacks (make test installs perf; it runs as root).
+func TestProfile_RealPerfNamesACopyAndABuild(t *testing.T) {
+	ctx := context.Background()
+	if err := perfTools(ctx, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	s := pgtest.New(t)
+	if err := sqlExec(ctx, s.DSN("postgres"), "create table t (v int)"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	rec, err := record(ctx, filepath.Join(dir, "perf.data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	werr := sqlExec(ctx, s.DSN("postgres"),
+		"copy t from program 'seq 1 1000000'",
+		"create index on t (md5(v::text))")
+	p, err := rec.stop(ctx)
+	if werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"COPY into staging", "index builds"} {
+		if p.by[w] < 5 {
+			t.Errorf("%d samples of %s in %v", p.by[w], w, p.by)
+		}
+	}
+	if p.samples < perfHz/2 {
+		t.Errorf("%d samples in all: perf sampled less than a CPU for the 300 ms before the work", p.samples)
+	}
+}
+
+// Without perf, -profile stops before anything starts and says what to
+// install.
+func TestProfile_WithoutPerfSaysWhatToInstall(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := perfTools(context.Background(), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "linux-perf") {
+		t.Fatalf("perfTools without perf on PATH: %v", err)
 	}
 }
