@@ -67,7 +67,7 @@ func perfTools(ctx context.Context, dir string) error {
 	defer os.Remove(data)
 	out, err := exec.CommandContext(ctx, "perf", "record", "-a", "-e", "cpu-clock", "-o", data, "--", "true").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("perf cannot sample every CPU here: run as root, or set kernel.perf_event_paranoid to -1 (sudo sysctl kernel.perf_event_paranoid=-1)\n%s", out)
+		return fmt.Errorf("perf cannot sample every CPU here: run as root, or set kernel.perf_event_paranoid to -1 (sudo sysctl kernel.perf_event_paranoid=-1); in a container, the container must be let call perf_event_open too (docker run --privileged)\n%s", out)
 	}
 	return nil
 }
@@ -111,18 +111,26 @@ func (r *recording) stop(ctx context.Context) (*profile, error) {
 			return nil, fmt.Errorf("perf record: %w\n%s", err, r.stderr.String())
 		}
 	}
-	script := exec.CommandContext(ctx, "perf", "script", "-i", r.data, "-F", "comm,pid,ip,sym")
+	return perfScript(ctx, r.data)
+}
+
+// perfScript reads a recording's samples through perf script; perf's own
+// words say why when it cannot.
+func perfScript(ctx context.Context, data string) (*profile, error) {
+	script := exec.CommandContext(ctx, "perf", "script", "-i", data, "-F", "comm,pid,ip,sym")
 	out, err := script.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	script.Stderr = io.Discard
+	var stderr strings.Builder
+	script.Stderr = &stderr
 	if err := script.Start(); err != nil {
 		return nil, err
 	}
 	p, perr := readPerfScript(out)
-	if err := script.Wait(); err != nil && perr == nil {
-		perr = fmt.Errorf("perf script: %w", err)
+	io.Copy(io.Discard, out) // let perf finish writing after an error
+	if err := script.Wait(); err != nil {
+		return nil, fmt.Errorf("perf script: %w\n%s", err, strings.TrimSpace(stderr.String()))
 	}
 	return p, perr
 }
@@ -172,10 +180,13 @@ func readPerfScript(r io.Reader) (*profile, error) {
 	if in {
 		p.add(comm, stack)
 	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading perf script's output: %w", err)
+	}
 	if p.samples == 0 {
 		return nil, errors.New("perf recorded no samples")
 	}
-	return p, sc.Err()
+	return p, nil
 }
 
 // add counts one sample.

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stagebot/stagebot/internal/pgtest"
 )
@@ -79,6 +82,35 @@ func TestProfile_SortsSamplesByWork(t *testing.T) {
 func TestProfile_NoSamplesIsAnError(t *testing.T) {
 	if _, err := readPerfScript(strings.NewReader("\n\n")); err == nil {
 		t.Fatal("an empty perf script read as a profile")
+	}
+}
+
+// A read that fails says so, and is not taken for a run without samples
+// nor for a profile of what was read before it failed.
+func TestProfile_AFailedReadIsNamed(t *testing.T) {
+	for name, r := range map[string]io.Reader{
+		"at once":        iotest.ErrReader(errors.New("disk gone")),
+		"after a sample": io.MultiReader(strings.NewReader(perfSamples), iotest.ErrReader(errors.New("disk gone"))),
+	} {
+		p, err := readPerfScript(r)
+		if err == nil || !strings.Contains(err.Error(), "disk gone") || p != nil {
+			t.Errorf("%s: profile %v, error %v: want the read's error and no profile", name, p, err)
+		}
+	}
+}
+
+// When perf script fails, its own words are in the error: they say
+// what is wrong with the recording.
+func TestProfile_PerfScriptsFailureSaysWhy(t *testing.T) {
+	bin := t.TempDir()
+	fake := "#!/bin/sh\necho 'perf.data: file is truncated, run perf record again' >&2\nexit 1\n"
+	if err := os.WriteFile(filepath.Join(bin, "perf"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	_, err := perfScript(context.Background(), filepath.Join(t.TempDir(), "perf.data"))
+	if err == nil || !strings.Contains(err.Error(), "file is truncated") {
+		t.Fatalf("perf script failing: %v", err)
 	}
 }
 
